@@ -1,0 +1,120 @@
+"""Pixel-level heads of ZeroShape-W: intrinsics, depth, visible mask and occluder mask."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResidualConvBlock(nn.Module):
+    """conv → BN → ReLU → conv → BN, plus the input.
+
+    ZeroShape's `Bottleneck_Conv` has the same layers (and so the same weights) and applies a second
+    ReLU after the sum; ZeroShape-W's supplement counts one ReLU per block ("4 conv, 2 ReLU" for two
+    blocks of the intrinsics head, "9 extra conv and 4 ReLU" for the coordinate encoder), which is
+    what is built here.
+    """
+
+    def __init__(self, channels: int, kernel_size: int):
+        super().__init__()
+        padding = kernel_size // 2
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size, padding=padding, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size, padding=padding, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+
+
+class IntrinsicsHead(nn.Module):
+    """Global feature map [B, C, h, w] → camera intrinsics K [B, 3, 3] in pixels of the input image.
+
+    Parametrised as ZeroShape does: f = f₀·4^(r·tanh p₀) with f₀ = ratio·W, and the principal point
+    c = W/2·(1 + tanh p₁,₂), so any output is a valid camera and a zero output is the default one.
+    """
+
+    def __init__(self, channels: int, num_blocks: int, image_size: int, default_focal_ratio: float, log4_range: float):
+        super().__init__()
+        self.blocks = nn.Sequential(*(ResidualConvBlock(channels, 3) for _ in range(num_blocks)))
+        self.proj = nn.Linear(channels, 3)
+        # Zero init: training starts from the default camera instead of a random one.
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+        self.image_size = image_size
+        self.default_focal = default_focal_ratio * image_size
+        self.log4_range = log4_range
+
+    def forward(self, global_map: torch.Tensor) -> torch.Tensor:
+        pooled = self.blocks(global_map).mean(dim=(2, 3))
+        return self.params_to_matrix(self.proj(pooled))
+
+    def params_to_matrix(self, params: torch.Tensor) -> torch.Tensor:
+        """Raw head output [B, 3] → K [B, 3, 3]."""
+        squashed = torch.tanh(params)
+        focal = self.default_focal * 4.0 ** (self.log4_range * squashed[:, 0])
+        half = self.image_size / 2
+        cx, cy = half + half * squashed[:, 1], half + half * squashed[:, 2]
+        K = torch.zeros(params.shape[0], 3, 3, dtype=params.dtype, device=params.device)
+        K[:, 0, 0], K[:, 1, 1], K[:, 0, 2], K[:, 1, 2], K[:, 2, 2] = focal, focal, cx, cy, 1.0
+        return K
+
+
+class DepthHead(nn.Module):
+    """Fine map [B, C, H/2, W/2] → depth [B, 1, H, W] (≥ 0; scale and shift are not metric).
+
+    DPT's head: conv 3×3 → ×2 bilinear → conv 3×3 → ReLU → conv 1×1 → ReLU (3 conv, 2 ReLU).
+    """
+
+    def __init__(self, channels: int, hidden: int = 32):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels // 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels // 2, hidden, 3, padding=1)
+        self.conv3 = nn.Conv2d(hidden, 1, 1)
+        # A small positive bias keeps the final ReLU alive at initialisation (as in ZeroShape).
+        nn.init.constant_(self.conv3.bias, 0.05)
+
+    def forward(self, fine_map: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(fine_map)
+        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        return F.relu(self.conv3(F.relu(self.conv2(x))))
+
+
+class FiLM(nn.Module):
+    """Feature-wise modulation by the text embedding: x̄ = (1 + γ)·x + β with (γ, β) = Linear(SiLU(t))."""
+
+    def __init__(self, text_dim: int, channels: int):
+        super().__init__()
+        self.to_scale_shift = nn.Linear(text_dim, 2 * channels)
+        # Zero init: an untrained FiLM is the identity, so a new prompt cannot wreck the features.
+        nn.init.zeros_(self.to_scale_shift.weight)
+        nn.init.zeros_(self.to_scale_shift.bias)
+
+    def forward(self, x: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:
+        """x [B, C, h, w], text_embedding [B, E] → [B, C, h, w]."""
+        gamma, beta = self.to_scale_shift(F.silu(text_embedding)).chunk(2, dim=-1)
+        return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+
+class MaskHead(nn.Module):
+    """Fine map (optionally with extra channels) → mask logits [B, 1, H, W].
+
+    FiLM on the fine map → concat extra input → conv 3×3 → ReLU → conv 1×1 → ×2 bilinear.
+    The visible-mask head has no extra input; the occluder head gets the visible mask.
+    """
+
+    def __init__(self, channels: int, text_dim: int, extra_channels: int = 0):
+        super().__init__()
+        self.film = FiLM(text_dim, channels)
+        self.conv1 = nn.Conv2d(channels + extra_channels, channels // 2, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels // 2, 1, 1)
+
+    def forward(
+        self, fine_map: torch.Tensor, text_embedding: torch.Tensor, extra: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        x = self.film(fine_map, text_embedding)
+        if extra is not None:
+            x = torch.cat([x, extra], dim=1)
+        logits = self.conv2(F.relu(self.conv1(x)))
+        return F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=False)

@@ -1,0 +1,216 @@
+"""ZeroShape-W: the model facade. `encode(image, text) → Latent`, `query(points, latent) → logits`.
+
+Pipeline (Cho et al., arXiv 2403.14539): DPT-Hybrid regresses intrinsics, depth, a visible-object mask
+and an occluder mask from one image; depth is unprojected through K⁻¹ where the visible mask passes η
+and normalised into the unit ball; a ResNet encodes that shape plus the occluder mask into tokens; point
+queries (with the text embedding) cross-attend to the tokens and an MLP returns occupancy logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import DPTHybridBackbone
+from .config import AGNOSTIC_PROMPT, ModelConfig, PreprocessConfig, default_preprocess
+from .coord_encoder import CoordEncoder
+from .geometry import Normalisation, normalise_points, resize_coordinate_map, unproject_depth
+from .heads import DepthHead, IntrinsicsHead, MaskHead
+from .implicit import ImplicitDecoder
+from .text import TextEncoder, build_text_encoder
+
+# Parts trained in stage 1 (pixel-level regression) and their order in parameter tables.
+PIXEL_COMPONENTS = ("backbone", "intrinsics_head", "depth_head", "visible_mask_head", "occluder_mask_head")
+SHAPE_COMPONENTS = ("coord_encoder", "decoder")
+COMPONENTS = (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS, "text_encoder")
+
+
+@dataclass
+class Latent:
+    """Everything `encode` infers from one batch of images. H, W: the input size; T: token count."""
+
+    intrinsics: torch.Tensor
+    """K [B, 3, 3] in pixels of the network input (similarity-ambiguous with depth: not metric)."""
+    depth: torch.Tensor
+    """[B, 1, H, W] camera z, non-negative, up to scale."""
+    visible_mask_logits: torch.Tensor
+    """[B, 1, H, W] logits of "this pixel shows the object"."""
+    occluder_mask_logits: torch.Tensor
+    """[B, 1, H, W] logits of "something in front hides the object here"."""
+    visible_points: torch.Tensor
+    """[B, 3, H, W] the visible shape in the normalised frame (OpenCV axes), zero outside `visible`."""
+    visible: torch.Tensor
+    """[B, 1, H, W] bool: pixels that form the visible shape."""
+    normalisation: Normalisation
+    """camera coordinates → normalised frame."""
+    tokens: torch.Tensor
+    """[B, T, C] shape tokens, global token first."""
+    text_embedding: torch.Tensor
+    """[B, E]."""
+
+
+class ZeroShapeW(nn.Module):
+    def __init__(
+        self,
+        config: ModelConfig,
+        preprocess: PreprocessConfig | None = None,
+        text_encoder: TextEncoder | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        self.preprocess = preprocess or default_preprocess(config)
+        if self.preprocess.image_size != config.image_size:
+            raise ValueError(
+                f"preprocessing makes {self.preprocess.image_size}² images, the model expects {config.image_size}²"
+            )
+        self.text_encoder = text_encoder or build_text_encoder(config.text)
+        if self.text_encoder.embed_dim != config.text.embed_dim:
+            raise ValueError(
+                f"text encoder gives {self.text_encoder.embed_dim}-d embeddings, config says {config.text.embed_dim}"
+            )
+        text_dim = config.text.embed_dim
+        self.backbone = DPTHybridBackbone(config.backbone, config.image_size)
+        self.intrinsics_head = IntrinsicsHead(
+            self.backbone.global_channels,
+            config.intrinsics_blocks,
+            config.image_size,
+            config.default_focal_ratio,
+            config.focal_range_log4,
+        )
+        fine = self.backbone.fine_channels
+        self.depth_head = DepthHead(fine, config.backbone.depth_head_hidden)
+        self.visible_mask_head = MaskHead(fine, text_dim)
+        self.occluder_mask_head = MaskHead(fine, text_dim, extra_channels=1)
+        self.coord_encoder = CoordEncoder(config.coord_encoder, config.decoder.width, config.coord_encoder_blocks)
+        self.decoder = ImplicitDecoder(config.decoder, text_dim, self.coord_encoder.grid)
+
+    # ----------------------------------------------------------------------------------------- API
+    def embed_text(self, text: Sequence[str] | torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Prompts (one per image, or one for all), a precomputed [B, E] embedding, or None ("object")."""
+        if isinstance(text, torch.Tensor):
+            return text
+        if text is None or isinstance(text, str):
+            text = [text or AGNOSTIC_PROMPT] * batch
+        if len(text) != batch:
+            raise ValueError(f"got {len(text)} prompts for {batch} images")
+        return self.text_encoder(list(text))
+
+    def encode(
+        self,
+        image: torch.Tensor,
+        text: Sequence[str] | str | torch.Tensor | None = None,
+        visible_mask: torch.Tensor | None = None,
+    ) -> Latent:
+        """Infer camera, depth, masks, visible shape and shape tokens.
+
+        Args:
+            image: [B, 3, H, W] RGB in [0, 1], H = W = config.image_size.
+            text: category prompt(s); None is the category-agnostic "object".
+            visible_mask: optional [B, 1, H, W] mask in {0, 1} used instead of the predicted one to select
+                the visible shape (ground truth during training, a user's alpha at inference).
+        """
+        size = self.config.image_size
+        if image.ndim != 4 or image.shape[1] != 3 or image.shape[-2:] != (size, size):
+            raise ValueError(f"expected images of shape [B, 3, {size}, {size}], got {list(image.shape)}")
+        text_embedding = self.embed_text(text, image.shape[0]).to(image.dtype)
+        network_input = image * self.preprocess.input_scale + self.preprocess.input_shift
+        global_map, fine_map = self.backbone(network_input)
+        K = self.intrinsics_head(global_map)
+        depth = self.depth_head(fine_map)
+        visible_logits = self.visible_mask_head(fine_map, text_embedding)
+        visible_prob_fine = F.interpolate(
+            torch.sigmoid(visible_logits), size=fine_map.shape[-2:], mode="bilinear", align_corners=False
+        )
+        occluder_logits = self.occluder_mask_head(fine_map, text_embedding, extra=visible_prob_fine)
+
+        if visible_mask is None:
+            visible = torch.sigmoid(visible_logits) >= self.config.mask_threshold
+        else:
+            visible = visible_mask >= 0.5
+        points, normalisation = normalise_points(unproject_depth(depth, K), visible)
+        weight = visible.to(points.dtype)
+        coord_size = self.config.coord_encoder.input_size
+        coord_map = torch.cat(
+            [
+                resize_coordinate_map(points, weight, coord_size),
+                F.interpolate(torch.sigmoid(occluder_logits), size=(coord_size, coord_size), mode="bilinear"),
+            ],
+            dim=1,
+        )
+        tokens = self.coord_encoder(coord_map)
+        return Latent(
+            intrinsics=K,
+            depth=depth,
+            visible_mask_logits=visible_logits,
+            occluder_mask_logits=occluder_logits,
+            visible_points=points,
+            visible=visible,
+            normalisation=normalisation,
+            tokens=tokens,
+            text_embedding=text_embedding,
+        )
+
+    def query(self, points: torch.Tensor, latent: Latent) -> torch.Tensor:
+        """Occupancy logits of 3D points in the normalised frame.
+
+        Args:
+            points: [B, N, 3] in the normalised frame (the query box is ±preprocess.query_box_half_extent).
+        Returns:
+            [B, N] logits; sigmoid > 0.5 means inside. Each point's value is independent of the others.
+        """
+        return self.decoder(latent.tokens, latent.text_embedding, points)
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        points: torch.Tensor,
+        text: Sequence[str] | str | torch.Tensor | None = None,
+        visible_mask: torch.Tensor | None = None,
+    ) -> tuple[Latent, torch.Tensor]:
+        latent = self.encode(image, text, visible_mask)
+        return latent, self.query(points, latent)
+
+    # -------------------------------------------------------------------------------- bookkeeping
+    def component_parameters(self, name: str) -> list[nn.Parameter]:
+        """Trainable parameters of one component (see COMPONENTS)."""
+        return [p for p in getattr(self, name).parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per component; a frozen external text encoder counts as 0 (it is not ours)."""
+        counts = {}
+        for name in COMPONENTS:
+            module = getattr(self, name)
+            external = name == "text_encoder" and self.text_encoder.frozen_external
+            counts[name] = 0 if external else sum(p.numel() for p in module.parameters())
+        return counts
+
+    def own_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights a checkpoint stores: everything but a frozen external text encoder."""
+        state = self.state_dict()
+        if self.text_encoder.frozen_external:
+            state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+        return state
+
+    def load_own_state_dict(self, state: dict[str, torch.Tensor], source: str | Path = "<state>") -> None:
+        """Strict load of `own_state_dict()`-shaped weights, with an error that names what differs."""
+        expected = self.own_state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        wrong_shape = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
+        if missing or unexpected or wrong_shape:
+            details = []
+            for label, keys in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", wrong_shape),
+            ):
+                if keys:
+                    shown = ", ".join(keys[:5]) + (f" … ({len(keys)} in all)" if len(keys) > 5 else "")
+                    details.append(f"{label}: {shown}")
+            raise ValueError(f"{source}: weights do not match the {self.config.name!r} model ({'; '.join(details)})")
+        self.load_state_dict(state, strict=not self.text_encoder.frozen_external)

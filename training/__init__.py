@@ -1,0 +1,1 @@
+"""Training side of ZeroShape-W: recipes now; data rendering, losses and the loop build on them."""
