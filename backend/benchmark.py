@@ -92,3 +92,33 @@ def train_throughput(
         step()
     times = [step() for _ in range(steps)]
     return ThroughputResult(config_name, device, torch.get_num_threads(), batch_size, query_points, times)
+
+
+def forward_latency(
+    config_name: str,
+    query_points: int = 4096,
+    repeats: int = 5,
+    device: str = "cpu",
+    threads: int | None = None,
+    seed: int = 0,
+) -> list[float]:
+    """Seconds per inference forward pass of one image: `encode` plus `query` of `query_points` points."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    config = get_config(config_name)
+    model = ZeroShapeW(config).to(device).eval()
+    image = torch.rand(1, 3, config.image_size, config.image_size, device=device)
+    points = torch.rand(1, query_points, 3, device=device) * 3 - 1.5
+    times = []
+    with torch.inference_mode():
+        for index in range(repeats + 1):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model.query(points, model.encode(image))
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if index:  # the first call pays for allocator warm-up
+                times.append(time.perf_counter() - start)
+    return times

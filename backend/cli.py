@@ -59,10 +59,17 @@ def command_params(args: argparse.Namespace) -> int:
 
 
 def command_benchmark(args: argparse.Namespace) -> int:
-    from backend.benchmark import train_throughput
+    from backend.benchmark import forward_latency, train_throughput
     from training.recipes import get_recipe
 
     recipe = get_recipe(args.config)
+    if args.mode == "forward":
+        points = args.points or 4096
+        times = forward_latency(args.config, points, args.steps, args.device, args.threads)
+        print(f"config={args.config} device={args.device} threads={__import__('torch').get_num_threads()}")
+        print(f"forward seconds (1 image, {points} query points): {', '.join(f'{t:.3f}' for t in times)}")
+        print(f"median forward: {sorted(times)[len(times) // 2]:.3f} s")
+        return 0
     result = train_throughput(
         args.config,
         batch_size=args.batch_size or recipe.batch_size,
@@ -109,12 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     params.set_defaults(run=command_params)
 
     benchmark = commands.add_parser(
-        "benchmark", help="measure training throughput (forward + backward + AdamW) in samples/s"
+        "benchmark",
+        help="measure training throughput (forward + backward + AdamW, samples/s) or inference forward time",
     )
     benchmark.add_argument("--config", default="small", choices=["paper", "small", "tiny"])
+    benchmark.add_argument(
+        "--mode", default="train", choices=["train", "forward"], help="train: samples/s; forward: s per image"
+    )
     benchmark.add_argument("--batch-size", type=int, help="images per step (default: the config's recipe)")
     benchmark.add_argument("--points", type=int, help="query points per image (default: the recipe's)")
-    benchmark.add_argument("--steps", type=int, default=5, help="timed steps (default 5)")
+    benchmark.add_argument("--steps", type=int, default=5, help="timed steps or forward passes (default 5)")
     benchmark.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     benchmark.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     benchmark.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")

@@ -1,0 +1,63 @@
+"""Project-wide rules checked on the source itself: where bpy may be imported, and no unsafe loading."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("backend", "training", "blender_addon")
+# Modules allowed to import bpy/mathutils: the add-on's UI and scene modules (none exist yet). Everything
+# else must import in plain Python, so tests, the backend and the protocol never need Blender.
+BPY_MODULES: set[str] = set()
+
+
+def python_files():
+    for package in PACKAGES:
+        yield from sorted((ROOT / package).rglob("*.py"))
+    yield from sorted(ROOT.glob("*.py"))
+
+
+def imported_modules(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module.split(".")[0]
+
+
+def test_files_exist():
+    assert any(python_files())
+
+
+def test_bpy_is_imported_only_by_blender_side_modules():
+    offenders = []
+    for path in python_files():
+        relative = path.relative_to(ROOT).as_posix()
+        modules = set(imported_modules(ast.parse(path.read_text(), filename=relative)))
+        if modules & {"bpy", "mathutils", "bmesh"} and relative not in BPY_MODULES:
+            offenders.append(relative)
+    assert not offenders, f"bpy imported outside the add-on's UI/scene modules: {offenders}"
+
+
+def test_no_pickle_and_torch_load_is_always_weights_only():
+    problems = []
+    for path in python_files():
+        relative = path.relative_to(ROOT).as_posix()
+        tree = ast.parse(path.read_text(), filename=relative)
+        if {"pickle", "dill", "cloudpickle"} & set(imported_modules(tree)):
+            problems.append(f"{relative}: imports a pickle module")
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            name = node.func.attr
+            if name in ("recv_pyobj", "send_pyobj"):
+                problems.append(f"{relative}:{node.lineno}: pickled ZeroMQ message")
+            if name == "load" and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+                safe = any(
+                    k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                    for k in node.keywords
+                )
+                if not safe:
+                    problems.append(f"{relative}:{node.lineno}: torch.load without weights_only=True")
+    assert not problems, problems
