@@ -7,8 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("backend", "training", "blender_addon")
-# Modules allowed to import bpy/mathutils: the add-on's UI and scene modules (none exist yet). Everything
-# else must import in plain Python, so tests, the backend and the protocol never need Blender.
+# Modules allowed to import bpy/mathutils at module level: the add-on's UI and scene modules (none exist
+# yet). Everything else must import in plain Python, so tests, the backend and the protocol never need
+# Blender; `register()` functions may import bpy, since only Blender calls them.
 BPY_MODULES: set[str] = set()
 
 
@@ -18,8 +19,18 @@ def python_files():
     yield from sorted(ROOT.glob("*.py"))
 
 
-def imported_modules(tree: ast.AST):
-    for node in ast.walk(tree):
+def module_level_nodes(tree: ast.AST):
+    """Every node except those inside function bodies: what runs when the module is imported."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def imported_modules(tree: ast.AST, module_level_only: bool = False):
+    for node in module_level_nodes(tree) if module_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             yield from (alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -34,7 +45,8 @@ def test_bpy_is_imported_only_by_blender_side_modules():
     offenders = []
     for path in python_files():
         relative = path.relative_to(ROOT).as_posix()
-        modules = set(imported_modules(ast.parse(path.read_text(), filename=relative)))
+        tree = ast.parse(path.read_text(), filename=relative)
+        modules = set(imported_modules(tree, module_level_only=True))
         if modules & {"bpy", "mathutils", "bmesh"} and relative not in BPY_MODULES:
             offenders.append(relative)
     assert not offenders, f"bpy imported outside the add-on's UI/scene modules: {offenders}"
@@ -61,3 +73,13 @@ def test_no_pickle_and_torch_load_is_always_weights_only():
                 if not safe:
                     problems.append(f"{relative}:{node.lineno}: torch.load without weights_only=True")
     assert not problems, problems
+
+
+def test_addon_package_imports_without_blender():
+    import subprocess
+    import sys
+
+    code = "import sys, blender_addon; assert 'bpy' not in sys.modules; print(blender_addon.bl_info['name'])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ZeroShape-W"

@@ -131,6 +131,8 @@ class OpenCLIPTextEncoder(TextEncoder):
     def forward(self, prompts: Sequence[str]) -> torch.Tensor:
         names = [normalise_prompt(p) for p in prompts]
         device = self.tower.token_embedding.weight.device
+        if not names:
+            return torch.empty(0, self.embed_dim, device=device)
         missing = sorted({n for n in names if n not in self._cache or self._cache[n].device != device})
         if missing:
             features = F.normalize(self.tower(self.tokenizer(missing).to(device)), dim=-1)
@@ -156,7 +158,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as error:  # safetensors raises its own error types for damaged files
+            raise ValueError(f"{path}: not a readable weights file ({error})") from error
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for bad files

@@ -88,7 +88,7 @@ def test_truncated_file_is_named(tmp_path):
     path = save_checkpoint(trained_looking("tiny"), tmp_path / "m.safetensors")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="m.safetensors") as error:
+    with pytest.raises(CheckpointError, match=r"m\.safetensors") as error:
         load_checkpoint(path)
     assert "truncated" in str(error.value) or "not a readable" in str(error.value)
 
@@ -96,7 +96,7 @@ def test_truncated_file_is_named(tmp_path):
 def test_garbage_file_is_named(tmp_path):
     path = tmp_path / "photo.jpg.safetensors"
     path.write_bytes(b"\xff\xd8\xff\xe0 definitely not a checkpoint")
-    with pytest.raises(CheckpointError, match="photo.jpg.safetensors: not a readable safetensors checkpoint"):
+    with pytest.raises(CheckpointError, match=r"photo\.jpg\.safetensors: not a readable safetensors checkpoint"):
         load_checkpoint(path)
 
 
@@ -136,7 +136,7 @@ def test_weights_that_do_not_match_the_config_are_refused(tmp_path):
 def test_unknown_config_field_is_refused(tmp_path):
     path = save_checkpoint(trained_looking("tiny"), tmp_path / "m.safetensors")
     _rewrite_header(path, lambda c: c["model_config"].update(colour="blue"))
-    with pytest.raises(CheckpointError, match="config is incomplete or invalid.*colour"):
+    with pytest.raises(CheckpointError, match=r"config is incomplete or invalid.*colour"):
         load_checkpoint(path)
 
 

@@ -60,7 +60,7 @@ def test_key_list_matches_the_reference_document():
 
 
 def test_every_official_tensor_is_loaded_or_dropped_for_a_reason(converted):
-    official, model, report, provenance, _ = converted
+    official, _, report, provenance, _ = converted
     assert len(report.loaded) + len(report.dropped) == len(official) == 813
     assert set(report.dropped) == {k for k in official if any(__import__("re").fullmatch(p, k) for p in DROPPED)}
     assert len(report.dropped) == 4 + 1 + 4  # ViT norm and head (weight, bias), pos_embed, unused skip unit
@@ -233,7 +233,7 @@ def test_other_layouts_are_refused_with_the_file_named(tmp_path, converted):
     reshaped = dict(official)
     reshaped["intr_proj.weight"] = torch.zeros(4, 768)
     torch.save({"graph": reshaped}, path)
-    with pytest.raises(CheckpointError, match="intr_proj.weight.*does not fit"):
+    with pytest.raises(CheckpointError, match=r"intr_proj\.weight.*does not fit"):
         convert_zeroshape_checkpoint(path)
 
 
@@ -245,5 +245,5 @@ def test_files_without_a_graph_or_with_pickled_objects_are_refused(tmp_path):
 
     malicious = tmp_path / "evil.ckpt"
     torch.save({"graph": {}, "payload": Path("/etc/passwd")}, malicious)  # an arbitrary Python object
-    with pytest.raises(CheckpointError, match="evil.ckpt: not a readable ZeroShape checkpoint"):
+    with pytest.raises(CheckpointError, match=r"evil\.ckpt: not a readable ZeroShape checkpoint"):
         convert_zeroshape_checkpoint(malicious)

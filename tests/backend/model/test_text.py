@@ -6,7 +6,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -163,7 +166,7 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory):
+def clip(tmp_path_factory) -> Iterator[dict[str, Any]]:
     """A reference tower (tower build 1 of 4 in this file), its embeddings of PROMPTS, and weight files."""
     from safetensors.torch import save_file
 
@@ -200,14 +203,14 @@ def clip(tmp_path_factory):
 
     pickled_in_dict = folder / "pickled_in_dict.pt"
     torch.save(
-        {"state_dict": {"token_embedding.weight": state["token_embedding.weight"], "x": _NotATensor()}}, pickled_in_dict
+        {"state_dict": {"positional_embedding": state["positional_embedding"], "x": _NotATensor()}}, pickled_in_dict
     )
 
     tokenizer = open_clip.get_tokenizer(MODEL)
     with torch.no_grad():
         reference = F.normalize(tower(tokenizer(PROMPTS)), dim=-1)
 
-    return {
+    yield {
         "tower": tower,
         "reference": reference,
         "full": full,
@@ -217,6 +220,9 @@ def clip(tmp_path_factory):
         "pickled_in_dict": pickled_in_dict,
         "folder": folder,
     }
+    # Each weights file holds the whole text tower (about 250 MB): do not leave them in pytest's kept temp dirs.
+    for path in folder.iterdir():
+        path.unlink()
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +314,29 @@ def test_wrong_shape_is_a_value_error_naming_the_file(clip):
     with pytest.raises(ValueError, match="does not match") as error:
         load_text_tower_weights(tower, clip["wrong_shape"])
     assert str(clip["wrong_shape"]) in str(error.value)
+    assert "size mismatch for token_embedding.weight" in str(error.value)
+
+
+def test_missing_and_unexpected_keys_are_a_value_error(clip):
+    # Loading is strict: a file that lacks text-tower keys, or carries keys other than the visual tower's and
+    # `logit_scale`, is not silently half-loaded.
+    from safetensors.torch import save_file
+
+    state = clip["tower"].state_dict()
+    partial = clip["folder"] / "partial.safetensors"
+    save_file({"positional_embedding": state["positional_embedding"].clone()}, str(partial))
+    extra = clip["folder"] / "extra.pt"
+    torch.save(
+        {"positional_embedding": state["positional_embedding"].clone(), "text_adapter.weight": torch.zeros(2)}, extra
+    )
+
+    tower = copy.deepcopy(clip["tower"])
+    with pytest.raises(ValueError, match="ln_final") as error:
+        load_text_tower_weights(tower, partial)
+    assert str(partial) in str(error.value)
+    with pytest.raises(ValueError, match="text_adapter") as error:
+        load_text_tower_weights(tower, extra)
+    assert str(extra) in str(error.value)
 
 
 def test_missing_file_is_file_not_found(clip):
@@ -323,6 +352,13 @@ def test_torch_file_with_python_objects_is_refused(clip, name):
     with pytest.raises(ValueError, match="not a readable weights file") as error:
         read_state_dict(clip[name])
     assert str(clip[name]) in str(error.value)
+
+
+def test_damaged_safetensors_file_is_a_value_error_naming_the_file(clip):
+    path = clip["folder"] / "damaged.safetensors"
+    path.write_bytes(b"this is not a safetensors file")
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        read_state_dict(path)
 
 
 def test_torch_file_that_is_not_a_dict_is_refused(clip):
