@@ -103,6 +103,119 @@ def command_checkpoint_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def expand_inputs(inputs: list[str], recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """Files, folders and glob patterns → (image files in a stable order, inputs that matched nothing)."""
+    import glob
+
+    from backend.preprocess import SUPPORTED_SUFFIXES
+
+    found: list[Path] = []
+    unmatched: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            images = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES)
+            found.extend(images) if images else unmatched.append(f"{item}: no supported images in this folder")
+        elif path.exists() or not glob.has_magic(item):
+            found.append(path)  # a missing file is reported by the loader, in the same words as a bad one
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=recursive) if Path(m).is_file())
+            found.extend(matches) if matches else unmatched.append(f"{item}: the pattern matches no file")
+    unique = list(dict.fromkeys(found))
+    return unique, unmatched
+
+
+def _output_path(out_dir: Path, source: Path, file_format: str, taken: set[Path]) -> Path:
+    candidate = out_dir / f"{source.stem}.{file_format}"
+    number = 2
+    while candidate in taken:
+        candidate = out_dir / f"{source.stem}-{number}.{file_format}"
+        number += 1
+    taken.add(candidate)
+    return candidate
+
+
+def command_reconstruct(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from backend.export import write_reconstruction
+    from backend.pipeline import EmptyMeshError, ReconstructOptions, Reconstructor
+    from backend.preprocess import ImageError, load_photo
+
+    images, unmatched = expand_inputs(args.images, args.recursive)
+    for message in unmatched:
+        print(f"zeroshape-w: error: {message}", file=sys.stderr)
+    if not images:
+        print("zeroshape-w: error: no images to reconstruct", file=sys.stderr)
+        return 1
+    resolution = args.resolution
+    if resolution < 32 or resolution > 512 or resolution & (resolution - 1):
+        print(
+            f"zeroshape-w: error: --resolution must be a power of two from 32 to 512, got {resolution}", file=sys.stderr
+        )
+        return 2
+    reconstructor = Reconstructor(args.checkpoint, args.device)
+    options = ReconstructOptions(
+        resolution=resolution,
+        category=args.category or "object",
+        frame=args.frame,
+        color=not args.no_color,
+        box=tuple(args.box) if args.box else None,
+        largest_component=not args.keep_fragments,
+        max_faces=args.max_faces,
+    )
+    taken: set[Path] = set()
+    failures = len(unmatched)
+    bar = tqdm(images, unit="image", disable=len(images) < 2 or args.quiet, dynamic_ncols=True)
+    for source in bar:
+        bar.set_postfix_str(source.name)
+        try:
+            photo = load_photo(source)
+            reconstruction = reconstructor.reconstruct(photo, options)
+            mesh_path, _ = write_reconstruction(
+                reconstruction, _output_path(args.output, source, args.format, taken), args.format
+            )
+            message = f"{source} -> {mesh_path} ({len(reconstruction.faces)} faces)"
+            if args.preview:
+                from backend.preview_render import PreviewError, render_preview
+
+                try:
+                    preview = render_preview(mesh_path, mesh_path.with_suffix(".png"), photo_path=source)
+                    message += f", preview {preview}"
+                except PreviewError as error:
+                    message += f" (no preview: {error})"
+            if not args.quiet:
+                tqdm.write(message)
+        except (ImageError, EmptyMeshError) as error:
+            failures += 1
+            tqdm.write(f"zeroshape-w: error: {error}", file=sys.stderr)
+        except OSError as error:
+            failures += 1
+            tqdm.write(f"zeroshape-w: error: {source}: cannot write the result ({error})", file=sys.stderr)
+    if failures:
+        print(f"zeroshape-w: {failures} of {len(images) + len(unmatched)} inputs failed", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def command_init_checkpoint(args: argparse.Namespace) -> int:
+    import torch
+
+    from backend.model.checkpoint import save_checkpoint
+    from backend.model.config import get_config
+    from backend.model.zeroshape import ZeroShapeW
+
+    torch.manual_seed(args.seed)
+    model = ZeroShapeW(get_config(args.config))
+    provenance = {
+        "untrained": True,
+        "warning": "random initial weights: for wiring and tests only, meshes are meaningless",
+        "seed": args.seed,
+    }
+    print(f"wrote {save_checkpoint(model, args.output, provenance=provenance)} (UNTRAINED, random weights)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zeroshape-w",
@@ -139,6 +252,44 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("-o", "--output", type=Path, required=True, help="ZeroShape-W checkpoint to write")
     convert.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP ViT-B-32 weights to record")
     convert.set_defaults(run=command_convert)
+
+    reconstruct = commands.add_parser(
+        "reconstruct",
+        help="reconstruct meshes from photos",
+        description="Reconstruct a 3D mesh from each photo. Writes MESH and a JSON of camera, frame and timings "
+        "beside it. One bad image is reported and the others go on; the exit status is 1 if any failed.",
+    )
+    reconstruct.add_argument("images", nargs="+", help="image files, folders of images, or glob patterns")
+    reconstruct.add_argument("-o", "--output", type=Path, required=True, help="folder for the meshes")
+    reconstruct.add_argument("--format", default="glb", choices=["glb", "obj", "ply", "stl"], help="default glb")
+    reconstruct.add_argument("--resolution", type=int, default=128, help="grid cells per side, 32-512 (default 128)")
+    reconstruct.add_argument("--category", help='object category prompt, e.g. "chair" (default "object")')
+    reconstruct.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
+    reconstruct.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    reconstruct.add_argument(
+        "--frame",
+        default="blender",
+        choices=["blender", "camera"],
+        help="blender: Z-up, facing -Y, unit height on z=0 (default); camera: OpenCV axes, overlays the photo",
+    )
+    reconstruct.add_argument("--no-color", action="store_true", help="do not colour vertices from the photo")
+    reconstruct.add_argument(
+        "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="object box in photo pixels"
+    )
+    reconstruct.add_argument("--max-faces", type=int, help="decimate to at most this many faces")
+    reconstruct.add_argument("--keep-fragments", action="store_true", help="keep parts not connected to the main one")
+    reconstruct.add_argument("--recursive", action="store_true", help="look into sub-folders too")
+    reconstruct.add_argument("--preview", action="store_true", help="also render a PNG preview next to each mesh")
+    reconstruct.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    reconstruct.set_defaults(run=command_reconstruct)
+
+    init = commands.add_parser(
+        "init-checkpoint", help="write an UNTRAINED checkpoint (random weights) for wiring and tests"
+    )
+    init.add_argument("--config", default="small", choices=["paper", "small", "tiny"])
+    init.add_argument("-o", "--output", type=Path, required=True)
+    init.add_argument("--seed", type=int, default=0)
+    init.set_defaults(run=command_init_checkpoint)
 
     info = commands.add_parser("checkpoint-info", help="print a checkpoint's config and provenance")
     info.add_argument("checkpoint", type=Path)

@@ -1,0 +1,260 @@
+"""Photo → mesh: the one pipeline that the command line, the server and the add-on all call.
+
+Stages: locate the object (the model at full frame; its visible mask gives the box), crop square around it
+with the checkpoint's margin, encode, query occupancy coarse-to-fine, marching cubes and clean-up, colour,
+and move the mesh to the requested frame. Timings of every stage are kept for the metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend import __version__
+from backend.color import vertex_colors
+from backend.frames import Frame, apply_transform, frame_transform
+from backend.mesh import extract_mesh
+from backend.model.checkpoint import load_checkpoint, read_header
+from backend.model.text import file_sha256
+from backend.preprocess import Crop, Photo, crop_photo, full_frame_box, mask_box, square_box_around
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "zeroshape-w-small.safetensors"
+"""The trained default model shipped with the project."""
+UNTRAINED_CHECKPOINT = REPO_ROOT / "weights" / "untrained-small.safetensors"
+"""Made by `make setup` until the trained default ships: random weights, labelled as such."""
+
+ProgressFn = Callable[[str, float], None]
+"""(stage name, fraction of the whole job done in [0, 1])."""
+
+
+def default_checkpoint() -> Path:
+    """The bundled checkpoint, or the untrained stand-in made at setup; a clear error if neither exists."""
+    for candidate in (BUNDLED_CHECKPOINT, UNTRAINED_CHECKPOINT):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"no default checkpoint: neither {BUNDLED_CHECKPOINT} nor {UNTRAINED_CHECKPOINT} exists; "
+        "run `make setup`, or pass --checkpoint PATH"
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' → the first CUDA GPU when there is one, else the CPU; 'cuda[:N]' must exist."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested, but this machine has no CUDA GPU (use --device cpu)")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} requested, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+    return resolved
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    resolution: int = 128
+    """Cells per side of the finest occupancy grid (32 to 512, a power of two)."""
+    category: str = "object"
+    """Category prompt; "object" is the category-agnostic setting."""
+    frame: Frame = "blender"
+    color: bool = True
+    box: tuple[float, float, float, float] | None = None
+    """Object box (x0, y0, x1, y1) in photo pixels; overrides the automatic crop."""
+    largest_component: bool = True
+    """Drop floating fragments (keep the connected part with the largest area)."""
+    max_faces: int | None = None
+    chunk_size: int | None = None
+    """Query points per network call: bounds the decoder's memory. Default: 16384 on CPU (fastest there:
+    the working set stays in cache), 262144 on a GPU."""
+
+
+@dataclass
+class Reconstruction:
+    vertices: np.ndarray
+    """[V, 3] float32 in the requested frame."""
+    faces: np.ndarray
+    """[F, 3] int64, outward facing."""
+    colors: np.ndarray | None
+    """[V, 4] uint8 RGBA, or None."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_trimesh(self):
+        import trimesh
+
+        return trimesh.Trimesh(self.vertices, self.faces, vertex_colors=self.colors, process=False)
+
+
+class Reconstructor:
+    """Loads a checkpoint once and reconstructs any number of photos with it."""
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto"):
+        self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
+        self.device = resolve_device(device)
+        self.header = read_header(self.checkpoint)
+        self.untrained = bool(self.header.get("provenance", {}).get("untrained"))
+        if self.untrained:
+            log.warning("%s is an UNTRAINED checkpoint (random weights): meshes will be meaningless", self.checkpoint)
+        self.model = load_checkpoint(self.checkpoint, device=self.device)
+        self.preprocess = self.model.preprocess
+        self.checkpoint_sha256 = file_sha256(self.checkpoint)
+
+    def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)
+
+    @torch.inference_mode()
+    def locate(self, photo: Photo, category: str) -> tuple[float, float, float, float]:
+        """The object's square crop box in photo pixels: from the alpha channel when there is a real one,
+        otherwise from the model's visible mask on the whole (padded) photo. Falls back to the whole photo."""
+        margin = self.preprocess.crop_margin
+        if photo.alpha is not None:
+            box = mask_box(photo.alpha)
+            if box is not None:
+                return square_box_around(box, margin)
+        frame = full_frame_box(photo)
+        crop = crop_photo(photo, frame, self.preprocess)
+        latent = self.model.encode(self._to_tensor(crop.rgb), [category])
+        mask = torch.sigmoid(latent.visible_mask_logits)[0, 0].float().cpu().numpy()
+        box = mask_box(mask, self.model.config.mask_threshold)
+        if box is None:
+            return frame
+        # Input pixels → photo pixels.
+        x0, y0 = frame[0], frame[1]
+        step = 1.0 / crop.scale
+        return square_box_around(
+            (x0 + box[0] * step, y0 + box[1] * step, x0 + box[2] * step, y0 + box[3] * step), margin
+        )
+
+    @torch.inference_mode()
+    def reconstruct(
+        self, photo: Photo, options: ReconstructOptions | None = None, progress: ProgressFn | None = None
+    ) -> Reconstruction:
+        options = options or ReconstructOptions()
+        report = progress or (lambda stage, fraction: None)
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[stage] = round(now - clock, 4)
+            clock = now
+
+        report("locate", 0.0)
+        box = square_box_around(options.box, self.preprocess.crop_margin) if options.box else None
+        box = box or self.locate(photo, options.category)
+        crop = crop_photo(photo, box, self.preprocess)
+        lap("preprocess")
+
+        report("encode", 0.1)
+        visible_override = None
+        if crop.alpha is not None:
+            visible_override = torch.from_numpy(crop.alpha)[None, None].to(self.device)
+        latent = self.model.encode(self._to_tensor(crop.rgb), [options.category], visible_mask=visible_override)
+        lap("encode")
+
+        report("occupancy", 0.2)
+        queried = 0
+
+        def query(points: np.ndarray) -> np.ndarray:
+            nonlocal queried
+            queried += len(points)
+            batch = torch.from_numpy(points).to(self.device)[None]
+            logits = self.model.query(batch, latent)[0].float().cpu().numpy()
+            report("occupancy", 0.2 + 0.6 * min(1.0, queried / (0.15 * (options.resolution + 1) ** 3)))
+            return logits
+
+        mesh, result = extract_mesh(
+            query,
+            resolution=options.resolution,
+            half_extent=self.preprocess.query_box_half_extent,
+            chunk_size=options.chunk_size or (262144 if self.device.type == "cuda" else 16384),
+            largest_component=options.largest_component,
+            max_faces=options.max_faces,
+        )
+        timings["occupancy_and_meshing"] = round(time.perf_counter() - clock, 4)
+        clock = time.perf_counter()
+        vertices = np.asarray(mesh.vertices, dtype=np.float32)
+        faces = np.asarray(mesh.faces, dtype=np.int64)
+        if len(faces) == 0:
+            raise EmptyMeshError(
+                f"{photo.source}: the model found no object surface (try a tighter --box or another --category)"
+            )
+
+        report("color", 0.85)
+        K = latent.intrinsics[0].double().cpu().numpy()
+        centroid = latent.normalisation.centroid[0].double().cpu().numpy()
+        scale = float(latent.normalisation.scale[0])
+        colors = None
+        if options.color:
+            colors, _ = vertex_colors(
+                vertices,
+                latent.visible_points[0].float().cpu().numpy(),
+                latent.visible[0, 0].cpu().numpy(),
+                K,
+                centroid,
+                scale,
+                crop.rgb,
+                image_to_photo=(box[0], box[1], 1.0 / crop.scale),
+                photo=photo.rgb,
+            )
+        lap("color")
+
+        matrix = frame_transform(vertices, options.frame)
+        vertices = apply_transform(vertices, matrix)
+        report("done", 1.0)
+        metadata = self._metadata(photo, options, crop, K, centroid, scale, matrix, result, timings, faces, vertices)
+        return Reconstruction(vertices=vertices, faces=faces, colors=colors, metadata=metadata)
+
+    def _metadata(self, photo, options, crop: Crop, K, centroid, scale, matrix, result, timings, faces, vertices):
+        photo_per_input = 1.0 / crop.scale
+        focal = float(K[0, 0])
+        size = self.preprocess.image_size
+        return {
+            "source": photo.source,
+            "category": options.category,
+            "frame": options.frame,
+            "frame_transform": matrix.round(8).tolist(),
+            "frame_transform_maps": "model frame (OpenCV camera axes, normalised) -> output vertices",
+            "camera": {
+                "focal_length_px": round(focal, 4),
+                "principal_point_px": [round(float(K[0, 2]), 4), round(float(K[1, 2]), 4)],
+                "image_size_px": size,
+                "field_of_view_deg": round(float(np.degrees(2 * np.arctan(size / (2 * focal)))), 3),
+                "crop_box_photo_px": [round(v, 2) for v in crop.box],
+                "focal_length_photo_px": round(focal * photo_per_input, 3),
+                "principal_point_photo_px": [
+                    round(crop.box[0] + (float(K[0, 2]) + 0.5) * photo_per_input - 0.5, 3),
+                    round(crop.box[1] + (float(K[1, 2]) + 0.5) * photo_per_input - 0.5, 3),
+                ],
+                "note": "similar to the true camera up to the depth/focal ambiguity: not metric",
+            },
+            "normalisation": {"centroid": centroid.round(6).tolist(), "scale": round(scale, 6)},
+            "resolution": options.resolution,
+            "queries": result.queries,
+            "dense_grid_queries": result.dense_queries,
+            "vertices": len(vertices),
+            "faces": len(faces),
+            "timings_s": timings,
+            "model": {
+                "config": self.model.config.name,
+                "checkpoint": self.checkpoint.name,
+                "sha256": self.checkpoint_sha256,
+                "untrained": self.untrained,
+            },
+            "device": str(self.device),
+            "zeroshape_w_version": __version__,
+        }
+
+
+class EmptyMeshError(Exception):
+    """The occupancy field has no surface for this photo."""

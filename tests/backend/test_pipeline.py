@@ -1,0 +1,227 @@
+"""Photo → mesh pipeline and the `reconstruct` command, on a tiny model.
+
+The occupancy of an untrained network is arbitrary, so most tests replace `ZeroShapeW.query` with an
+analytic sphere: everything else (loading, locating, cropping, encoding, meshing, colour, frames, files)
+is the real code path.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from PIL import Image
+
+from backend.cli import main
+from backend.model.checkpoint import save_checkpoint
+from backend.model.config import get_config
+from backend.model.zeroshape import ZeroShapeW
+from backend.pipeline import EmptyMeshError, ReconstructOptions, Reconstructor, resolve_device
+from backend.preprocess import load_photo
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    return save_checkpoint(ZeroShapeW(get_config("tiny")), path, provenance={"untrained": True})
+
+
+@pytest.fixture
+def sphere_model(monkeypatch):
+    def sphere_query(self, points, latent):
+        return 20.0 * (0.9 - points.norm(dim=-1))
+
+    monkeypatch.setattr(ZeroShapeW, "query", sphere_query)
+
+
+@pytest.fixture(scope="module")
+def photo_path(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    image = (rng.random((120, 160, 3)) * 60 + 150).astype(np.uint8)
+    image[30:90, 50:110] = [200, 40, 40]
+    path = folder / "mug.jpg"
+    Image.fromarray(image).save(path)
+    return path
+
+
+def test_reconstruct_camera_frame(checkpoint, photo_path, sphere_model):
+    reconstructor = Reconstructor(checkpoint, device="cpu")
+    assert reconstructor.untrained
+    stages = []
+    result = reconstructor.reconstruct(
+        load_photo(photo_path),
+        ReconstructOptions(resolution=64, frame="camera"),
+        progress=lambda stage, fraction: stages.append((stage, fraction)),
+    )
+    mesh = result.to_trimesh()
+    assert mesh.is_watertight
+    assert len(mesh.faces) > 1000
+    radii = np.linalg.norm(result.vertices, axis=1)
+    assert np.abs(radii - 0.9).max() < 0.03
+    assert result.colors.shape == (len(result.vertices), 4)
+    fractions = [f for _, f in stages]
+    assert fractions == sorted(fractions)
+    assert stages[-1] == ("done", 1.0)
+
+    meta = result.metadata
+    assert meta["frame"] == "camera"
+    assert np.allclose(meta["frame_transform"], np.eye(4))
+    assert meta["camera"]["image_size_px"] == 64
+    assert meta["camera"]["focal_length_px"] == pytest.approx(1.3875 * 64, rel=1e-4)
+    assert meta["queries"] < meta["dense_grid_queries"]
+    assert meta["model"]["config"] == "tiny"
+    assert len(meta["model"]["sha256"]) == 64
+    assert {"preprocess", "encode", "occupancy_and_meshing", "color"} <= set(meta["timings_s"])
+
+
+def test_reconstruct_blender_frame(checkpoint, photo_path, sphere_model):
+    result = Reconstructor(checkpoint, device="cpu").reconstruct(
+        load_photo(photo_path), ReconstructOptions(resolution=32, frame="blender", color=False)
+    )
+    low, high = result.vertices.min(axis=0), result.vertices.max(axis=0)
+    assert low[2] == pytest.approx(0.0, abs=1e-6)
+    assert high[2] - low[2] == pytest.approx(1.0, abs=1e-6)
+    assert (low[:2] + high[:2]) == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert result.colors is None
+    assert result.to_trimesh().volume > 0  # the axis change kept the faces outward
+
+
+def test_user_box_overrides_the_automatic_crop(checkpoint, photo_path, sphere_model):
+    result = Reconstructor(checkpoint, device="cpu").reconstruct(
+        load_photo(photo_path), ReconstructOptions(resolution=32, box=(50, 30, 110, 90))
+    )
+    x0, y0, x1, y1 = result.metadata["camera"]["crop_box_photo_px"]
+    assert (x0 + x1) / 2 == pytest.approx(80)
+    assert (y0 + y1) / 2 == pytest.approx(60)
+    assert x1 - x0 == pytest.approx(60 * 1.2)
+
+
+def test_alpha_channel_is_used_as_the_object_mask(checkpoint, tmp_path, sphere_model):
+    rgba = np.zeros((100, 100, 4), np.uint8)
+    rgba[20:60, 30:70] = [10, 200, 10, 255]
+    path = tmp_path / "cutout.png"
+    Image.fromarray(rgba).save(path)
+    result = Reconstructor(checkpoint, device="cpu").reconstruct(load_photo(path), ReconstructOptions(resolution=32))
+    x0, y0, x1, y1 = result.metadata["camera"]["crop_box_photo_px"]
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == pytest.approx((50, 40))
+    assert x1 - x0 == pytest.approx(40 * 1.2)
+
+
+def test_empty_field_is_a_clear_error(checkpoint, photo_path, monkeypatch):
+    monkeypatch.setattr(ZeroShapeW, "query", lambda self, points, latent: torch.full(points.shape[:2], -5.0))
+    with pytest.raises(EmptyMeshError, match=r"mug\.jpg: the model found no object surface"):
+        Reconstructor(checkpoint, device="cpu").reconstruct(load_photo(photo_path), ReconstructOptions(resolution=32))
+
+
+def test_untrained_network_end_to_end(checkpoint, photo_path):
+    """No monkeypatching: the real network's occupancy, whatever it is, meshes or fails cleanly."""
+    reconstructor = Reconstructor(checkpoint, device="cpu")
+    try:
+        result = reconstructor.reconstruct(load_photo(photo_path), ReconstructOptions(resolution=32))
+    except EmptyMeshError:
+        return
+    assert result.to_trimesh().is_watertight
+
+
+def test_cuda_request_without_a_gpu_is_refused():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def write_bad_inputs(folder):
+    """The four bad inputs of the issue, without allocating a 20000² image."""
+    good = folder / "good.jpg"
+    Image.fromarray((np.random.default_rng(1).random((80, 80, 3)) * 255).astype(np.uint8)).save(good)
+    data = good.read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("this is not an image\n")
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return len(payload).to_bytes(4, "big") + kind + payload + zlib.crc32(kind + payload).to_bytes(4, "big")
+
+    side = 20000
+    compressor = zlib.compressobj()
+    row = b"\x00" * (1 + side // 8)
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    (folder / "huge.png").write_bytes(png)
+    return good
+
+
+def test_cli_reports_each_bad_input_in_one_line_and_still_does_the_good_ones(
+    checkpoint, photo_path, tmp_path, sphere_model, capsys
+):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_bad_inputs(folder)
+    out = tmp_path / "out"
+    inputs = [str(folder / n) for n in ("truncated.jpg", "empty.jpg", "notes.png", "huge.png")]
+    options = ["-o", str(out), "--checkpoint", str(checkpoint), "--device", "cpu", "--resolution", "32"]
+    code = main(["reconstruct", *inputs, str(photo_path), str(folder / "good.jpg"), *options, "--frame", "camera"])
+    assert code == 1
+    err = capsys.readouterr().err
+    error_lines = [line for line in err.splitlines() if line.startswith("zeroshape-w: error: ")]
+    assert len(error_lines) == 4
+    for name, reason in [
+        ("truncated.jpg", "damaged or truncated"),
+        ("empty.jpg", "empty"),
+        ("notes.png", "not an image file"),
+        ("huge.png", "too large"),
+    ]:
+        assert any(name in line and reason in line for line in error_lines), (name, error_lines)
+    assert "Traceback" not in err
+    assert "4 of 6 inputs failed" in err
+    for stem in ("mug", "good"):
+        mesh = trimesh.load(out / f"{stem}.glb", force="mesh")
+        assert mesh.is_watertight
+        assert len(mesh.faces) > 0
+        assert json.loads((out / f"{stem}.json").read_text())["format"] == "glb"
+
+
+@pytest.mark.parametrize("file_format", ["glb", "obj", "ply", "stl"])
+def test_cli_formats(checkpoint, photo_path, tmp_path, sphere_model, file_format):
+    options = ["--checkpoint", str(checkpoint), "--resolution", "32", "--format", file_format, "-q"]
+    code = main(["reconstruct", str(photo_path), "-o", str(tmp_path), *options])
+    assert code == 0
+    loaded = trimesh.load(tmp_path / f"mug.{file_format}", force="mesh")
+    assert len(loaded.faces) > 0
+    if file_format in ("glb", "ply"):
+        assert loaded.visual.kind == "vertex"
+    assert (tmp_path / "mug.json").is_file()
+
+
+def test_cli_accepts_folders_and_globs_and_names_outputs_uniquely(checkpoint, photo_path, tmp_path, sphere_model):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    for folder in (a, b):
+        (folder / "mug.jpg").write_bytes(photo_path.read_bytes())
+    (a / "readme.txt").write_text("not an image, not picked up from a folder")
+    out = tmp_path / "out"
+    options = ["-o", str(out), "--checkpoint", str(checkpoint), "--resolution", "32", "--format", "stl", "-q"]
+    code = main(["reconstruct", str(a), str(tmp_path / "b" / "*.jpg"), *options])
+    assert code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["mug-2.json", "mug-2.stl", "mug.json", "mug.stl"]
+
+
+def test_cli_pattern_matching_nothing_fails(checkpoint, tmp_path, capsys):
+    code = main(["reconstruct", str(tmp_path / "*.jpg"), "-o", str(tmp_path), "--checkpoint", str(checkpoint)])
+    assert code == 1
+    assert "the pattern matches no file" in capsys.readouterr().err
+
+
+def test_cli_rejects_a_bad_resolution(checkpoint, photo_path, tmp_path, capsys):
+    code = main(["reconstruct", str(photo_path), "-o", str(tmp_path), "--resolution", "100"])
+    assert code == 2
+    assert "power of two" in capsys.readouterr().err
