@@ -122,3 +122,130 @@ def forward_latency(
             if index:  # the first call pays for allocator warm-up
                 times.append(time.perf_counter() - start)
     return times
+
+
+@dataclass
+class ReconstructBenchmark:
+    config: str
+    device: str
+    resolution: int
+    stage_seconds: dict[str, float]
+    queries: int
+    dense_queries: int
+    faces: int
+    volume_iou_vs_dense: float | None
+    peak_memory_mb: float
+    """Peak resident memory of the process (CPU) or peak allocated GPU memory (CUDA), in MiB."""
+
+    def row(self) -> str:
+        s = self.stage_seconds
+        iou = f"{self.volume_iou_vs_dense:.4f}" if self.volume_iou_vs_dense is not None else "-"
+        return (
+            f"| {self.config} | {self.device} | {self.resolution} | {s['load']:.2f} | {s['preprocess']:.3f} | "
+            f"{s['encode']:.3f} | {s['occupancy']:.2f} | {s['marching_cubes']:.2f} | {s['export']:.3f} | "
+            f"**{s['image_to_mesh']:.2f}** | {self.queries:,} ({self.queries / self.dense_queries:.1%}) | "
+            f"{self.faces:,} | {iou} | {self.peak_memory_mb:,.0f} |"
+        )
+
+
+BENCHMARK_HEADER = (
+    "| config | device | res | load s | preprocess s | encode s | occupancy s | marching cubes s | export s | "
+    "image→mesh s | queries (of dense) | faces | IoU vs dense | peak MiB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def reconstruct_benchmark(
+    config_name: str,
+    image_path: str,
+    resolution: int = 128,
+    device: str = "auto",
+    compare_dense: bool = True,
+    checkpoint: str | None = None,
+    seed: int = 0,
+) -> ReconstructBenchmark:
+    """Time each stage of photo → mesh file for one config (random weights unless `checkpoint` is given).
+
+    The occupancy field of an untrained network is near its level almost everywhere, so coarse-to-fine
+    refinement saves little on it: query counts are only representative with trained weights.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+
+    from .export import write_reconstruction
+    from .mesh import evaluate_grid, marching_cubes
+    from .model.checkpoint import save_checkpoint
+    from .pipeline import ReconstructOptions, Reconstructor
+    from .preprocess import load_photo
+
+    with tempfile.TemporaryDirectory() as folder:
+        if checkpoint is None:
+            torch.manual_seed(seed)
+            checkpoint = save_checkpoint(
+                ZeroShapeW(get_config(config_name)), Path(folder) / "model.safetensors", provenance={"untrained": True}
+            )
+        stages: dict[str, float] = {}
+        start = time.perf_counter()
+        reconstructor = Reconstructor(checkpoint, device)
+        stages["load"] = time.perf_counter() - start
+
+        photo_start = time.perf_counter()
+        photo = load_photo(image_path)
+        options = ReconstructOptions(resolution=resolution, frame="camera")
+        result = reconstructor.reconstruct(photo, options)
+        timings = result.metadata["timings_s"]
+        stages["preprocess"] = timings["preprocess"] + (time.perf_counter() - photo_start - sum(timings.values()))
+        stages["encode"] = timings["encode"]
+        export_start = time.perf_counter()
+        write_reconstruction(result, Path(folder) / "mesh.glb", "glb")
+        stages["export"] = time.perf_counter() - export_start
+        stages["image_to_mesh"] = time.perf_counter() - photo_start
+
+        # Split occupancy from marching cubes by re-running the two on the same latent.
+        model = reconstructor.model
+        from .preprocess import crop_photo
+
+        box = reconstructor.locate(photo, options.category)
+        crop = crop_photo(photo, box, reconstructor.preprocess)
+        with torch.inference_mode():
+            latent = model.encode(reconstructor._to_tensor(crop.rgb), [options.category])
+
+            def query(points: np.ndarray) -> np.ndarray:
+                batch = torch.from_numpy(points).to(reconstructor.device)[None]
+                return model.query(batch, latent)[0].float().cpu().numpy()
+
+            chunk = 262144 if reconstructor.device.type == "cuda" else 16384
+            half = reconstructor.preprocess.query_box_half_extent
+            t0 = time.perf_counter()
+            grid = evaluate_grid(query, resolution, half, chunk_size=chunk)
+            stages["occupancy"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            marching_cubes(grid)
+            stages["marching_cubes"] = time.perf_counter() - t0
+            iou = None
+            if compare_dense:
+                dense = evaluate_grid(query, resolution, half, chunk_size=chunk, dense=True)
+                inside, dense_inside = grid.values > 0, dense.values > 0
+                union = (inside | dense_inside).sum()
+                iou = float((inside & dense_inside).sum() / union) if union else 1.0
+        return ReconstructBenchmark(
+            config=config_name,
+            device=str(reconstructor.device),
+            resolution=resolution,
+            stage_seconds=stages,
+            queries=result.metadata["queries"],
+            dense_queries=result.metadata["dense_grid_queries"],
+            faces=result.metadata["faces"],
+            volume_iou_vs_dense=iou,
+            peak_memory_mb=_peak_memory_mb(reconstructor.device),
+        )

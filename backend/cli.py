@@ -63,6 +63,22 @@ def command_benchmark(args: argparse.Namespace) -> int:
     from training.recipes import get_recipe
 
     recipe = get_recipe(args.config)
+    if args.mode == "reconstruct":
+        from backend.benchmark import BENCHMARK_HEADER, reconstruct_benchmark
+
+        configs = args.all_configs and ["tiny", "small", "paper"] or [args.config]
+        print(BENCHMARK_HEADER)
+        for name in configs:
+            result = reconstruct_benchmark(
+                name,
+                str(args.image),
+                args.resolution,
+                args.device if args.device != "cpu" else "cpu",
+                compare_dense=not args.no_dense,
+                checkpoint=args.checkpoint if len(configs) == 1 else None,
+            )
+            print(result.row(), flush=True)
+        return 0
     if args.mode == "forward":
         points = args.points or 4096
         times = forward_latency(args.config, points, args.steps, args.device, args.threads)
@@ -234,7 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     benchmark.add_argument("--config", default="small", choices=["paper", "small", "tiny"])
     benchmark.add_argument(
-        "--mode", default="train", choices=["train", "forward"], help="train: samples/s; forward: s per image"
+        "--mode",
+        default="train",
+        choices=["train", "forward", "reconstruct"],
+        help="train: samples/s; forward: s per image; reconstruct: photo → mesh time per stage",
+    )
+    benchmark.add_argument(
+        "--image", type=Path, default=Path("examples/coffee.jpg"), help="reconstruct mode: the photo"
+    )
+    benchmark.add_argument("--resolution", type=int, default=128, help="reconstruct mode: grid resolution")
+    benchmark.add_argument("--checkpoint", type=Path, help="reconstruct mode: weights (default: random)")
+    benchmark.add_argument("--all-configs", action="store_true", help="reconstruct mode: tiny, small and paper")
+    benchmark.add_argument(
+        "--no-dense", action="store_true", help="reconstruct mode: skip the dense-grid comparison (IoU)"
     )
     benchmark.add_argument("--batch-size", type=int, help="images per step (default: the config's recipe)")
     benchmark.add_argument("--points", type=int, help="query points per image (default: the recipe's)")

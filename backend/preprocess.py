@@ -111,7 +111,8 @@ def _to_float_arrays(image) -> tuple[np.ndarray, np.ndarray | None]:
             scale = max(1.0, float(grey.max()))
         grey = np.clip(grey / scale, 0.0, 1.0)
         return np.repeat(grey[..., None], 3, axis=2), None
-    has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info)
+    # A tRNS colour key (palette, greyscale or RGB PNGs) is transparency too.
+    has_alpha = mode in ("RGBA", "LA", "PA") or "transparency" in image.info
     converted = image.convert("RGBA" if has_alpha else "RGB")
     array = np.asarray(converted, dtype=np.float32) / 255.0
     if not has_alpha:
