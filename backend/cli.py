@@ -66,7 +66,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
     if args.mode == "reconstruct":
         from backend.benchmark import BENCHMARK_HEADER, reconstruct_benchmark
 
-        configs = args.all_configs and ["tiny", "small", "paper"] or [args.config]
+        configs = ["tiny", "small", "paper"] if args.all_configs else [args.config]
         print(BENCHMARK_HEADER)
         for name in configs:
             result = reconstruct_benchmark(
