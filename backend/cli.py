@@ -66,6 +66,8 @@ def command_benchmark(args: argparse.Namespace) -> int:
     if args.mode == "reconstruct":
         from backend.benchmark import BENCHMARK_HEADER, reconstruct_benchmark
 
+        if args.threads:
+            __import__("torch").set_num_threads(args.threads)
         configs = ["tiny", "small", "paper"] if args.all_configs else [args.config]
         print(BENCHMARK_HEADER)
         for name in configs:
@@ -73,7 +75,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
                 name,
                 str(args.image),
                 args.resolution,
-                args.device if args.device != "cpu" else "cpu",
+                args.device,
                 compare_dense=not args.no_dense,
                 checkpoint=args.checkpoint if len(configs) == 1 else None,
             )
