@@ -189,14 +189,21 @@ def reconstruct_benchmark(
     from .preprocess import load_photo
 
     with tempfile.TemporaryDirectory() as folder:
+        open_clip_weights = None
         if checkpoint is None:
             torch.manual_seed(seed)
-            checkpoint = save_checkpoint(
-                ZeroShapeW(get_config(config_name)), Path(folder) / "model.safetensors", provenance={"untrained": True}
-            )
+            model = ZeroShapeW(get_config(config_name))
+            checkpoint = save_checkpoint(model, Path(folder) / "model.safetensors", provenance={"untrained": True})
+            if model.text_encoder.frozen_external:
+                # The random OpenCLIP tower goes to a file of its own, as real OpenCLIP weights would.
+                from safetensors.torch import save_file
+
+                open_clip_weights = Path(folder) / "open_clip_text.safetensors"
+                save_file(model.text_encoder.tower.state_dict(), str(open_clip_weights))
+            del model
         stages: dict[str, float] = {}
         start = time.perf_counter()
-        reconstructor = Reconstructor(checkpoint, device)
+        reconstructor = Reconstructor(checkpoint, device, open_clip_weights)
         stages["load"] = time.perf_counter() - start
 
         photo_start = time.perf_counter()

@@ -173,7 +173,7 @@ def command_reconstruct(args: argparse.Namespace) -> int:
             f"zeroshape-w: error: --resolution must be a power of two from 32 to 512, got {resolution}", file=sys.stderr
         )
         return 2
-    reconstructor = Reconstructor(args.checkpoint, args.device)
+    reconstructor = Reconstructor(args.checkpoint, args.device, args.open_clip_weights)
     options = ReconstructOptions(
         resolution=resolution,
         category=args.category or "object",
@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     reconstruct.add_argument("--category", help='object category prompt, e.g. "chair" (default "object")')
     reconstruct.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
     reconstruct.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    reconstruct.add_argument(
+        "--open-clip-weights", type=Path, help="local OpenCLIP weights, for models conditioned on OpenCLIP"
+    )
     reconstruct.add_argument(
         "--frame",
         default="blender",

@@ -97,14 +97,16 @@ class Reconstruction:
 class Reconstructor:
     """Loads a checkpoint once and reconstructs any number of photos with it."""
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto"):
+    def __init__(
+        self, checkpoint: str | Path | None = None, device: str = "auto", open_clip_weights: str | Path | None = None
+    ):
         self.checkpoint = Path(checkpoint) if checkpoint else default_checkpoint()
         self.device = resolve_device(device)
         self.header = read_header(self.checkpoint)
         self.untrained = bool(self.header.get("provenance", {}).get("untrained"))
         if self.untrained:
             log.warning("%s is an UNTRAINED checkpoint (random weights): meshes will be meaningless", self.checkpoint)
-        self.model = load_checkpoint(self.checkpoint, device=self.device)
+        self.model = load_checkpoint(self.checkpoint, device=self.device, open_clip_weights=open_clip_weights)
         self.preprocess = self.model.preprocess
         self.checkpoint_sha256 = file_sha256(self.checkpoint)
 
