@@ -196,10 +196,12 @@ def command_reconstruct(args: argparse.Namespace) -> int:
             )
             message = f"{source} -> {mesh_path} ({len(reconstruction.faces)} faces)"
             if args.preview:
-                from backend.preview_render import PreviewError, render_preview
+                from backend.preview_render import PreviewError, render_preview, stamp_label
 
                 try:
                     preview = render_preview(mesh_path, mesh_path.with_suffix(".png"), photo_path=source)
+                    if reconstructor.untrained:
+                        stamp_label(preview, "UNTRAINED MODEL (random weights): this mesh is not a reconstruction")
                     message += f", preview {preview}"
                 except PreviewError as error:
                     message += f" (no preview: {error})"

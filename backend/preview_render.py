@@ -135,6 +135,20 @@ def render_preview(
     return image
 
 
+def stamp_label(image_path: str | os.PathLike[str], text: str) -> None:
+    """Write a caption in a dark band along the bottom of a preview (e.g. to mark an untrained model)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    with Image.open(image_path) as opened:
+        image = opened.convert("RGB")
+    font = ImageFont.load_default(size=max(12, image.height // 28))
+    draw = ImageDraw.Draw(image)
+    band = max(18, image.height // 16)
+    draw.rectangle((0, image.height - band, image.width, image.height), fill=(40, 40, 40))
+    draw.text((8, image.height - band // 2), text, fill=(255, 210, 80), font=font, anchor="lm")
+    image.save(image_path)
+
+
 def _last_error_line(stderr: str, returncode: int, mesh: Path) -> str:
     """The subprocess's own error line if it wrote one, else stderr's last non-empty line, else the exit status."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
