@@ -90,7 +90,14 @@ def decode_photo(data: bytes, source: str = "<image>") -> Photo:
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"{source}: the image is too large to decode safely ({error})") from error
+        import re
+
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "its size"
+        raise ImageError(
+            f"{source}: the image is too large to decode safely ({size}, the limit is {MAX_PIXELS / 1e6:.0f} MP); "
+            "downscale the photo first"
+        ) from error
     except UnidentifiedImageError:
         raise ImageError(f"{source}: not an image file Pillow can read (is it really an image?)") from None
     except (OSError, SyntaxError, ValueError) as error:
