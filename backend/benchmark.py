@@ -129,6 +129,7 @@ class ReconstructBenchmark:
     config: str
     device: str
     resolution: int
+    precision: str
     stage_seconds: dict[str, float]
     queries: int
     dense_queries: int
@@ -141,8 +142,9 @@ class ReconstructBenchmark:
         s = self.stage_seconds
         iou = f"{self.volume_iou_vs_dense:.4f}" if self.volume_iou_vs_dense is not None else "-"
         return (
-            f"| {self.config} | {self.device} | {self.resolution} | {s['load']:.2f} | {s['preprocess']:.3f} | "
-            f"{s['encode']:.3f} | {s['occupancy']:.2f} | {s['marching_cubes']:.2f} | {s['export']:.3f} | "
+            f"| {self.config} | {self.device} {self.precision} | {self.resolution} | {s['load']:.2f} | "
+            f"{s['preprocess']:.3f} | {s['encode']:.3f} | {s['occupancy']:.2f} | {s['marching_cubes']:.2f} | "
+            f"{s['export']:.3f} | "
             f"**{s['image_to_mesh']:.2f}** | {self.queries:,} ({self.queries / self.dense_queries:.1%}) | "
             f"{self.faces:,} | {iou} | {self.peak_memory_mb:,.0f} |"
         )
@@ -171,6 +173,7 @@ def reconstruct_benchmark(
     compare_dense: bool = True,
     checkpoint: str | None = None,
     seed: int = 0,
+    precision: str = "fp32",
 ) -> ReconstructBenchmark:
     """Time each stage of photo → mesh file for one config (random weights unless `checkpoint` is given).
 
@@ -208,7 +211,7 @@ def reconstruct_benchmark(
 
         photo_start = time.perf_counter()
         photo = load_photo(image_path)
-        options = ReconstructOptions(resolution=resolution, frame="camera")
+        options = ReconstructOptions(resolution=resolution, frame="camera", precision=precision)
         result = reconstructor.reconstruct(photo, options)
         timings = result.metadata["timings_s"]
         stages["preprocess"] = timings["preprocess"] + (time.perf_counter() - photo_start - sum(timings.values()))
@@ -227,9 +230,10 @@ def reconstruct_benchmark(
         with torch.inference_mode():
             latent = model.encode(reconstructor._to_tensor(crop.rgb), [options.category])
 
-            def query(points: np.ndarray) -> np.ndarray:
+            def query(points: np.ndarray, precision: str = precision) -> np.ndarray:
                 batch = torch.from_numpy(points).to(reconstructor.device)[None]
-                return model.query(batch, latent)[0].float().cpu().numpy()
+                with reconstructor.autocast(precision):
+                    return model.query(batch, latent)[0].float().cpu().numpy()
 
             chunk = 262144 if reconstructor.device.type == "cuda" else 16384
             half = reconstructor.preprocess.query_box_half_extent
@@ -241,7 +245,8 @@ def reconstruct_benchmark(
             stages["marching_cubes"] = time.perf_counter() - t0
             iou = None
             if compare_dense:
-                dense = evaluate_grid(query, resolution, half, chunk_size=chunk, dense=True)
+                # The reference is the dense grid in fp32: the IoU covers both refinement and precision.
+                dense = evaluate_grid(lambda p: query(p, "fp32"), resolution, half, chunk_size=chunk, dense=True)
                 inside, dense_inside = grid.values > 0, dense.values > 0
                 union = (inside | dense_inside).sum()
                 iou = float((inside & dense_inside).sum() / union) if union else 1.0
@@ -249,6 +254,7 @@ def reconstruct_benchmark(
             config=config_name,
             device=str(reconstructor.device),
             resolution=resolution,
+            precision=precision,
             stage_seconds=stages,
             queries=result.metadata["queries"],
             dense_queries=result.metadata["dense_grid_queries"],

@@ -78,6 +78,7 @@ def command_benchmark(args: argparse.Namespace) -> int:
                 args.device,
                 compare_dense=not args.no_dense,
                 checkpoint=args.checkpoint if len(configs) == 1 else None,
+                precision=args.precision,
             )
             print(result.row(), flush=True)
         return 0
@@ -182,6 +183,7 @@ def command_reconstruct(args: argparse.Namespace) -> int:
         box=tuple(args.box) if args.box else None,
         largest_component=not args.keep_fragments,
         max_faces=args.max_faces,
+        precision=args.precision,
     )
     taken: set[Path] = set()
     failures = len(unmatched)
@@ -266,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--checkpoint", type=Path, help="reconstruct mode: weights (default: random)")
     benchmark.add_argument("--all-configs", action="store_true", help="reconstruct mode: tiny, small and paper")
     benchmark.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="reconstruct mode: network arithmetic"
+    )
+    benchmark.add_argument(
         "--no-dense", action="store_true", help="reconstruct mode: skip the dense-grid comparison (IoU)"
     )
     benchmark.add_argument("--batch-size", type=int, help="images per step (default: the config's recipe)")
@@ -312,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="object box in photo pixels"
     )
     reconstruct.add_argument("--max-faces", type=int, help="decimate to at most this many faces")
+    reconstruct.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network arithmetic (fp16: GPU only)"
+    )
     reconstruct.add_argument("--keep-fragments", action="store_true", help="keep parts not connected to the main one")
     reconstruct.add_argument("--recursive", action="store_true", help="look into sub-folders too")
     reconstruct.add_argument("--preview", action="store_true", help="also render a PNG preview next to each mesh")

@@ -7,12 +7,13 @@ and move the mesh to the requested frame. Timings of every stage are kept for th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "zeroshape-w-
 """The trained default model shipped with the project."""
 UNTRAINED_CHECKPOINT = REPO_ROOT / "weights" / "untrained-small.safetensors"
 """Made by `make setup` until the trained default ships: random weights, labelled as such."""
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 ProgressFn = Callable[[str, float], None]
 """(stage name, fraction of the whole job done in [0, 1])."""
@@ -76,6 +80,9 @@ class ReconstructOptions:
     chunk_size: int | None = None
     """Query points per network call: bounds the decoder's memory. Default: 16384 on CPU (fastest there:
     the working set stays in cache), 262144 on a GPU."""
+    precision: Precision = "fp32"
+    """Arithmetic of the network: bf16/fp16 autocast halves memory traffic on a GPU. Check the mesh still
+    matches fp32 (`zeroshape-w benchmark --mode reconstruct --precision ...` reports the IoU)."""
 
 
 @dataclass
@@ -109,6 +116,16 @@ class Reconstructor:
         self.model = load_checkpoint(self.checkpoint, device=self.device, open_clip_weights=open_clip_weights)
         self.preprocess = self.model.preprocess
         self.checkpoint_sha256 = file_sha256(self.checkpoint)
+
+    def autocast(self, precision: Precision):
+        """A context in which the network computes in `precision` (fp32: plain)."""
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        if precision not in _AUTOCAST_DTYPES:
+            raise ValueError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("fp16 needs a CUDA GPU; on the CPU use fp32 or bf16")
+        return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[precision])
 
     def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)
@@ -161,7 +178,8 @@ class Reconstructor:
         visible_override = None
         if crop.alpha is not None:
             visible_override = torch.from_numpy(crop.alpha)[None, None].to(self.device)
-        latent = self.model.encode(self._to_tensor(crop.rgb), [options.category], visible_mask=visible_override)
+        with self.autocast(options.precision):
+            latent = self.model.encode(self._to_tensor(crop.rgb), [options.category], visible_mask=visible_override)
         lap("encode")
 
         report("occupancy", 0.2)
@@ -171,7 +189,8 @@ class Reconstructor:
             nonlocal queried
             queried += len(points)
             batch = torch.from_numpy(points).to(self.device)[None]
-            logits = self.model.query(batch, latent)[0].float().cpu().numpy()
+            with self.autocast(options.precision):
+                logits = self.model.query(batch, latent)[0].float().cpu().numpy()
             report("occupancy", 0.2 + 0.6 * min(1.0, queried / (0.15 * (options.resolution + 1) ** 3)))
             return logits
 

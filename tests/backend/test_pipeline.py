@@ -225,3 +225,28 @@ def test_cli_rejects_a_bad_resolution(checkpoint, photo_path, tmp_path, capsys):
     code = main(["reconstruct", str(photo_path), "-o", str(tmp_path), "--resolution", "100"])
     assert code == 2
     assert "power of two" in capsys.readouterr().err
+
+
+def test_bf16_autocast_keeps_the_mesh(checkpoint, photo_path):
+    """The real (untrained) network in bf16 gives nearly the same occupancy grid as in fp32."""
+    reconstructor = Reconstructor(checkpoint, device="cpu")
+    photo = load_photo(photo_path)
+    results = {}
+    for precision in ("fp32", "bf16"):
+        try:
+            results[precision] = reconstructor.reconstruct(
+                photo, ReconstructOptions(resolution=32, precision=precision, color=False, frame="camera")
+            )
+        except EmptyMeshError:
+            pytest.skip("this random network has no surface for the photo")
+    a, b = results["fp32"].to_trimesh(), results["bf16"].to_trimesh()
+    assert abs(a.volume - b.volume) <= 0.1 * abs(a.volume)
+
+
+def test_fp16_on_cpu_is_refused(checkpoint, photo_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA GPU"):
+        Reconstructor(checkpoint, device="cpu").reconstruct(
+            load_photo(photo_path), ReconstructOptions(resolution=32, precision="fp16")
+        )
