@@ -238,6 +238,41 @@ def command_init_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_serve(args: argparse.Namespace) -> int:
+    from backend.server import Server, ServerConfig, ServerError
+
+    config = ServerConfig(
+        address=args.address,
+        checkpoint=args.checkpoint,
+        device=args.device,
+        open_clip_weights=args.open_clip_weights,
+        queue_size=args.queue_size,
+        max_resolution=args.max_resolution,
+        job_deadline_s=args.deadline,
+        max_message_bytes=args.max_message_mb * 1024 * 1024,
+        grace_s=args.grace,
+        auth=args.auth,
+        server_secret_key=args.server_key,
+        allowed_clients=args.allowed_clients,
+        token_file=args.token_file,
+    )
+    try:
+        return Server(config).serve()
+    except ServerError as error:
+        print(f"zeroshape-w: error: {error}", file=sys.stderr)
+        return 2
+
+
+def command_keys(args: argparse.Namespace) -> int:
+    from backend.server import generate_keys
+
+    public, secret = generate_keys(args.dir, args.name)
+    print(f"public key: {public}  (give it to the other side: a server's to clients, a client's to the server's")
+    print("            --allowed-clients folder)")
+    print(f"secret key: {secret}  (keep it private; readable only by you)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zeroshape-w",
@@ -333,6 +368,33 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("-o", "--output", type=Path, required=True)
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(run=command_init_checkpoint)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the inference server for the Blender add-on (ZeroMQ)",
+        description="Serve reconstructions over ZeroMQ. Listens on loopback only unless --auth is given; prints "
+        "'ready' once the model is loaded and warmed up. SIGINT/SIGTERM let the running job finish (--grace) "
+        "and refuse new ones.",
+    )
+    serve.add_argument("--address", default="tcp://127.0.0.1:5557", help="ZeroMQ endpoint (default %(default)s)")
+    serve.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    serve.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP weights, if the model needs them")
+    serve.add_argument("--queue-size", type=int, default=8, help="jobs that may wait (default 8); more get 'busy'")
+    serve.add_argument("--max-resolution", type=int, default=256, help="largest grid resolution a request may ask")
+    serve.add_argument("--deadline", type=float, default=600.0, help="seconds a job may run (default 600)")
+    serve.add_argument("--max-message-mb", type=int, default=64, help="largest message accepted, MiB (default 64)")
+    serve.add_argument("--grace", type=float, default=10.0, help="seconds to finish a job on shutdown (default 10)")
+    serve.add_argument("--auth", action="store_true", help="require CurveZMQ keys (needed off loopback)")
+    serve.add_argument("--server-key", type=Path, help="with --auth: the server's NAME.key_secret file")
+    serve.add_argument("--allowed-clients", type=Path, help="with --auth: folder of allowed clients' NAME.key files")
+    serve.add_argument("--token-file", type=Path, help="where to write the shutdown token (default: runtime dir)")
+    serve.set_defaults(run=command_serve)
+
+    keys = commands.add_parser("keys", help="generate a CurveZMQ key pair for --auth")
+    keys.add_argument("--dir", type=Path, required=True, help="folder to write NAME.key and NAME.key_secret into")
+    keys.add_argument("--name", default="zeroshape", help="file name stem (default zeroshape)")
+    keys.set_defaults(run=command_keys)
 
     info = commands.add_parser("checkpoint-info", help="print a checkpoint's config and provenance")
     info.add_argument("checkpoint", type=Path)

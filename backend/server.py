@@ -1,0 +1,485 @@
+"""`zeroshape-w serve`: the inference server the Blender add-on talks to over ZeroMQ.
+
+One ROUTER socket, touched only by the main thread, which validates every message (blender_addon.protocol),
+answers at once (accepted, busy, error, pong, info), forwards job events and sends a heartbeat. One worker
+thread runs jobs in order on the model's device. They talk through an inproc PUSH/PULL pair, because
+ZeroMQ sockets must not be shared between threads.
+
+Threat model: the server executes nothing a client sends; messages are JSON plus raw bytes, never pickle;
+every size a client controls is bounded (ZMQ_MAXMSGSIZE on the socket, header and image limits in the
+protocol, Pillow's decompression-bomb limit lowered and its warning an error, a maximum resolution, a
+bounded queue, a deadline per job). By default it listens on loopback only, so only programs on this
+machine can reach it; loopback does not separate users of a shared machine, nor stop malware running as
+you. `--auth` (required for any non-loopback address) turns on CurveZMQ: traffic is encrypted and a ZAP
+handler admits only clients whose public key is in the allowed-keys folder. Shutdown over the wire needs a
+token that the server writes to a file only its user can read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import ipaddress
+import logging
+import os
+import queue
+import secrets
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blender_addon import protocol
+from blender_addon.protocol import ProtocolError, Request, Response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    address: str = protocol.DEFAULT_ADDRESS
+    checkpoint: Path | None = None
+    device: str = "auto"
+    open_clip_weights: Path | None = None
+    queue_size: int = 8
+    """Jobs waiting behind the running one; more are answered "busy"."""
+    max_resolution: int = 256
+    job_deadline_s: float = 600.0
+    max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
+    heartbeat_s: float = 1.0
+    """Progress events are sent at least this often while a job runs (the protocol promises ≤ 2 s)."""
+    grace_s: float = 10.0
+    """On SIGINT/SIGTERM: how long the running job may finish before it is cancelled."""
+    auth: bool = False
+    server_secret_key: Path | None = None
+    """A `zeroshape-w keys` secret key file (NAME.key_secret) for CURVE."""
+    allowed_clients: Path | None = None
+    """A folder of allowed client public keys (NAME.key)."""
+    token_file: Path | None = None
+    warmup: bool = True
+
+
+class ServerError(Exception):
+    """The server cannot start; the message says why and what to do."""
+
+
+def is_loopback(address: str) -> bool:
+    """True for tcp://127.x.y.z:PORT, tcp://[::1]:PORT, tcp://localhost:PORT and inproc/ipc endpoints."""
+    if not address.startswith("tcp://"):
+        return address.startswith(("inproc://", "ipc://"))
+    host = address[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name: not provably loopback
+
+
+def check_security(config: ServerConfig) -> None:
+    if not is_loopback(config.address) and not config.auth:
+        raise ServerError(
+            f"refusing to listen on {config.address} without authentication: a non-loopback address is reachable "
+            "from other machines. Pass --auth with --server-key and --allowed-clients (make keys with "
+            "`zeroshape-w keys`), or listen on tcp://127.0.0.1"
+        )
+    if config.auth:
+        for label, path in (("--server-key", config.server_secret_key), ("--allowed-clients", config.allowed_clients)):
+            if path is None:
+                raise ServerError(f"--auth needs {label}")
+        if not Path(config.server_secret_key).is_file():
+            raise ServerError(f"{config.server_secret_key}: server key file not found")
+        if not Path(config.allowed_clients).is_dir():
+            raise ServerError(f"{config.allowed_clients}: allowed-clients folder not found")
+
+
+class JobAbortedError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Job:
+    envelope: list[bytes]
+    request_id: str
+    image: bytes
+    options: protocol.ReconstructOptions
+    deadline_s: float
+    cancel: threading.Event = field(default_factory=threading.Event)
+    started: float | None = None
+
+
+def default_token_file(address: str) -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or str(Path.home() / ".cache")
+    safe = "".join(c if c.isalnum() else "_" for c in address)
+    return Path(runtime) / "zeroshape-w" / f"server-{safe}.token"
+
+
+class Server:
+    def __init__(self, config: ServerConfig):
+        check_security(config)
+        self.config = config
+        self.jobs: queue.Queue[Job] = queue.Queue(maxsize=config.queue_size)
+        self.running: Job | None = None
+        self.last_event = 0.0
+        self.last_progress: tuple[str, float] = ("queued", 0.0)
+        self.stopping = threading.Event()
+        self.stop_requested_at: float | None = None
+        self.token = secrets.token_urlsafe(24)
+        self.reconstructor = None
+
+    # ------------------------------------------------------------------------------------ start-up
+    def load(self) -> None:
+        from backend.pipeline import Reconstructor
+
+        self.reconstructor = Reconstructor(self.config.checkpoint, self.config.device, self.config.open_clip_weights)
+        if self.config.warmup:
+            self._warm_up()
+
+    def _warm_up(self) -> None:
+        """One small reconstruction, so the first real request does not pay for lazy initialisation."""
+        import numpy as np
+
+        from backend.pipeline import EmptyMeshError, ReconstructOptions
+        from backend.preprocess import Photo
+
+        rng = np.random.default_rng(0)
+        photo = Photo(rgb=rng.random((96, 96, 3), dtype=np.float32), alpha=None, source="warm-up")
+        with contextlib.suppress(EmptyMeshError):
+            self.reconstructor.reconstruct(photo, ReconstructOptions(resolution=32))
+
+    def _write_token(self) -> Path:
+        path = self.config.token_file or default_token_file(self.config.address)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self.token)
+        os.chmod(path, 0o600)
+        return path
+
+    def _open_socket(self, context):
+        import zmq
+
+        router = context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
+        router.setsockopt(zmq.LINGER, 1000)
+        router.setsockopt(zmq.RCVHWM, 1000)
+        router.setsockopt(zmq.SNDHWM, 1000)
+        if self.config.auth:
+            import zmq.auth
+            from zmq.auth.thread import ThreadAuthenticator
+
+            self.authenticator = ThreadAuthenticator(context)
+            self.authenticator.start()
+            self.authenticator.configure_curve(domain="*", location=str(self.config.allowed_clients))
+            public, secret = zmq.auth.load_certificate(str(self.config.server_secret_key))
+            if secret is None:
+                raise ServerError(f"{self.config.server_secret_key}: not a secret key file (NAME.key_secret)")
+            router.curve_secretkey = secret
+            router.curve_publickey = public
+            router.curve_server = True
+        try:
+            router.bind(self.config.address)
+        except zmq.ZMQError as error:
+            raise ServerError(f"cannot listen on {self.config.address}: {error}") from error
+        return router
+
+    # ------------------------------------------------------------------------------------ main loop
+    def serve(self, ready_callback=None) -> int:
+        """Load, warm up, bind, then serve until stopped. Returns the exit status."""
+        import zmq
+
+        self.load()
+        context = zmq.Context()
+        router = self._open_socket(context)
+        events = context.socket(zmq.PULL)
+        events.bind("inproc://events")
+        worker = threading.Thread(target=self._worker, args=(context,), name="zeroshape-worker", daemon=True)
+        worker.start()
+        token_path = self._write_token()
+        self._install_signal_handlers()
+        poller = zmq.Poller()
+        poller.register(router, zmq.POLLIN)
+        poller.register(events, zmq.POLLIN)
+        message = f"zeroshape-w server ready on {self.config.address} (device {self.reconstructor.device})"
+        log.info("%s; shutdown token in %s", message, token_path)
+        print(message, flush=True)
+        if ready_callback:
+            ready_callback()
+        try:
+            while True:
+                ready = dict(poller.poll(timeout=100))
+                if router in ready:
+                    for _ in range(100):  # drain a burst without starving the event socket
+                        try:
+                            frames = router.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._handle(router, frames)
+                if events in ready:
+                    while True:
+                        try:
+                            frames = events.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._forward_event(router, frames)
+                self._heartbeat(router)
+                if self.stopping.is_set() and self._shutdown_step(router):
+                    break
+        finally:
+            events.close(linger=0)
+            router.close(linger=1000)
+            if self.config.auth:
+                self.authenticator.stop()
+            context.term()
+            if token_path.exists():
+                token_path.unlink()
+        log.info("server stopped")
+        return 0
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def request_stop(signum, frame):
+            log.info(
+                "signal %s: finishing the running job (grace %.0f s), refusing new ones", signum, self.config.grace_s
+            )
+            self.stopping.set()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+
+    def _shutdown_step(self, router) -> bool:
+        """Called while stopping; True once it is safe to exit."""
+        now = time.monotonic()
+        if self.stop_requested_at is None:
+            self.stop_requested_at = now
+            while True:  # queued jobs will not run
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                self._send(
+                    router,
+                    job.envelope,
+                    Response(job.request_id, "error", _error("shutting_down", "the server is shutting down")),
+                )
+        running = self.running
+        if running is None:
+            return True
+        if now - self.stop_requested_at > self.config.grace_s:
+            running.cancel.set()
+        return now - self.stop_requested_at > self.config.grace_s + 30  # a stuck job cannot hold us forever
+
+    # ------------------------------------------------------------------------------------ requests
+    def _send(self, router, envelope: list[bytes], response: Response) -> None:
+        import zmq
+
+        # A client that is gone or not reading gets nothing: that must not stop the server.
+        with contextlib.suppress(zmq.ZMQError):
+            router.send_multipart([*envelope, *protocol.encode_response(response)], zmq.NOBLOCK)
+
+    def _handle(self, router, frames: list[bytes]) -> None:
+        envelope, body = [], frames
+        try:
+            envelope, body = protocol.split_envelope(frames)
+            if not envelope:
+                return  # cannot happen on a ROUTER socket; nobody to answer
+            request = protocol.decode_request(body)
+        except ProtocolError as error:
+            if not envelope and frames:
+                envelope = frames[:1]  # a ROUTER always prepends the sender's identity
+            self._send(
+                router, envelope, Response(error.request_id or "unknown", "error", _error(error.code, str(error)))
+            )
+            return
+        try:
+            getattr(self, f"_op_{request.op}")(router, envelope, request)
+        except ProtocolError as error:
+            self._send(router, envelope, Response(request.request_id, "error", _error(error.code, str(error))))
+        except Exception as error:  # a bug in one handler must not take the server down
+            log.exception("request %s failed", request.request_id)
+            self._send(router, envelope, Response(request.request_id, "error", _error("internal", str(error))))
+
+    def _op_ping(self, router, envelope, request: Request) -> None:
+        self._send(router, envelope, Response(request.request_id, "pong"))
+
+    def _op_info(self, router, envelope, request: Request) -> None:
+        import torch
+        import zmq
+
+        from backend import __version__
+
+        r = self.reconstructor
+        info = {
+            "model": r.model.config.name,
+            "checkpoint": r.checkpoint.name,
+            "checkpoint_sha256": r.checkpoint_sha256,
+            "untrained": r.untrained,
+            "device": str(r.device),
+            "queue_length": self.jobs.qsize() + (1 if self.running else 0),
+            "queue_size": self.config.queue_size,
+            "max_resolution": self.config.max_resolution,
+            "auth": self.config.auth,
+            "versions": {
+                "zeroshape_w": __version__,
+                "protocol": protocol.PROTOCOL_VERSION,
+                "torch": torch.__version__,
+                "pyzmq": zmq.__version__,
+                "libzmq": zmq.zmq_version(),
+            },
+        }
+        self._send(router, envelope, Response(request.request_id, "info", {"info": info}))
+
+    def _op_reconstruct(self, router, envelope, request: Request) -> None:
+        options = protocol.ReconstructOptions.from_json(request.options, request.request_id)
+        if options.resolution > self.config.max_resolution:
+            message = f"resolution {options.resolution} is above this server's limit of {self.config.max_resolution}"
+            self._send(router, envelope, Response(request.request_id, "error", _error("bad_options", message)))
+            return
+        if self.stopping.is_set():
+            self._send(
+                router, envelope, Response(request.request_id, "busy", {"message": "the server is shutting down"})
+            )
+            return
+        deadline = min(options.deadline_s or self.config.job_deadline_s, self.config.job_deadline_s)
+        job = Job(envelope, request.request_id, request.payload[0], options, deadline)
+        try:
+            self.jobs.put_nowait(job)
+        except queue.Full:
+            message = f"{self.config.queue_size} jobs are already waiting; try again later"
+            self._send(router, envelope, Response(request.request_id, "busy", {"message": message}))
+            return
+        position = self.jobs.qsize() + (1 if self.running else 0)
+        self._send(router, envelope, Response(request.request_id, "accepted", {"queue_position": position}))
+
+    def _op_cancel(self, router, envelope, request: Request) -> None:
+        target = request.options["target"]
+        found = False
+        for job in [self.running, *list(self.jobs.queue)]:
+            if job is not None and job.request_id == target and job.envelope == envelope:
+                job.cancel.set()
+                found = True
+        fields = {"message": "cancelling" if found else f"no job {target} of yours is queued or running"}
+        self._send(router, envelope, Response(request.request_id, "ok", fields))
+
+    def _op_shutdown(self, router, envelope, request: Request) -> None:
+        if not hmac.compare_digest(request.options["token"].encode(), self.token.encode()):
+            self._send(
+                router, envelope, Response(request.request_id, "error", _error("forbidden", "wrong shutdown token"))
+            )
+            return
+        self._send(router, envelope, Response(request.request_id, "ok", {"message": "shutting down"}))
+        self.stopping.set()
+
+    # ------------------------------------------------------------------------------------ events
+    def _forward_event(self, router, frames: list[bytes]) -> None:
+        """Worker events arrive as [envelope count, *envelope, *response frames]."""
+        count = int(frames[0])
+        envelope, body = frames[1 : 1 + count], frames[1 + count :]
+        header = protocol._decode_header(body[1])
+        if header["type"] == "progress":
+            self.last_progress = (header["stage"], header["fraction"])
+        self.last_event = time.monotonic()
+        import zmq
+
+        with contextlib.suppress(zmq.ZMQError):
+            router.send_multipart([*envelope, *body], zmq.NOBLOCK)
+
+    def _heartbeat(self, router) -> None:
+        job = self.running
+        if job is None or time.monotonic() - self.last_event < self.config.heartbeat_s:
+            return
+        stage, fraction = self.last_progress
+        self._send(router, job.envelope, Response(job.request_id, "progress", {"stage": stage, "fraction": fraction}))
+        self.last_event = time.monotonic()
+
+    # ------------------------------------------------------------------------------------ worker
+    def _worker(self, context) -> None:
+        import zmq
+
+        push = context.socket(zmq.PUSH)
+        push.connect("inproc://events")
+
+        def emit(job: Job, response: Response) -> None:
+            push.send_multipart([str(len(job.envelope)).encode(), *job.envelope, *protocol.encode_response(response)])
+
+        while True:
+            try:
+                job = self.jobs.get(timeout=0.2)
+            except queue.Empty:
+                if self.stopping.is_set():
+                    break
+                continue
+            if job.cancel.is_set():
+                emit(job, Response(job.request_id, "cancelled", _error("cancelled", "cancelled before it started")))
+                continue
+            self.running = job
+            self.last_progress = ("started", 0.0)
+            self.last_event = time.monotonic()
+            try:
+                emit(job, self._run(job, lambda response, job=job: emit(job, response)))
+            except JobAbortedError as aborted:
+                kind = "cancelled" if aborted.code == "cancelled" else "error"
+                emit(job, Response(job.request_id, kind, _error(aborted.code, str(aborted))))
+            except Exception as error:  # one bad job must never take the server down
+                log.exception("job %s failed", job.request_id)
+                emit(job, Response(job.request_id, "error", _error("internal", f"{type(error).__name__}: {error}")))
+            finally:
+                self.running = None
+        push.close(linger=0)
+
+    def _run(self, job: Job, emit) -> Response:
+        from backend.pipeline import EmptyMeshError, ReconstructOptions
+        from backend.preprocess import ImageError, decode_photo
+
+        job.started = time.monotonic()
+
+        def progress(stage: str, fraction: float) -> None:
+            if job.cancel.is_set():
+                raise JobAbortedError("cancelled", "cancelled")
+            if time.monotonic() - job.started > job.deadline_s:
+                raise JobAbortedError("deadline", f"the job ran longer than its {job.deadline_s:.0f} s deadline")
+            emit(Response(job.request_id, "progress", {"stage": stage, "fraction": round(float(fraction), 4)}))
+
+        try:
+            progress("decode", 0.0)
+            photo = decode_photo(job.image, f"request {job.request_id}")
+            o = job.options
+            options = ReconstructOptions(
+                resolution=o.resolution,
+                category=o.category,
+                frame=o.frame,
+                color=o.color,
+                box=o.box,
+                max_faces=o.max_faces,
+                precision=o.precision,
+            )
+            result = self.reconstructor.reconstruct(photo, options, progress=progress)
+        except ImageError as error:
+            raise JobAbortedError("bad_image", str(error)) from None
+        except EmptyMeshError as error:
+            raise JobAbortedError("empty_mesh", str(error)) from None
+        except ValueError as error:
+            raise JobAbortedError("bad_options", str(error)) from None
+        fields, frames = protocol.result_payload(result.vertices, result.faces, result.colors)
+        fields["metadata"] = result.metadata
+        return Response(job.request_id, "result", fields, frames)
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message}
+
+
+def generate_keys(folder: Path, name: str) -> tuple[Path, Path]:
+    """A CURVE key pair: NAME.key (public, give it to the other side) and NAME.key_secret (keep it)."""
+    import zmq.auth
+
+    folder.mkdir(parents=True, exist_ok=True)
+    public, secret = zmq.auth.create_certificates(str(folder), name)
+    os.chmod(secret, 0o600)
+    return Path(public), Path(secret)

@@ -1,0 +1,303 @@
+"""The wire protocol between the Blender add-on (client) and the inference backend (server).
+
+One module, imported by both sides: pure Python, standard library and numpy only, importable inside
+Blender. Never pickle: a message is a list of ZeroMQ frames
+
+    [b"", header, *payload]
+
+where the empty frame separates routing envelopes (added by ROUTER sockets and brokers) from the body,
+`header` is a UTF-8 JSON object validated strictly against the schema below, and the payload frames are
+raw bytes whose count and sizes the header declares and the receiver checks.
+
+Requests (client → server), header {"v": 1, "id": REQUEST_ID, "op": OP, "options": {...}}:
+    ping, info                     no payload
+    reconstruct                    one frame: the image file's bytes (JPEG, PNG, WebP, TIFF or BMP)
+    cancel                         options {"target": REQUEST_ID}
+    shutdown                       options {"token": the server's shutdown token}
+
+Responses (server → client), header {"v": 1, "id": REQUEST_ID, "type": TYPE, ...}:
+    pong / info                    {"info": {...}} for info
+    accepted                       {"queue_position": int}: the job is queued; events follow
+    busy                           {"message": str}: the queue is full; try later
+    progress                       {"stage": str, "fraction": float}: at least every 2 s while a job runs
+    result                         {"vertex_count", "face_count", "has_colors", "metadata"} and frames:
+                                   vertices float32 [V, 3], faces uint32 [F, 3], colours uint8 [V, 4] if any
+    cancelled, error               {"code": str, "message": str}
+    ok                             reply to cancel and shutdown
+All arrays are little-endian and C-contiguous.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+"""Largest image file a request may carry (a 50-megapixel JPEG is about 20 MB)."""
+MAX_MESSAGE_BYTES = MAX_IMAGE_BYTES + MAX_HEADER_BYTES + 1024
+"""Default ZMQ_MAXMSGSIZE: a larger message makes ZeroMQ drop the connection before it is buffered."""
+MAX_RESULT_VERTICES = 20_000_000
+"""Sanity bound a client applies to a result's declared sizes."""
+
+REQUEST_OPS = ("ping", "info", "reconstruct", "cancel", "shutdown")
+RESPONSE_TYPES = ("pong", "info", "accepted", "busy", "progress", "result", "cancelled", "error", "ok")
+FRAMES = ("blender", "camera")
+PRECISIONS = ("fp32", "bf16", "fp16")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class ProtocolError(Exception):
+    """A message that does not follow the protocol. `code` is machine-readable; `request_id` is set when
+    the header was readable enough to say which request it was."""
+
+    def __init__(self, code: str, message: str, request_id: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """What a client may ask of a reconstruction. Mirrors the server pipeline's options."""
+
+    resolution: int = 128
+    category: str = "object"
+    frame: str = "blender"
+    color: bool = True
+    box: tuple[float, float, float, float] | None = None
+    max_faces: int | None = None
+    precision: str = "fp32"
+    deadline_s: float | None = None
+    """Give up on the job after this many seconds of running (the server also has its own limit)."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = {
+            "resolution": self.resolution,
+            "category": self.category,
+            "frame": self.frame,
+            "color": self.color,
+            "precision": self.precision,
+        }
+        if self.box is not None:
+            data["box"] = list(self.box)
+        if self.max_faces is not None:
+            data["max_faces"] = self.max_faces
+        if self.deadline_s is not None:
+            data["deadline_s"] = self.deadline_s
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, request_id: str | None = None) -> ReconstructOptions:
+        """Strict validation: unknown keys, wrong types and out-of-range values are errors."""
+
+        def bad(message: str) -> ProtocolError:
+            return ProtocolError("bad_options", message, request_id)
+
+        if not isinstance(data, dict):
+            raise bad("options must be an object")
+        allowed = {"resolution", "category", "frame", "color", "box", "max_faces", "precision", "deadline_s"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise bad(f"unknown options: {sorted(unknown)}")
+        resolution = data.get("resolution", 128)
+        if type(resolution) is not int or not 32 <= resolution <= 512 or resolution & (resolution - 1):
+            raise bad("resolution must be a power of two from 32 to 512")
+        category = data.get("category", "object")
+        if not isinstance(category, str) or len(category) > 100:
+            raise bad("category must be a string of at most 100 characters")
+        frame = data.get("frame", "blender")
+        if frame not in FRAMES:
+            raise bad(f"frame must be one of {FRAMES}")
+        color = data.get("color", True)
+        if type(color) is not bool:
+            raise bad("color must be true or false")
+        precision = data.get("precision", "fp32")
+        if precision not in PRECISIONS:
+            raise bad(f"precision must be one of {PRECISIONS}")
+        box = data.get("box")
+        if box is not None:
+            if (
+                not isinstance(box, list)
+                or len(box) != 4
+                or not all(_is_finite_number(v) for v in box)
+                or not (box[0] < box[2] and box[1] < box[3])
+            ):
+                raise bad("box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+            box = tuple(float(v) for v in box)
+        max_faces = data.get("max_faces")
+        if max_faces is not None and (type(max_faces) is not int or not 100 <= max_faces <= 10_000_000):
+            raise bad("max_faces must be an integer from 100 to 10,000,000")
+        deadline = data.get("deadline_s")
+        if deadline is not None and (not _is_finite_number(deadline) or not 0 < deadline <= 24 * 3600):
+            raise bad("deadline_s must be a number of seconds from 0 to 86400")
+        return cls(
+            resolution=resolution,
+            category=category.strip() or "object",
+            frame=frame,
+            color=color,
+            box=box,
+            max_faces=max_faces,
+            precision=precision,
+            deadline_s=float(deadline) if deadline is not None else None,
+        )
+
+
+def _is_finite_number(value: Any) -> bool:
+    return type(value) in (int, float) and value == value and abs(value) != float("inf")
+
+
+@dataclass
+class Request:
+    request_id: str
+    op: str
+    options: dict[str, Any] = field(default_factory=dict)
+    payload: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Response:
+    request_id: str
+    type: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    payload: list[bytes] = field(default_factory=list)
+
+
+def _encode_header(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """[*envelope, b"", *body] → (envelope, body). Raises ProtocolError if there is no delimiter."""
+    for index, frame in enumerate(frames):
+        if frame == b"":
+            return frames[:index], frames[index + 1 :]
+    raise ProtocolError("bad_envelope", "no empty delimiter frame before the header")
+
+
+def _decode_header(frame: bytes) -> dict[str, Any]:
+    if len(frame) > MAX_HEADER_BYTES:
+        raise ProtocolError("header_too_large", f"header is {len(frame)} bytes, the limit is {MAX_HEADER_BYTES}")
+    try:
+        header = json.loads(frame.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as error:
+        raise ProtocolError("bad_header", f"header is not valid JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise ProtocolError("bad_header", "header must be a JSON object")
+    request_id = header.get("id") if isinstance(header.get("id"), str) else None
+    if request_id is not None and not _REQUEST_ID.match(request_id):
+        raise ProtocolError("bad_id", "id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    if header.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            "bad_version", f"protocol version {header.get('v')!r} is not {PROTOCOL_VERSION}", request_id
+        )
+    if request_id is None:
+        raise ProtocolError("bad_id", "id must be a string")
+    return header
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def encode_request(request: Request) -> list[bytes]:
+    header = {"v": PROTOCOL_VERSION, "id": request.request_id, "op": request.op, "options": request.options}
+    return [b"", _encode_header(header), *request.payload]
+
+
+def decode_request(body: list[bytes]) -> Request:
+    """Body frames (after the envelope) → a validated Request, or ProtocolError."""
+    if not body:
+        raise ProtocolError("bad_frames", "empty message")
+    header = _decode_header(body[0])
+    request_id = header["id"]
+    unknown = set(header) - {"v", "id", "op", "options"}
+    if unknown:
+        raise ProtocolError("bad_header", f"unknown header fields: {sorted(unknown)}", request_id)
+    op = header.get("op")
+    if op not in REQUEST_OPS:
+        raise ProtocolError("bad_op", f"op must be one of {REQUEST_OPS}", request_id)
+    options = header.get("options", {})
+    if not isinstance(options, dict):
+        raise ProtocolError("bad_options", "options must be an object", request_id)
+    payload = body[1:]
+    expected = 1 if op == "reconstruct" else 0
+    if len(payload) != expected:
+        raise ProtocolError("bad_frames", f"{op} takes {expected} payload frame(s), got {len(payload)}", request_id)
+    if op == "reconstruct":
+        if not payload[0]:
+            raise ProtocolError("bad_image", "the image frame is empty", request_id)
+        if len(payload[0]) > MAX_IMAGE_BYTES:
+            raise ProtocolError("image_too_large", f"image is over {MAX_IMAGE_BYTES} bytes", request_id)
+        ReconstructOptions.from_json(options, request_id)
+    if op == "cancel" and not (isinstance(options.get("target"), str) and _REQUEST_ID.match(options["target"])):
+        raise ProtocolError("bad_options", "cancel needs options.target, a request id", request_id)
+    if op == "shutdown" and not isinstance(options.get("token"), str):
+        raise ProtocolError("bad_options", "shutdown needs options.token", request_id)
+    return Request(request_id=request_id, op=op, options=options, payload=list(payload))
+
+
+def encode_response(response: Response) -> list[bytes]:
+    header = {"v": PROTOCOL_VERSION, "id": response.request_id, "type": response.type, **response.fields}
+    return [b"", _encode_header(header), *response.payload]
+
+
+def decode_response(body: list[bytes]) -> Response:
+    """Body frames → a validated Response. A result's arrays are checked against its declared counts."""
+    if not body:
+        raise ProtocolError("bad_frames", "empty message")
+    header = _decode_header(body[0])
+    kind = header.pop("type", None)
+    request_id = header.pop("id")
+    header.pop("v")
+    if kind not in RESPONSE_TYPES:
+        raise ProtocolError("bad_type", f"unknown response type {kind!r}", request_id)
+    payload = body[1:]
+    if kind == "result":
+        vertices, faces = header.get("vertex_count"), header.get("face_count")
+        has_colors = header.get("has_colors")
+        if (
+            type(vertices) is not int
+            or type(faces) is not int
+            or type(has_colors) is not bool
+            or not 0 <= vertices <= MAX_RESULT_VERTICES
+            or not 0 <= faces <= 2 * MAX_RESULT_VERTICES
+        ):
+            raise ProtocolError("bad_result", "result counts are missing or out of range", request_id)
+        sizes = [vertices * 12, faces * 12] + ([vertices * 4] if has_colors else [])
+        if [len(frame) for frame in payload] != sizes:
+            raise ProtocolError("bad_result", "result frames do not match the declared counts", request_id)
+    elif payload:
+        raise ProtocolError("bad_frames", f"{kind} carries no payload", request_id)
+    return Response(request_id=request_id, type=kind, fields=header, payload=list(payload))
+
+
+def result_arrays(response: Response):
+    """A result response's (vertices float32 [V, 3], faces uint32 [F, 3], colours uint8 [V, 4] or None)."""
+    import numpy as np
+
+    vertices = np.frombuffer(response.payload[0], dtype="<f4").reshape(-1, 3)
+    faces = np.frombuffer(response.payload[1], dtype="<u4").reshape(-1, 3)
+    colors = np.frombuffer(response.payload[2], dtype=np.uint8).reshape(-1, 4) if len(response.payload) > 2 else None
+    if len(faces) and int(faces.max()) >= len(vertices):
+        raise ProtocolError("bad_result", "a face refers to a vertex that does not exist", response.request_id)
+    return vertices, faces, colors
+
+
+def result_payload(vertices, faces, colors) -> tuple[dict[str, Any], list[bytes]]:
+    """Arrays → (header fields, frames) for a result response."""
+    import numpy as np
+
+    frames = [
+        np.ascontiguousarray(vertices, dtype="<f4").tobytes(),
+        np.ascontiguousarray(faces, dtype="<u4").tobytes(),
+    ]
+    if colors is not None:
+        frames.append(np.ascontiguousarray(colors, dtype=np.uint8).tobytes())
+    fields = {"vertex_count": len(vertices), "face_count": len(faces), "has_colors": colors is not None}
+    return fields, frames
