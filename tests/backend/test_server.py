@@ -1,0 +1,366 @@
+"""The inference server as a real process on loopback, driven by the client library and raw sockets."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+import zmq
+
+from backend.model.checkpoint import save_checkpoint
+from backend.model.config import get_config
+from backend.model.zeroshape import ZeroShapeW
+from blender_addon import protocol
+from blender_addon.client import (
+    BackendBusyError,
+    BackendUnavailableError,
+    Client,
+    CurveKeys,
+    JobCancelledError,
+    JobFailedError,
+)
+from blender_addon.protocol import ReconstructOptions, Request
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTO = ROOT / "examples" / "coffee.jpg"
+SMALL_JOB = ReconstructOptions(resolution=32, frame="camera")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class ServerProcess:
+    def __init__(self, checkpoint: Path, folder: Path, *extra: str, address: str | None = None):
+        self.address = address or f"tcp://127.0.0.1:{free_port()}"
+        self.token_file = folder / f"token-{self.address.rsplit(':', 1)[1]}"
+        command = [sys.executable, "-m", "backend", "serve", "--address", self.address]
+        command += ["--checkpoint", str(checkpoint), "--device", "cpu", "--token-file", str(self.token_file), *extra]
+        env = dict(os.environ, HF_HUB_OFFLINE="1")
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> ServerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if "ready on" in line:
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read()}")
+        raise RuntimeError("server did not become ready")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("server") / "tiny.safetensors"
+    return save_checkpoint(ZeroShapeW(get_config("tiny")), path, provenance={"untrained": True})
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
+    process = ServerProcess(checkpoint, tmp_path_factory.mktemp("srv"), "--queue-size", "64").wait_ready()
+    yield process
+    process.stop()
+
+
+def raw_socket(address: str):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    return sock
+
+
+def test_round_trip_matches_the_command_line(server, checkpoint, tmp_path):
+    from backend.cli import main
+
+    result = Client(server.address).reconstruct(PHOTO.read_bytes(), ReconstructOptions(resolution=64, frame="camera"))
+    assert (
+        main(
+            ["reconstruct", str(PHOTO), "-o", str(tmp_path), "--checkpoint", str(checkpoint), "--device", "cpu"]
+            + ["--resolution", "64", "--frame", "camera", "--format", "ply", "-q"]
+        )
+        == 0
+    )
+    written = trimesh.load(tmp_path / "coffee.ply", process=False)
+    assert len(result.faces) > 0
+    assert np.array_equal(np.asarray(written.faces), result.faces.astype(np.int64))
+    assert np.array_equal(np.asarray(written.vertices, dtype=np.float32), result.vertices)
+    assert np.array_equal(np.asarray(written.visual.vertex_colors), result.colors)
+    assert (
+        result.metadata["model"]["sha256"]
+        == __import__("json").loads((tmp_path / "coffee.json").read_text())["model"]["sha256"]
+    )
+
+
+def test_ping_info_and_progress_heartbeat(server):
+    client = Client(server.address)
+    assert client.ping() < 2.0
+    info = client.info()
+    assert info["model"] == "tiny"
+    assert info["versions"]["protocol"] == protocol.PROTOCOL_VERSION
+    times = []
+    client.reconstruct(PHOTO.read_bytes(), SMALL_JOB, progress=lambda stage, fraction: times.append(time.monotonic()))
+    assert times
+    assert max(np.diff(times), default=0.0) < 2.0
+
+
+def garbage_messages(rng: random.Random, count: int):
+    valid = protocol.encode_request(Request("job1", "reconstruct", {"resolution": 32}, [b"\xff\xd8 not really"]))
+    pickle_payload = bytes.fromhex("80049515000000000000008c0862756977746e73948c046576616c9493942e")
+    templates = [
+        lambda: [rng.randbytes(rng.randint(0, 64)) for _ in range(rng.randint(1, 5))],
+        lambda: [b"", rng.randbytes(rng.randint(0, 200))],
+        lambda: [b"", b'{"v": 1, "id": "x", "op": "reconstruct", "options": {"resolution": "big"}}', b"img"],
+        lambda: [b"", b'{"v": 1, "id": "x", "op": "reconstruct"}'],  # missing image frame
+        lambda: [b"", b'{"v": 1, "id": "x", "op": "ping"}', b"extra", b"frames"],
+        lambda: [b"", b'{"v": 2, "id": "x", "op": "ping"}'],
+        lambda: [b"", b'{"v": 1, "id": 7, "op": "ping"}'],
+        lambda: [b"", b"[1, 2, 3]"],
+        lambda: [b"", b'{"v": 1, "id": "x", "op": "cancel", "options": {"target": ["a"]}}'],
+        lambda: [b"", b'{"v": 1, "id": "x", "op": "shutdown", "options": {"token": "guess"}}'],
+        lambda: [b"", b'{"v": 1, "id": "x", "op": "reconstruct", "options": {"resolution": 1073741824}}', b"i"],
+        lambda: [b"", pickle_payload],
+        lambda: [b"", b'{"v": 1, "id": "x", "op": "reconstruct", "options": {}}', pickle_payload],
+        lambda: [valid[0], valid[1][: rng.randint(0, len(valid[1]))], *valid[2:]],
+        lambda: [b"", b"{" * 5000],
+    ]
+    for _ in range(count):
+        yield templates[rng.randrange(len(templates))]()
+
+
+def test_malformed_messages_never_crash_the_server(server):
+    """10,000 malformed messages in batches; each batch is followed by a ping that must be answered."""
+    rng = random.Random(0)
+    sock = raw_socket(server.address)
+    errors = replies = 0
+    for _ in range(10):
+        for frames in garbage_messages(rng, 1000):
+            sock.send_multipart(frames)
+        deadline = time.monotonic() + 30
+        while sock.poll(300) and time.monotonic() < deadline:
+            body = protocol.split_envelope(sock.recv_multipart())[1]
+            response = protocol.decode_response(body)
+            replies += 1
+            errors += response.type in ("error", "busy", "cancelled")
+        assert Client(server.address).ping(timeout_s=5, retries=2) < 5
+        assert server.process.poll() is None
+    assert replies > 9000
+    sock.close()
+
+
+def test_image_bomb_and_oversized_message_are_refused_without_memory_growth(server, tmp_path):
+    before = rss_mb(server.pid)
+    # A valid 1-bit PNG declaring 30000 × 30000 pixels (900 MP), about 100 kB on the wire.
+    side = 30000
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    compressor = zlib.compressobj()
+    row = b"\x00" * (1 + side // 8)
+    idat = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    with pytest.raises(JobFailedError, match="too large") as error:
+        Client(server.address).reconstruct(bomb, SMALL_JOB)
+    assert error.value.code == "bad_image"
+
+    # Over ZMQ_MAXMSGSIZE (64 MiB): ZeroMQ drops the connection before buffering the message.
+    sock = raw_socket(server.address)
+    sock.send_multipart([b"", b'{"v":1,"id":"big","op":"reconstruct","options":{}}', b"\0" * (80 * 1024 * 1024)])
+    assert not sock.poll(3000)  # no answer: the connection was cut
+    sock.close()
+    assert Client(server.address).ping() < 2
+    assert rss_mb(server.pid) - before < 100
+
+
+def test_concurrent_clients_get_every_answer_unmixed(server):
+    image = PHOTO.read_bytes()
+    outcomes: dict[tuple[int, int], str] = {}
+    lock = threading.Lock()
+
+    def worker(client_index: int) -> None:
+        client = Client(server.address, heartbeat_timeout_s=60)
+        for request_index in range(5):
+            request_id = f"c{client_index}-r{request_index}"
+            try:
+                result = client.reconstruct(image, SMALL_JOB, request_id=request_id)
+                outcome = "result" if len(result.faces) else "empty"
+            except BackendBusyError:
+                outcome = "busy"
+            except JobFailedError as error:
+                outcome = f"error:{error.code}"
+            with lock:
+                outcomes[(client_index, request_index)] = outcome
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(outcomes) == 40
+    assert set(outcomes.values()) <= {"result", "busy"}
+    assert list(outcomes.values()).count("result") >= 8
+
+
+def test_a_client_killed_mid_job_leaves_the_server_healthy(server):
+    code = (
+        "import sys; sys.path.insert(0, '.');"
+        "from blender_addon.client import Client; from blender_addon.protocol import ReconstructOptions;"
+        f"Client({server.address!r}).reconstruct(open('examples/coffee.jpg','rb').read(), "
+        "ReconstructOptions(resolution=128))"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    time.sleep(3)
+    child.kill()
+    child.wait()
+    assert Client(server.address).ping(timeout_s=5) < 5
+    result = Client(server.address, heartbeat_timeout_s=60).reconstruct(PHOTO.read_bytes(), SMALL_JOB)
+    assert len(result.faces) > 0
+
+
+def test_cancel_a_running_job(server):
+    client = Client(server.address)
+    job = client.submit(PHOTO.read_bytes(), ReconstructOptions(resolution=256))
+    first = job.events.get(timeout=30)
+    assert first[0] == "progress"
+    job.cancel()
+    while True:
+        event = job.events.get(timeout=30)
+        if event[0] != "progress":
+            break
+    assert event[0] == "error"
+    assert isinstance(event[1], JobCancelledError)
+
+
+def test_resolution_above_the_server_limit_is_refused(server):
+    with pytest.raises(JobFailedError, match="above this server's limit") as error:
+        Client(server.address).reconstruct(PHOTO.read_bytes(), ReconstructOptions(resolution=512))
+    assert error.value.code == "bad_options"
+
+
+def test_sequential_requests_do_not_leak_memory(server):
+    client = Client(server.address, heartbeat_timeout_s=60)
+    image = PHOTO.read_bytes()
+    for _ in range(20):  # let allocator pools reach their working size first
+        client.reconstruct(image, SMALL_JOB)
+    before = rss_mb(server.pid)
+    for _ in range(200):
+        client.reconstruct(image, SMALL_JOB)
+    assert rss_mb(server.pid) - before < 50
+
+
+def test_killing_the_server_mid_job_gives_a_clear_error_quickly(checkpoint, tmp_path):
+    process = ServerProcess(checkpoint, tmp_path).wait_ready()
+    client = Client(process.address, heartbeat_timeout_s=5)
+    job = client.submit(PHOTO.read_bytes(), ReconstructOptions(resolution=256))
+    assert job.events.get(timeout=30)[0] == "progress"
+    process.process.kill()
+    killed = time.monotonic()
+    while True:
+        event = job.events.get(timeout=15)
+        if event[0] != "progress":
+            break
+    assert time.monotonic() - killed < 10
+    assert event[0] == "error"
+    assert isinstance(event[1], BackendUnavailableError)
+    assert "stopped responding" in str(event[1])
+
+
+def test_sigterm_lets_the_running_job_finish_then_exits(checkpoint, tmp_path):
+    process = ServerProcess(checkpoint, tmp_path, "--grace", "30").wait_ready()
+    job = Client(process.address, heartbeat_timeout_s=30).submit(PHOTO.read_bytes(), ReconstructOptions(resolution=64))
+    assert job.events.get(timeout=30)[0] == "progress"
+    process.process.send_signal(signal.SIGTERM)
+    while True:
+        event = job.events.get(timeout=60)
+        if event[0] != "progress":
+            break
+    assert event[0] == "result"
+    assert process.process.wait(timeout=30) == 0
+
+
+def test_shutdown_needs_the_token(checkpoint, tmp_path):
+    process = ServerProcess(checkpoint, tmp_path).wait_ready()
+    client = Client(process.address)
+    with pytest.raises(JobFailedError, match="wrong shutdown token"):
+        client.shutdown("not-the-token")
+    client.shutdown(process.token_file.read_text())
+    assert process.process.wait(timeout=30) == 0
+    assert not process.token_file.exists()
+
+
+def test_non_loopback_address_without_keys_refuses_to_start(checkpoint):
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "serve", "--address", "tcp://0.0.0.0:5999", "--checkpoint", str(checkpoint)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "refusing to listen on tcp://0.0.0.0:5999 without authentication" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_curve_auth_admits_only_allowed_keys(checkpoint, tmp_path):
+    from backend.server import generate_keys
+
+    server_public, server_secret = generate_keys(tmp_path / "server", "server")
+    allowed = tmp_path / "allowed"
+    allowed_public, allowed_secret = generate_keys(tmp_path / "alice", "alice")
+    allowed.mkdir()
+    (allowed / "alice.key").write_bytes(allowed_public.read_bytes())
+    _, stranger_secret = generate_keys(tmp_path / "mallory", "mallory")
+    process = ServerProcess(
+        checkpoint, tmp_path, "--auth", "--server-key", str(server_secret), "--allowed-clients", str(allowed)
+    ).wait_ready()
+    try:
+        alice = Client(process.address, curve=CurveKeys.from_files(server_public, allowed_secret))
+        assert alice.ping() < 2
+        assert len(alice.reconstruct(PHOTO.read_bytes(), SMALL_JOB).faces) > 0
+        with pytest.raises(BackendUnavailableError):
+            Client(process.address).ping(timeout_s=1, retries=1)
+        stranger = Client(process.address, curve=CurveKeys.from_files(server_public, stranger_secret))
+        with pytest.raises(BackendUnavailableError):
+            stranger.ping(timeout_s=1, retries=1)
+    finally:
+        process.stop()
