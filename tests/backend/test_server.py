@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -111,22 +112,15 @@ def test_round_trip_matches_the_command_line(server, checkpoint, tmp_path):
     from backend.cli import main
 
     result = Client(server.address).reconstruct(PHOTO.read_bytes(), ReconstructOptions(resolution=64, frame="camera"))
-    assert (
-        main(
-            ["reconstruct", str(PHOTO), "-o", str(tmp_path), "--checkpoint", str(checkpoint), "--device", "cpu"]
-            + ["--resolution", "64", "--frame", "camera", "--format", "ply", "-q"]
-        )
-        == 0
-    )
+    options = ["--checkpoint", str(checkpoint), "--device", "cpu", "--resolution", "64", "--frame", "camera"]
+    assert main(["reconstruct", str(PHOTO), "-o", str(tmp_path), *options, "--format", "ply", "-q"]) == 0
     written = trimesh.load(tmp_path / "coffee.ply", process=False)
     assert len(result.faces) > 0
     assert np.array_equal(np.asarray(written.faces), result.faces.astype(np.int64))
     assert np.array_equal(np.asarray(written.vertices, dtype=np.float32), result.vertices)
     assert np.array_equal(np.asarray(written.visual.vertex_colors), result.colors)
-    assert (
-        result.metadata["model"]["sha256"]
-        == __import__("json").loads((tmp_path / "coffee.json").read_text())["model"]["sha256"]
-    )
+    written_metadata = json.loads((tmp_path / "coffee.json").read_text())
+    assert result.metadata["model"]["sha256"] == written_metadata["model"]["sha256"]
 
 
 def test_ping_info_and_progress_heartbeat(server):
