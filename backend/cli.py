@@ -255,8 +255,13 @@ def command_serve(args: argparse.Namespace) -> int:
         server_secret_key=args.server_key,
         allowed_clients=args.allowed_clients,
         token_file=args.token_file,
+        worker_of=args.worker_of,
     )
     try:
+        if args.workers > 1:
+            from backend.broker import Broker
+
+            return Broker(config, args.workers).serve()
         return Server(config).serve()
     except ServerError as error:
         print(f"zeroshape-w: error: {error}", file=sys.stderr)
@@ -389,6 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--server-key", type=Path, help="with --auth: the server's NAME.key_secret file")
     serve.add_argument("--allowed-clients", type=Path, help="with --auth: folder of allowed clients' NAME.key files")
     serve.add_argument("--token-file", type=Path, help="where to write the shutdown token (default: runtime dir)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N worker processes behind one address (one per GPU with --device auto)",
+    )
+    serve.add_argument("--worker-of", metavar="ENDPOINT", help="run as a worker of a broker at ENDPOINT (internal)")
     serve.set_defaults(run=command_serve)
 
     keys = commands.add_parser("keys", help="generate a CurveZMQ key pair for --auth")

@@ -59,6 +59,8 @@ class ServerConfig:
     """A folder of allowed client public keys (NAME.key)."""
     token_file: Path | None = None
     warmup: bool = True
+    worker_of: str | None = None
+    """Run as one worker of a broker: connect to this endpoint instead of listening (see `Broker`)."""
 
 
 class ServerError(Exception):
@@ -79,6 +81,8 @@ def is_loopback(address: str) -> bool:
 
 
 def check_security(config: ServerConfig) -> None:
+    if config.worker_of is not None:
+        return  # a worker only connects to its broker's private endpoint
     if not is_loopback(config.address) and not config.auth:
         raise ServerError(
             f"refusing to listen on {config.address} without authentication: a non-loopback address is reachable "
@@ -163,28 +167,15 @@ class Server:
     def _open_socket(self, context):
         import zmq
 
-        router = context.socket(zmq.ROUTER)
-        router.setsockopt(zmq.MAXMSGSIZE, self.config.max_message_bytes)
-        router.setsockopt(zmq.LINGER, 1000)
-        router.setsockopt(zmq.RCVHWM, 1000)
-        router.setsockopt(zmq.SNDHWM, 1000)
-        if self.config.auth:
-            import zmq.auth
-            from zmq.auth.thread import ThreadAuthenticator
-
-            self.authenticator = ThreadAuthenticator(context)
-            self.authenticator.start()
-            self.authenticator.configure_curve(domain="*", location=str(self.config.allowed_clients))
-            public, secret = zmq.auth.load_certificate(str(self.config.server_secret_key))
-            if secret is None:
-                raise ServerError(f"{self.config.server_secret_key}: not a secret key file (NAME.key_secret)")
-            router.curve_secretkey = secret
-            router.curve_publickey = public
-            router.curve_server = True
-        try:
-            router.bind(self.config.address)
-        except zmq.ZMQError as error:
-            raise ServerError(f"cannot listen on {self.config.address}: {error}") from error
+        if self.config.worker_of is not None:
+            # Behind a broker: a DEALER connected to the broker's backend ROUTER. Requests arrive as
+            # [client identity, b"", header, ...] and replies go back the same way.
+            dealer = context.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 1000)
+            dealer.connect(self.config.worker_of)
+            dealer.send(b"hello")  # tells the broker this worker exists
+            return dealer
+        router, self.authenticator = open_router(context, self.config)
         return router
 
     # ------------------------------------------------------------------------------------ main loop
@@ -199,12 +190,14 @@ class Server:
         events.bind("inproc://events")
         worker = threading.Thread(target=self._worker, args=(context,), name="zeroshape-worker", daemon=True)
         worker.start()
-        token_path = self._write_token()
+        # A broker's worker takes orders from its broker only: no token, no shutdown over the wire.
+        token_path = self._write_token() if self.config.worker_of is None else None
         self._install_signal_handlers()
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(events, zmq.POLLIN)
-        message = f"zeroshape-w server ready on {self.config.address} (device {self.reconstructor.device})"
+        where = f"worker of {self.config.worker_of}" if self.config.worker_of else self.config.address
+        message = f"zeroshape-w server ready on {where} (device {self.reconstructor.device})"
         log.info("%s; shutdown token in %s", message, token_path)
         print(message, flush=True)
         if ready_callback:
@@ -232,11 +225,11 @@ class Server:
         finally:
             events.close(linger=0)
             router.close(linger=1000)
-            if self.config.auth:
+            if getattr(self, "authenticator", None) is not None:
                 self.authenticator.stop()
             context.term()
-            if token_path.exists():
-                token_path.unlink()
+            if token_path is not None:
+                token_path.unlink(missing_ok=True)
         log.info("server stopped")
         return 0
 
@@ -368,6 +361,9 @@ class Server:
         self._send(router, envelope, Response(request.request_id, "ok", fields))
 
     def _op_shutdown(self, router, envelope, request: Request) -> None:
+        if self.config.worker_of is not None:
+            self._send(router, envelope, Response(request.request_id, "error", _error("forbidden", "ask the broker")))
+            return
         if not hmac.compare_digest(request.options["token"].encode(), self.token.encode()):
             self._send(
                 router, envelope, Response(request.request_id, "error", _error("forbidden", "wrong shutdown token"))
@@ -469,6 +465,39 @@ class Server:
         fields, frames = protocol.result_payload(result.vertices, result.faces, result.colors)
         fields["metadata"] = result.metadata
         return Response(job.request_id, "result", fields, frames)
+
+
+def open_router(context, config: ServerConfig):
+    """The public ROUTER socket: bounded (ZMQ_MAXMSGSIZE, HWM, LINGER), with CURVE and a ZAP handler that
+    admits only allowed client keys when `config.auth`. Returns (socket, authenticator or None)."""
+    import zmq
+
+    router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
+    router.setsockopt(zmq.LINGER, 1000)
+    router.setsockopt(zmq.RCVHWM, 1000)
+    router.setsockopt(zmq.SNDHWM, 1000)
+    authenticator = None
+    if config.auth:
+        import zmq.auth
+        from zmq.auth.thread import ThreadAuthenticator
+
+        public, secret = zmq.auth.load_certificate(str(config.server_secret_key))
+        if secret is None:
+            raise ServerError(f"{config.server_secret_key}: not a secret key file (NAME.key_secret)")
+        authenticator = ThreadAuthenticator(context)
+        authenticator.start()
+        authenticator.configure_curve(domain="*", location=str(config.allowed_clients))
+        router.curve_secretkey = secret
+        router.curve_publickey = public
+        router.curve_server = True
+    try:
+        router.bind(config.address)
+    except zmq.ZMQError as error:
+        if authenticator is not None:
+            authenticator.stop()
+        raise ServerError(f"cannot listen on {config.address}: {error}") from error
+    return router, authenticator
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

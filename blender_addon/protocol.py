@@ -30,6 +30,7 @@ All arrays are little-endian and C-contiguous.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,7 +50,7 @@ REQUEST_OPS = ("ping", "info", "reconstruct", "cancel", "shutdown")
 RESPONSE_TYPES = ("pong", "info", "accepted", "busy", "progress", "result", "cancelled", "error", "ok")
 FRAMES = ("blender", "camera")
 PRECISIONS = ("fp32", "bf16", "fp16")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # used with fullmatch: no trailing newline slips through
 
 
 class ProtocolError(Exception):
@@ -149,7 +150,13 @@ class ReconstructOptions:
 
 
 def _is_finite_number(value: Any) -> bool:
-    return type(value) in (int, float) and value == value and abs(value) != float("inf")
+    """An int or float (not a bool) that converts to a finite float; JSON integers are unbounded."""
+    if type(value) not in (int, float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 @dataclass
@@ -190,9 +197,10 @@ def _decode_header(frame: bytes) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise ProtocolError("bad_header", "header must be a JSON object")
     request_id = header.get("id") if isinstance(header.get("id"), str) else None
-    if request_id is not None and not _REQUEST_ID.match(request_id):
+    if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
         raise ProtocolError("bad_id", "id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
-    if header.get("v") != PROTOCOL_VERSION:
+    version = header.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
             "bad_version", f"protocol version {header.get('v')!r} is not {PROTOCOL_VERSION}", request_id
         )
@@ -235,7 +243,7 @@ def decode_request(body: list[bytes]) -> Request:
         if len(payload[0]) > MAX_IMAGE_BYTES:
             raise ProtocolError("image_too_large", f"image is over {MAX_IMAGE_BYTES} bytes", request_id)
         ReconstructOptions.from_json(options, request_id)
-    if op == "cancel" and not (isinstance(options.get("target"), str) and _REQUEST_ID.match(options["target"])):
+    if op == "cancel" and not (isinstance(options.get("target"), str) and _REQUEST_ID.fullmatch(options["target"])):
         raise ProtocolError("bad_options", "cancel needs options.target, a request id", request_id)
     if op == "shutdown" and not isinstance(options.get("token"), str):
         raise ProtocolError("bad_options", "shutdown needs options.token", request_id)

@@ -358,3 +358,36 @@ def test_curve_auth_admits_only_allowed_keys(checkpoint, tmp_path):
             stranger.ping(timeout_s=1, retries=1)
     finally:
         process.stop()
+
+
+def test_broker_spreads_jobs_over_workers_and_clients_are_unchanged(checkpoint, tmp_path):
+    process = ServerProcess(checkpoint, tmp_path, "--workers", "2").wait_ready(timeout=120)
+    try:
+        client = Client(process.address, heartbeat_timeout_s=60)
+        assert client.ping() < 2
+        image = PHOTO.read_bytes()
+        results = []
+
+        def one() -> None:
+            results.append(Client(process.address, heartbeat_timeout_s=60).reconstruct(image, SMALL_JOB))
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert len(results) == 4
+        assert len({len(r.faces) for r in results}) == 1  # same checkpoint on every worker, same mesh
+        # A cancel reaches the worker that runs the job.
+        job = client.submit(image, ReconstructOptions(resolution=256))
+        assert job.events.get(timeout=30)[0] == "progress"
+        job.cancel()
+        while (event := job.events.get(timeout=30))[0] == "progress":
+            pass
+        assert isinstance(event[1], JobCancelledError)
+        client.shutdown(process.token_file.read_text())
+        assert process.process.wait(timeout=60) == 0
+    finally:
+        process.stop()
+    workers = subprocess.run(["pgrep", "-f", "worker-of ipc"], capture_output=True, text=True, check=False)
+    assert workers.stdout.strip() == ""

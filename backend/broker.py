@@ -1,0 +1,190 @@
+"""`zeroshape-w serve --workers N`: one public endpoint, N worker processes (one per GPU when there are GPUs).
+
+ZeroMQ's broker pattern with a ROUTER on each side: clients talk to the public ROUTER exactly as to a single
+server; workers (ordinary servers started with `worker_of`) connect their DEALER sockets to a private
+backend ROUTER on an ipc endpoint in a folder only this user can open. The broker validates each request,
+sends a reconstruction to the worker with the fewest unfinished jobs, sends `cancel` to the worker that has
+the job, spreads `ping`/`info` round-robin, and handles `shutdown` itself. Workers on other machines can be
+added the same way by pointing `worker_of` at a tcp endpoint (with CURVE).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from blender_addon import protocol
+from blender_addon.protocol import ProtocolError, Response
+
+from .server import ServerConfig, ServerError, _error, check_security, default_token_file, open_router
+
+log = logging.getLogger(__name__)
+
+FINAL_TYPES = {"result", "error", "cancelled", "busy"}
+
+
+def worker_devices(count: int, device: str) -> list[str]:
+    """One device per worker: cuda:0..N-1 when `device` is auto and GPUs exist, else `device` for all."""
+    if device == "auto":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if gpus:
+            return [f"cuda:{i % gpus}" for i in range(count)]
+        return ["cpu"] * count
+    return [device] * count
+
+
+class Broker:
+    def __init__(self, config: ServerConfig, workers: int):
+        if workers < 1:
+            raise ServerError("--workers must be at least 1")
+        check_security(config)
+        self.config = config
+        self.worker_count = workers
+        self.stopping = threading.Event()
+        self.token = os.urandom(18).hex()
+
+    def _start_workers(self, endpoint: str) -> list[subprocess.Popen]:
+        processes = []
+        for index, device in enumerate(worker_devices(self.worker_count, self.config.device)):
+            command = [sys.executable, "-m", "backend", "serve", "--worker-of", endpoint, "--device", device]
+            command += [
+                "--queue-size",
+                str(self.config.queue_size),
+                "--max-resolution",
+                str(self.config.max_resolution),
+            ]
+            command += ["--deadline", str(self.config.job_deadline_s), "--grace", str(self.config.grace_s)]
+            if self.config.checkpoint:
+                command += ["--checkpoint", str(self.config.checkpoint)]
+            if self.config.open_clip_weights:
+                command += ["--open-clip-weights", str(self.config.open_clip_weights)]
+            log.info("starting worker %d on %s", index, device)
+            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
+        for process in processes:
+            for line in process.stdout:
+                if "ready" in line:
+                    break
+            else:
+                raise ServerError(f"a worker exited before it was ready (status {process.wait()})")
+        return processes
+
+    def serve(self) -> int:
+        import zmq
+
+        private = Path(tempfile.mkdtemp(prefix="zeroshape-w-broker-"))
+        os.chmod(private, 0o700)
+        endpoint = f"ipc://{private}/workers"
+        context = zmq.Context()
+        backend = context.socket(zmq.ROUTER)
+        backend.setsockopt(zmq.LINGER, 0)
+        backend.bind(endpoint)
+        workers = self._start_workers(endpoint)
+        frontend, authenticator = open_router(context, self.config)
+        token_path = self.config.token_file or default_token_file(self.config.address)
+        token_path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(self.token)
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: self.stopping.set())
+
+        identities: list[bytes] = []  # workers that have spoken (DEALER identities assigned by the ROUTER)
+        outstanding: dict[bytes, int] = {}
+        jobs: dict[tuple[bytes, str], bytes] = {}  # (client identity, request id) → worker
+        turn = 0
+        poller = zmq.Poller()
+        poller.register(frontend, zmq.POLLIN)
+        poller.register(backend, zmq.POLLIN)
+        # A ROUTER learns a peer's identity only from a message: each worker greets with b"hello" when it
+        # connects, before it prints "ready", so every worker is known here already or very soon.
+        print(f"zeroshape-w broker ready on {self.config.address} with {len(workers)} workers", flush=True)
+
+        def send(socket, frames) -> None:
+            with contextlib.suppress(zmq.ZMQError):  # a vanished peer must not stop the broker
+                socket.send_multipart(frames, zmq.NOBLOCK)
+
+        def reply_error(envelope, request_id, code, message) -> None:
+            send(frontend, [*envelope, *protocol.encode_response(Response(request_id, "error", _error(code, message)))])
+
+        try:
+            while not self.stopping.is_set():
+                ready = dict(poller.poll(200))
+                if backend in ready:
+                    frames = backend.recv_multipart()
+                    worker, rest = frames[0], frames[1:]
+                    if worker not in outstanding:
+                        identities.append(worker)
+                        outstanding[worker] = 0
+                    if rest == [b"hello"]:
+                        continue
+                    try:
+                        envelope, body = protocol.split_envelope(rest)
+                        header = json.loads(body[0])
+                    except (ProtocolError, ValueError, IndexError):
+                        continue
+                    key = (envelope[0] if envelope else b"", header.get("id"))
+                    if header.get("type") in FINAL_TYPES and jobs.pop(key, None) is not None:
+                        outstanding[worker] = max(0, outstanding[worker] - 1)
+                    send(frontend, rest)
+                if frontend in ready:
+                    frames = frontend.recv_multipart()
+                    try:
+                        envelope, body = protocol.split_envelope(frames)
+                        request = protocol.decode_request(body)
+                    except ProtocolError as error:
+                        reply_error(frames[:1], error.request_id or "unknown", error.code, str(error))
+                        continue
+                    if request.op == "shutdown":
+                        if hmac.compare_digest(request.options["token"].encode(), self.token.encode()):
+                            ok = Response(request.request_id, "ok", {"message": "shutting down"})
+                            send(frontend, [*envelope, *protocol.encode_response(ok)])
+                            self.stopping.set()
+                        else:
+                            reply_error(envelope, request.request_id, "forbidden", "wrong shutdown token")
+                        continue
+                    if not identities:
+                        reply_error(envelope, request.request_id, "no_workers", "no worker is connected yet")
+                        continue
+                    if request.op == "reconstruct":
+                        worker = min(identities, key=lambda w: outstanding[w])
+                        outstanding[worker] += 1
+                        jobs[(envelope[0], request.request_id)] = worker
+                    elif request.op == "cancel":
+                        worker = jobs.get((envelope[0], request.options["target"])) or identities[0]
+                    else:
+                        worker = identities[turn % len(identities)]
+                        turn += 1
+                    send(backend, [worker, *frames])
+        finally:
+            for process in workers:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + self.config.grace_s + 30
+            for process in workers:
+                try:
+                    process.wait(timeout=max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            frontend.close(linger=1000)
+            backend.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
+            context.term()
+            token_path.unlink(missing_ok=True)
+            for leftover in private.iterdir():
+                leftover.unlink(missing_ok=True)
+            private.rmdir()
+        return 0
