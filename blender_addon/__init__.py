@@ -10,24 +10,20 @@ bl_info = {
     "description": "Reconstruct a 3D mesh from a single photo",
     "author": "ZeroShape-W for Blender developers",
     "version": (0, 1, 0),
-    "blender": (4, 2, 0),
+    "blender": (4, 2, 13),
     "location": "View3D > Sidebar > ZeroShape",
     "category": "Import-Export",
 }
 
-# The Blender-side classes (panel, operators, preferences) register here; reverse order on unregister.
-_CLASSES: tuple = ()
-
 
 def register() -> None:
-    import bpy
+    # Imported here, not at module level: `blender_addon.protocol` and `.client` must import without Blender.
+    from . import ui
 
-    for cls in _CLASSES:
-        bpy.utils.register_class(cls)
+    ui.register()
 
 
 def unregister() -> None:
-    import bpy
+    from . import ui
 
-    for cls in reversed(_CLASSES):
-        bpy.utils.unregister_class(cls)
+    ui.unregister()

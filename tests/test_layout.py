@@ -7,10 +7,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("backend", "training", "blender_addon")
-# Modules allowed to import bpy/mathutils at module level: the add-on's UI and scene modules (none exist
-# yet). Everything else must import in plain Python, so tests, the backend and the protocol never need
-# Blender; `register()` functions may import bpy, since only Blender calls them.
-BPY_MODULES: set[str] = set()
+# Modules allowed to import bpy/mathutils at module level: the add-on's UI and scene modules. Everything
+# else must import in plain Python, so tests, the backend and the protocol never need Blender;
+# `register()` functions may import bpy, since only Blender calls them.
+BPY_MODULES: set[str] = {
+    "blender_addon/ui.py",
+    "blender_addon/scene.py",
+}
 
 
 def python_files():

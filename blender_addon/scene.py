@@ -1,0 +1,88 @@
+"""Putting reconstructions into the Blender scene (bpy). Meshes arrive in Blender's frame (Z-up, facing -Y,
+resting on z = 0, unit height): the server converts them, so nothing here changes axes."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+COLLECTION_NAME = "ZeroShape"
+MATERIAL_NAME = "ZeroShape Vertex Colour"
+COLOR_ATTRIBUTE = "Col"
+
+
+def reconstruction_collection(scene) -> bpy.types.Collection:
+    collection = bpy.data.collections.get(COLLECTION_NAME)
+    if collection is None:
+        collection = bpy.data.collections.new(COLLECTION_NAME)
+    if collection.name not in scene.collection.children:
+        scene.collection.children.link(collection)
+    return collection
+
+
+def vertex_colour_material() -> bpy.types.Material:
+    """A material whose base colour is the mesh's colour attribute, so vertex colours show when rendered."""
+    material = bpy.data.materials.get(MATERIAL_NAME)
+    if material is not None:
+        return material
+    material = bpy.data.materials.new(MATERIAL_NAME)
+    tree = material.node_tree
+    principled = next(node for node in tree.nodes if node.type == "BSDF_PRINCIPLED")
+    attribute = tree.nodes.new("ShaderNodeVertexColor")
+    attribute.layer_name = COLOR_ATTRIBUTE
+    attribute.location = (principled.location.x - 300, principled.location.y)
+    tree.links.new(attribute.outputs["Color"], principled.inputs["Base Color"])
+    principled.inputs["Roughness"].default_value = 0.8
+    return material
+
+
+def import_mesh(
+    context,
+    name: str,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    colors: np.ndarray | None,
+    location=None,
+) -> bpy.types.Object:
+    """Create a mesh object from arrays in bulk (`foreach_set`, no temporary files), placed at `location`
+    (default: the 3D cursor), in the "ZeroShape" collection, selected and active.
+
+    Args:
+        vertices: [V, 3] float32; faces: [F, 3] integer; colors: [V, 4] uint8 RGBA or None.
+    """
+    mesh = bpy.data.meshes.new(name)
+    vertex_count, face_count = len(vertices), len(faces)
+    mesh.vertices.add(vertex_count)
+    mesh.vertices.foreach_set("co", np.ascontiguousarray(vertices, dtype=np.float32).ravel())
+    mesh.loops.add(face_count * 3)
+    mesh.loops.foreach_set("vertex_index", np.ascontiguousarray(faces, dtype=np.int32).ravel())
+    mesh.polygons.add(face_count)
+    mesh.polygons.foreach_set("loop_start", np.arange(0, face_count * 3, 3, dtype=np.int32))
+    mesh.polygons.foreach_set("loop_total", np.full(face_count, 3, dtype=np.int32))
+    if colors is not None:
+        attribute = mesh.color_attributes.new(COLOR_ATTRIBUTE, "BYTE_COLOR", "POINT")
+        # BYTE_COLOR stores sRGB bytes; foreach_set("color_srgb") takes them as floats in [0, 1].
+        attribute.data.foreach_set("color_srgb", (np.asarray(colors, dtype=np.float32) / 255.0).ravel())
+        mesh.color_attributes.active_color = attribute
+    # No mesh.validate(): it costs more than everything else together (0.17 s at 200k faces), and the
+    # protocol has already checked every face index against the vertex count.
+    mesh.update(calc_edges=True)
+    mesh.shade_smooth()
+    mesh.materials.append(vertex_colour_material())
+
+    obj = bpy.data.objects.new(name, mesh)
+    reconstruction_collection(context.scene).objects.link(obj)
+    obj.location = context.scene.cursor.location.copy() if location is None else location
+    if context.view_layer.objects.active is not None and context.view_layer.objects.active.mode != "OBJECT":
+        bpy.ops.object.mode_set(mode="OBJECT")
+    for other in context.view_layer.objects.selected:
+        other.select_set(False)
+    obj.select_set(True)
+    context.view_layer.objects.active = obj
+    return obj
+
+
+def push_undo(message: str) -> None:
+    """One undo step per imported object (imports happen from a timer, outside any operator's own step)."""
+    if bpy.ops.ed.undo_push.poll():
+        bpy.ops.ed.undo_push(message=message)

@@ -1,0 +1,136 @@
+"""Runs inside a fresh Python with bpy: install the add-on zip, drive it, print a JSON report on the last line.
+
+Usage: python bpy_scenario.py SCENARIO ZIP ADDRESS [ARGS...]   (BLENDER_USER_RESOURCES must be set)
+Timers do not tick in background mode, so the scenario calls the add-on's `tick()` itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+
+
+def install(zip_path: str):
+    import bpy
+
+    bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    module = importlib.import_module("bl_ext.user_default.zeroshape_w")
+    ui = importlib.import_module("bl_ext.user_default.zeroshape_w.ui")
+    return bpy, module, ui
+
+
+def run_until_idle(ui, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ui.tick() is None and ui.STATE.job is None and ui.STATE.batch is None:
+            return
+        time.sleep(0.05)
+    raise TimeoutError("the add-on did not finish")
+
+
+def main() -> None:
+    scenario, zip_path, address, *args = sys.argv[1:]
+    bpy, _, ui = install(zip_path)
+    prefs = bpy.context.preferences.addons["bl_ext.user_default.zeroshape_w"].preferences
+    prefs.address = address
+    prefs.heartbeat_timeout = 30.0
+    scene = bpy.context.scene
+    settings = scene.zeroshape
+    report: dict = {}
+    # Undo cannot be exercised without a window; count the steps the add-on pushes instead.
+    from bl_ext.user_default.zeroshape_w import scene as scene_module
+
+    pushed: list[str] = []
+    original_push = scene_module.push_undo
+
+    def counting_push(message: str) -> None:
+        pushed.append(message)
+        original_push(message)
+
+    scene_module.push_undo = counting_push
+    if scenario == "single":
+        photo = args[0]
+        scene.cursor.location = (1.0, 2.0, 3.0)
+        settings.filepath = photo
+        settings.resolution = "64"
+        objects_before = len(bpy.data.objects)
+        result = bpy.ops.zeroshape.reconstruct()
+        report["operator"] = sorted(result)
+        run_until_idle(ui)
+        new = [obj for obj in bpy.data.objects if obj.type == "MESH"]
+        report["new_objects"] = len(bpy.data.objects) - objects_before
+        obj = new[0]
+        report["name"] = obj.name
+        report["vertices"] = len(obj.data.vertices)
+        report["faces"] = len(obj.data.polygons)
+        report["location"] = list(obj.location)
+        report["collection"] = obj.users_collection[0].name
+        report["active"] = bpy.context.view_layer.objects.active == obj
+        report["material"] = obj.data.materials[0].name
+        links = obj.data.materials[0].node_tree.links
+        report["color_node_linked"] = any(link.from_node.type == "VERTEX_COLOR" for link in links)
+        report["color_attribute"] = obj.data.color_attributes.active_color.name if obj.data.color_attributes else ""
+        report["status"] = bpy.context.window_manager.zeroshape_status
+        report["undo_steps"] = pushed
+    elif scenario == "no_backend":
+        settings.filepath = args[0]
+        started = time.monotonic()
+        try:
+            bpy.ops.zeroshape.reconstruct()  # reads the photo, pings, reports
+            report["raised"] = ""
+        except RuntimeError as error:  # operators that report ERROR raise in background mode
+            report["raised"] = str(error)
+        report["seconds"] = time.monotonic() - started
+        report["last_error"] = bpy.context.window_manager.zeroshape_last_error
+        report["objects"] = len(bpy.data.objects)
+    elif scenario in ("batch", "batch_interrupted", "batch_resume"):
+        folder, blend = args[0], args[1]
+        if scenario == "batch_resume":
+            bpy.ops.wm.open_mainfile(filepath=blend)
+            bpy.ops.zeroshape.batch_resume()
+        else:
+            settings.batch_folder = folder
+            settings.resolution = "64"
+            scene.cursor.location = (0.0, 0.0, 0.0)
+            bpy.ops.zeroshape.batch_import()
+        if scenario == "batch_interrupted":
+            deadline = time.monotonic() + 120
+            while "ZeroShape" not in bpy.data.collections and time.monotonic() < deadline:
+                ui.tick()
+                time.sleep(0.05)
+            bpy.ops.wm.save_as_mainfile(filepath=blend)
+            report["queue"] = json.loads(ui.queue_file().read_text())
+            report["meshes"] = sorted(obj.name for obj in bpy.data.collections["ZeroShape"].objects)
+            print(json.dumps(report))
+            sys.stdout.flush()
+            import os
+
+            os._exit(0)  # Blender "crashes": no clean shutdown, the queue file is what survives
+        run_until_idle(ui)
+        meshes = [obj for obj in bpy.data.collections["ZeroShape"].objects if obj.type == "MESH"]
+        report["meshes"] = sorted(obj.name for obj in meshes)
+        report["locations"] = sorted([round(v, 3) for v in obj.location] for obj in meshes)
+        report["queue"] = json.loads(ui.queue_file().read_text())
+        report["last_error"] = bpy.context.window_manager.zeroshape_last_error
+        report["status"] = bpy.context.window_manager.zeroshape_status
+        report["undo_steps"] = len(pushed)
+    elif scenario == "import_benchmark":
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        vertices = rng.random((100_000, 3), dtype=np.float32)
+        faces = rng.integers(0, 100_000, size=(200_000, 3)).astype(np.uint32)
+        colors = rng.integers(0, 255, size=(100_000, 4)).astype(np.uint8)
+        times = []
+        for index in range(3):
+            started = time.perf_counter()
+            scene_module.import_mesh(bpy.context, f"bench{index}", vertices, faces, colors)
+            times.append(time.perf_counter() - started)
+        report["seconds"] = times
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
