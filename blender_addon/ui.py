@@ -267,7 +267,10 @@ def _import_result(context, result) -> None:
         context, STATE.job_name, result.vertices, result.faces, result.colors, location=STATE.job_location
     )
     if context.scene.zeroshape.match_photo and STATE.batch is None:
-        add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})
+        try:
+            add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})
+        except (KeyError, ValueError, RuntimeError) as error:  # the mesh is in; only the camera failed
+            status(context, f"{obj.name}: could not add the matching camera ({error})", error=True)
     scene_module.push_undo(f"Reconstruct {obj.name}")
     seconds = time.perf_counter() - started
     status(context, f"{obj.name}: {len(result.faces):,} faces imported in {seconds:.2f} s")
@@ -357,6 +360,7 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         problem = backend_reachable(context)
         if problem:
+            context.window_manager.zeroshape_backend = "not reachable: start it with `zeroshape-w serve`"
             status(context, problem, error=True)
             self.report({"ERROR"}, problem)
             return {"CANCELLED"}
@@ -367,11 +371,40 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ZEROSHAPE_OT_check_backend(bpy.types.Operator):
+    """Ask the backend whether it is running, and what model and device it uses"""
+
+    bl_idname = "zeroshape.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context):
+        from .client import BackendError
+
+        wm = context.window_manager
+        prefs = preferences(context)
+        address = prefs.address if prefs else DEFAULT_ADDRESS
+        try:
+            info = make_client(context).info(timeout_s=prefs.ping_timeout if prefs else 0.5, retries=2)
+        except BackendError as error:
+            wm.zeroshape_backend = f"not reachable at {address}: start it with `zeroshape-w serve`"
+            self.report({"WARNING"}, str(error))
+            return {"CANCELLED"}
+        state = "busy" if info["queue_length"] else "ready"
+        untrained = ", UNTRAINED model" if info.get("untrained") else ""
+        wm.zeroshape_backend = f"{state}: {info['model']} on {info['device']}, {info['queue_length']} queued{untrained}"
+        return {"FINISHED"}
+
+
 class ZEROSHAPE_OT_cancel(bpy.types.Operator):
     """Cancel the running reconstruction (and the rest of the batch)"""
 
     bl_idname = "zeroshape.cancel"
     bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        # Bound to Esc in the 3D View: when nothing runs, the key falls through to Blender's own use of it.
+        return STATE.job is not None or STATE.batch is not None
 
     def execute(self, context):
         if STATE.job is not None:
@@ -504,6 +537,9 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
         layout = self.layout
         settings = context.scene.zeroshape
         wm = context.window_manager
+        row = layout.row()
+        row.label(text=f"Backend: {wm.zeroshape_backend or 'not checked'}")
+        row.operator(ZEROSHAPE_OT_check_backend.bl_idname, text="", icon="FILE_REFRESH")
         layout.prop(settings, "source", expand=True)
         if settings.source == "FILE":
             layout.prop(settings, "filepath")
@@ -541,6 +577,7 @@ CLASSES = (
     ZeroShapeSettings,
     ZeroShapePreferences,
     ZEROSHAPE_OT_reconstruct,
+    ZEROSHAPE_OT_check_backend,
     ZEROSHAPE_OT_cancel,
     ZEROSHAPE_OT_cancel_after_current,
     ZEROSHAPE_OT_batch_import,
@@ -557,7 +594,9 @@ WM_PROPERTIES = {
     "zeroshape_status": StringProperty(),
     "zeroshape_last_error": StringProperty(),
     "zeroshape_batch_text": StringProperty(),
+    "zeroshape_backend": StringProperty(),
 }
+_KEYMAPS: list = []
 
 
 def register() -> None:
@@ -567,9 +606,16 @@ def register() -> None:
     for name, prop in WM_PROPERTIES.items():
         setattr(bpy.types.WindowManager, name, prop)
     bpy.types.VIEW3D_MT_add.append(menu_add)
+    keyconfig = bpy.context.window_manager.keyconfigs.addon
+    if keyconfig is not None:  # None in background mode
+        keymap = keyconfig.keymaps.new(name="3D View", space_type="VIEW_3D")
+        _KEYMAPS.append((keymap, keymap.keymap_items.new(ZEROSHAPE_OT_cancel.bl_idname, "ESC", "PRESS")))
 
 
 def unregister() -> None:
+    for keymap, item in _KEYMAPS:
+        keymap.keymap_items.remove(item)
+    _KEYMAPS.clear()
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
     if STATE.job is not None:

@@ -55,11 +55,27 @@ def main() -> None:
         scene.cursor.location = (1.0, 2.0, 3.0)
         settings.filepath = photo
         settings.resolution = "64"
+        settings.match_photo = len(args) > 1 and args[1] == "match"
         objects_before = len(bpy.data.objects)
         result = bpy.ops.zeroshape.reconstruct()
         report["operator"] = sorted(result)
         run_until_idle(ui)
-        new = [obj for obj in bpy.data.objects if obj.type == "MESH"]
+        new = [obj for obj in bpy.data.collections["ZeroShape"].objects if obj.type == "MESH"]
+        cameras = [obj for obj in bpy.data.collections["ZeroShape"].objects if obj.type == "CAMERA"]
+        if cameras:
+            camera = cameras[0]
+            report["camera_lens"] = camera.data.lens
+            report["camera_background"] = bool(camera.data.background_images)
+            # The camera looks at the mesh: the mesh centre lies in front of it (negative local z).
+            mesh_object = new[0]
+            points = [mesh_object.matrix_world @ v.co for v in mesh_object.data.vertices[:2000]]
+            centre = points[0] * 0
+            for point in points:
+                centre += point
+            centre /= len(points)
+            report["mesh_in_front"] = (camera.matrix_world.inverted() @ centre).z < 0
+        bpy.ops.zeroshape.check_backend()
+        report["backend"] = bpy.context.window_manager.zeroshape_backend
         report["new_objects"] = len(bpy.data.objects) - objects_before
         obj = new[0]
         report["name"] = obj.name

@@ -73,6 +73,16 @@ def test_reconstruct_operator_imports_one_coloured_object_at_the_cursor(addon_zi
     assert report["color_node_linked"]
     assert report["color_attribute"] == "Col"
     assert len(report["undo_steps"]) == 1
+    assert report["new_objects"] == 1  # no camera unless asked
+    assert report["backend"].startswith("ready: tiny on cpu")
+
+
+def test_match_photo_adds_a_camera_that_sees_the_mesh(addon_zip, backend, tmp_path):
+    report = run_scenario("single", addon_zip, backend.address, str(PHOTO), "match", resources=tmp_path)
+    assert report["new_objects"] == 2
+    assert report["camera_lens"] > 0
+    assert report["camera_background"]
+    assert report["mesh_in_front"]
 
 
 def test_vertex_count_matches_what_the_backend_sent(addon_zip, backend, tmp_path):
