@@ -14,6 +14,8 @@ BPY_MODULES: set[str] = {
     "blender_addon/ui.py",
     "blender_addon/scene.py",
 }
+# (training/data/render_blender.py and backend/preview_render.py import bpy only inside functions: they run
+# as their own Blender processes.)
 
 
 def python_files():

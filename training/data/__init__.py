@@ -1,0 +1,1 @@
+"""Synthetic training data: objects, geometry supervision and Blender renders."""
