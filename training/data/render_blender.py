@@ -214,9 +214,9 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         if not len(rows):
             continue  # the object left the frame: skip the view rather than write an empty one
         x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        side = int(math.ceil(max(x1 - x0, y1 - y0) * float(rng.uniform(1.1, 1.4))))
+        side = math.ceil(max(x1 - x0, y1 - y0) * float(rng.uniform(1.1, 1.4)))
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        box = (int(round(cx - side / 2)), int(round(cy - side / 2)), side)
+        box = (round(float(cx) - side / 2), round(float(cy) - side / 2), side)
         scale = out_size / side
         K_crop = K.copy()
         K_crop[0, 2] = (K[0, 2] - box[0] + 0.5) * scale - 0.5
