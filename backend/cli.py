@@ -278,6 +278,40 @@ def command_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_data_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from training.data.render import RenderSettings, collect_sources, render_dataset, shard
+
+    objects = collect_sources(args.source, args.per_category, args.seed)
+    manifest = "manifest.jsonl"
+    if args.shard:
+        objects = shard(objects, args.shard)
+        index, count = args.shard.split("/")
+        manifest = f"manifest.shard-{index}-of-{count}.jsonl"
+    if args.limit:
+        objects = objects[: args.limit]
+    settings = RenderSettings(
+        views=args.views, samples=args.samples, render_size=args.render_size, timeout_s=args.timeout
+    )
+    bar = tqdm(total=len(objects), unit="object", dynamic_ncols=True)
+
+    def progress(object_id: str, ok: bool) -> None:
+        bar.update(1)
+        if not ok:
+            tqdm.write(f"zeroshape-w: {object_id} failed (see errors.log)", file=sys.stderr)
+
+    report = render_dataset(objects, args.out, settings, progress=progress, manifest_name=manifest)
+    bar.update(report["skipped_finished"])
+    bar.close()
+    print(
+        f"{report['rendered']} objects rendered, {report['skipped_finished']} already done, {report['failed']} failed; "
+        f"{report['views']} views in {report['seconds']:.1f} s = {report['views_per_second']:.2f} views/s "
+        f"(all outputs written); dataset in {args.out}"
+    )
+    return 1 if report["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zeroshape-w",
@@ -407,6 +441,31 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--dir", type=Path, required=True, help="folder to write NAME.key and NAME.key_secret into")
     keys.add_argument("--name", default="zeroshape", help="file name stem (default zeroshape)")
     keys.set_defaults(run=command_keys)
+
+    data = commands.add_parser("data", help="make training data")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    render = data_commands.add_parser(
+        "render",
+        help="render a dataset from assets with Blender",
+        description="Turn objects into training data: normalised meshes, occupancy samples, surface points and "
+        "Cycles renders (RGB, depth, mask, camera). Resumable: finished objects are skipped.",
+    )
+    render.add_argument(
+        "--source",
+        action="append",
+        required=True,
+        help="a folder of assets (OBJ, GLB/GLTF, PLY, STL), 'procedural' or 'random-objects'; repeatable",
+    )
+    render.add_argument("--out", type=Path, required=True, help="dataset folder (created; resumed if it exists)")
+    render.add_argument("--views", type=int, default=8, help="views per object (default 8)")
+    render.add_argument("--per-category", type=int, default=20, help="procedural objects per category (default 20)")
+    render.add_argument("--seed", type=int, default=0, help="procedural seed (default 0)")
+    render.add_argument("--shard", help="i/N: render every N-th object starting at i (0-based)")
+    render.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel (default 8)")
+    render.add_argument("--render-size", type=int, default=320, help="render side before cropping (default 320)")
+    render.add_argument("--timeout", type=float, default=120.0, help="seconds per object before giving up")
+    render.add_argument("--limit", type=int, help="only the first N objects (after sharding)")
+    render.set_defaults(run=command_data_render)
 
     info = commands.add_parser("checkpoint-info", help="print a checkpoint's config and provenance")
     info.add_argument("checkpoint", type=Path)

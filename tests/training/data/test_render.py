@@ -1,0 +1,121 @@
+"""`zeroshape-w data render` end to end on a tiny folder of assets: outputs, errors, resume after a kill."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from training.data.render import folder_objects, shard
+
+pytestmark = [
+    pytest.mark.blender,
+    pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed"),
+]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def asset_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "assets"
+    (folder / "ball").mkdir(parents=True)
+    (folder / "crate").mkdir()
+    trimesh.creation.icosphere(subdivisions=2, radius=0.3).export(folder / "ball" / "small.ply")
+    trimesh.creation.box(extents=(1.0, 0.6, 0.4)).export(folder / "crate" / "long.obj")
+    trimesh.creation.cylinder(radius=0.2, height=0.9).export(folder / "pillar.stl")
+    (folder / "pillar.stl.category").write_text("column\n")
+    (folder / "crate" / "broken.obj").write_text("this is not a mesh\n")
+    return folder
+
+
+def command(assets: Path, out: Path) -> list[str]:
+    options = ["--views", "2", "--samples", "2", "--render-size", "256"]
+    return [sys.executable, "-m", "backend", "data", "render", "--source", str(assets), "--out", str(out), *options]
+
+
+def run(assets: Path, out: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run(command(assets, out), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def dataset_digest(out: Path) -> dict[str, str]:
+    """Every file of the dataset except logs, by content."""
+    return {
+        path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(out.rglob("*"))
+        if path.is_file() and path.name != "errors.log"
+    }
+
+
+def test_sources_categories_and_shards(tmp_path):
+    objects = folder_objects(asset_folder(tmp_path))
+    categories = {o.object_id: o.category for o in objects}
+    assert categories == {
+        "asset-ball-small": "ball",
+        "asset-crate-broken": "crate",
+        "asset-crate-long": "crate",
+        "asset-pillar": "column",
+    }
+    assert [o.object_id for o in shard(objects, "1/2")] == [objects[1].object_id, objects[3].object_id]
+    with pytest.raises(ValueError, match="i/N"):
+        shard(objects, "2")
+
+
+def test_render_writes_the_dataset_and_skips_bad_assets(tmp_path):
+    assets = asset_folder(tmp_path)
+    out = tmp_path / "dataset"
+    result = run(assets, out)
+    assert result.returncode == 1  # one asset failed
+    assert "views/s" in result.stdout
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [m["object_id"] for m in manifest] == ["asset-ball-small", "asset-crate-long", "asset-pillar"]
+    assert all(m["views"] == 2 for m in manifest)
+    assert "asset-crate-broken" in (out / "errors.log").read_text()
+    for record in manifest:
+        folder = out / "objects" / record["object_id"]
+        data = np.load(folder / "occupancy.npz")
+        occupancy = np.unpackbits(data["occupancy"])[: int(data["count"])]
+        assert data["points"].shape == (int(data["count"]), 3)
+        assert 0.05 < occupancy.mean() < 0.95
+        assert np.load(folder / "surface.npy").shape[1] == 3
+        mesh = trimesh.load(folder / "mesh.ply")
+        assert np.abs(mesh.bounds).max() == pytest.approx(0.5, abs=1e-4)
+        assert (out / "occluders" / f"{record['object_id']}.png").is_file()
+        assert json.loads((out / "occluders" / f"{record['object_id']}.json").read_text())["focal_px"] > 0
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    assets = asset_folder(tmp_path)
+    reference = tmp_path / "reference"
+    run(assets, reference)
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        command(assets, interrupted), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while not list(interrupted.glob("objects/*/DONE")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # the command and its Blender process, mid-render
+    process.wait()
+    time.sleep(0.5)
+    finished_before = {p.parent.name for p in interrupted.glob("objects/*/DONE")}
+    assert finished_before
+    mtimes = {name: (interrupted / "objects" / name / "DONE").stat().st_mtime_ns for name in finished_before}
+
+    second = run(assets, interrupted)
+    assert f"{len(finished_before)} already done" in second.stdout
+    # Nothing finished before was rendered again...
+    for name in finished_before:
+        assert (interrupted / "objects" / name / "DONE").stat().st_mtime_ns == mtimes[name]
+    # ...and the result is the same dataset, file for file.
+    assert dataset_digest(interrupted) == dataset_digest(reference)

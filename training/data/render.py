@@ -1,0 +1,327 @@
+"""`zeroshape-w data render`: objects → a training dataset (geometry supervision + Blender renders).
+
+Plain Python; the rendering itself runs in Blender processes (`training.data.render_blender`). Layout of the
+output folder (documented in docs/DATASET.md):
+
+    manifest.jsonl                 one line per finished object: id, category, source, views
+    objects/<id>/mesh.ply          the mesh in its normalised frame (bbox centred at 0, largest half-extent 0.5)
+    objects/<id>/occupancy.npz     points float16 [N, 3] and occupancy (bit-packed) in that frame
+    objects/<id>/surface.npy       float32 [M, 3] surface points, for evaluation
+    objects/<id>/view_XXX/         rgb.png, depth.npy, mask.png, camera.json (see render_blender.py)
+    objects/<id>/DONE              written last; an object without it is redone
+    occluders/<id>.png, .json      an RGBA cut-out of the object and its focal length, for Copy-Paste
+    errors.log                     objects that failed, with the reason
+
+Resumable: finished objects (DONE present) are skipped, unfinished ones are rendered again from scratch, so
+a killed run followed by a new one gives the same dataset as an uninterrupted run, with nothing rendered
+twice. `--shard i/N` takes every N-th object, so shards can run on different processes or machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
+
+
+@dataclass(frozen=True)
+class ObjectSource:
+    object_id: str
+    category: str
+    source: str
+    path: str | None = None
+    """A mesh file, or None for procedural objects (built from `seed`)."""
+    seed: int = 0
+
+
+def procedural_objects(per_category: int, seed: int = 0) -> list[ObjectSource]:
+    from .procedural import procedural_specs
+
+    return [
+        ObjectSource(spec.object_id, spec.category, "procedural", None, spec.seed)
+        for spec in procedural_specs(per_category, seed)
+    ]
+
+
+def random_urdf_objects() -> list[ObjectSource]:
+    """The 1000 generated objects of pybullet_data/random_urdfs (category "object")."""
+    try:
+        import pybullet_data
+    except ImportError:
+        raise FileNotFoundError(
+            "the random-objects source needs pybullet_data: pip install pybullet (it ships the 1000 objects)"
+        ) from None
+    folder = Path(pybullet_data.getDataPath()) / "random_urdfs"
+    objects = []
+    for index, sub in enumerate(sorted(p for p in folder.iterdir() if p.is_dir())):
+        meshes = sorted(sub.glob("*.obj"))
+        if meshes:
+            objects.append(ObjectSource(f"random-{sub.name}", "object", "random-objects", str(meshes[0]), index))
+    return objects
+
+
+def folder_objects(folder: Path) -> list[ObjectSource]:
+    """A user's assets: the category is a sidecar `<file>.category` text, else the subfolder's name."""
+    objects = []
+    for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MESH_SUFFIXES):
+        sidecar = path.with_suffix(path.suffix + ".category")
+        category = sidecar.read_text().strip() if sidecar.is_file() else path.parent.name.lower()
+        if path.parent == folder and not sidecar.is_file():
+            category = "object"
+        relative = path.relative_to(folder).with_suffix("").as_posix().replace("/", "-")
+        objects.append(ObjectSource(f"asset-{relative}", category, str(folder), str(path), len(objects)))
+    return objects
+
+
+def collect_sources(sources: list[str], per_category: int, seed: int) -> list[ObjectSource]:
+    objects: list[ObjectSource] = []
+    for source in sources:
+        if source == "procedural":
+            objects += procedural_objects(per_category, seed)
+        elif source == "random-objects":
+            objects += random_urdf_objects()
+        else:
+            folder = Path(source)
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{source}: not a folder of assets, 'procedural' or 'random-objects'")
+            objects += folder_objects(folder)
+    return objects
+
+
+def shard(objects: list[ObjectSource], spec: str) -> list[ObjectSource]:
+    """'i/N' → every N-th object starting at i (0-based)."""
+    try:
+        index, count = (int(part) for part in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/N, got {spec!r}") from None
+    if not 0 <= index < count:
+        raise ValueError(f"--shard {spec}: i must be between 0 and N-1")
+    return objects[index::count]
+
+
+def load_mesh(source: ObjectSource):
+    import trimesh
+
+    if source.path is None:
+        from .procedural import ObjectSpec, build
+
+        return build(ObjectSpec(source.object_id, source.category, source.seed))
+    loaded = trimesh.load(source.path, force="mesh")
+    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+        raise ValueError(f"{source.path}: no triangles in this file")
+    return loaded
+
+
+def prepare_object(source: ObjectSource, folder: Path, occupancy_points: int, surface_points: int) -> None:
+    """Normalised mesh, occupancy samples and surface points for one object (deterministic per object)."""
+    from .geometry import normalise_mesh, sample_occupancy, sample_surface
+
+    rng = np.random.default_rng(_stable_seed(source.object_id))
+    mesh, _, _ = normalise_mesh(load_mesh(source))
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {"object_id": source.object_id, "category": source.category, "source": source.source}
+    (folder / "object.json").write_text(json.dumps(info))
+    mesh.export(folder / "mesh.ply")
+    points, occupancy = sample_occupancy(mesh, occupancy_points // 2, occupancy_points - occupancy_points // 2, rng=rng)
+    np.savez_compressed(
+        folder / "occupancy.npz", points=points.astype(np.float16), occupancy=np.packbits(occupancy), count=len(points)
+    )
+    np.save(folder / "surface.npy", sample_surface(mesh, surface_points, rng))
+
+
+def _stable_seed(text: str) -> int:
+    """A seed from an id that is the same in every process (Python's hash() is salted per process)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")
+
+
+def save_occluder(object_folder: Path, occluder_folder: Path, object_id: str) -> None:
+    """The first view's object, cut out (RGBA), with its focal length: a Copy-Paste occluder."""
+    from PIL import Image
+
+    view = object_folder / "view_000"
+    if not view.is_dir():
+        return
+    rgb = np.asarray(Image.open(view / "rgb.png").convert("RGB"))
+    mask = np.asarray(Image.open(view / "mask.png"))
+    occluder_folder.mkdir(parents=True, exist_ok=True)
+    # Written to temporary names and renamed, the JSON last: a cut-out with its JSON is complete.
+    partial = occluder_folder / f".{object_id}.png.partial"
+    Image.fromarray(np.dstack([rgb, mask])).save(partial, format="PNG")
+    os.replace(partial, occluder_folder / f"{object_id}.png")
+    camera = json.loads((view / "camera.json").read_text())
+    info = {"object_id": object_id, "focal_px": camera["K"][0][0], "focal_mm": camera["focal_mm"]}
+    partial = occluder_folder / f".{object_id}.json.partial"
+    partial.write_text(json.dumps(info))
+    os.replace(partial, occluder_folder / f"{object_id}.json")
+
+
+@dataclass
+class RenderSettings:
+    views: int = 8
+    render_size: int = 320
+    output_size: int = 224
+    samples: int = 8
+    occupancy_points: int = 100_000
+    surface_points: int = 20_000
+    timeout_s: float = 120.0
+    """Per object: a Blender process silent for longer is killed and the object skipped."""
+
+
+def _run_blender(job: dict, timeout_s: float, scratch: Path) -> Iterator[tuple[str, str | None]]:
+    """Render a job in a Blender process; yields (object_id, error or None) as objects finish."""
+    job_path = scratch / "job.json"
+    job_path.write_text(json.dumps(job))
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(scratch / "blender"))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training.data.render_blender", str(job_path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    pending = [item["object_id"] for item in job["objects"]]
+    while pending:
+        if not selector.select(timeout=timeout_s):
+            process.kill()
+            process.wait()
+            yield pending[0], f"no progress for {timeout_s:.0f} s: render killed"
+            return
+        line = process.stdout.readline()
+        if not line:
+            process.wait()
+            error = (process.stderr.read().strip().splitlines() or ["Blender exited"])[-1]
+            yield pending[0], f"the render process failed: {error}"
+            return
+        if line.startswith("rendered "):
+            object_id = line.split(" ", 1)[1].strip()
+            if object_id in pending:
+                pending.remove(object_id)
+            yield object_id, None
+    process.wait()
+
+
+def write_manifest(objects: list[ObjectSource], out: Path, name: str = "manifest.jsonl") -> Path:
+    """Rebuilt from what is on disk (DONE markers), in the objects' order: a run that was killed and resumed
+    writes exactly what an uninterrupted run writes."""
+    lines = []
+    for source in objects:
+        folder = out / "objects" / source.object_id
+        if (folder / "DONE").is_file():
+            record = {
+                "object_id": source.object_id,
+                "category": source.category,
+                "source": source.source,
+                "views": len(list(folder.glob("view_*"))),
+            }
+            lines.append(json.dumps(record))
+    path = out / name
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text("".join(line + "\n" for line in lines))
+    os.replace(temporary, path)
+    return path
+
+
+def render_dataset(
+    objects: list[ObjectSource],
+    out: Path,
+    settings: RenderSettings,
+    progress=None,
+    manifest_name: str = "manifest.jsonl",
+) -> dict:
+    """Prepare and render every object not already finished. Returns counts and the measured throughput."""
+    out.mkdir(parents=True, exist_ok=True)
+    done = {source.object_id for source in objects if (out / "objects" / source.object_id / "DONE").is_file()}
+    todo = [source for source in objects if source.object_id not in done]
+    for stale in (out / "occluders").glob(".*.partial"):  # left by a run killed mid-write
+        stale.unlink()
+    for object_id in done:  # a run killed between an object's DONE and its cut-out: finish the cut-out
+        if not (out / "occluders" / f"{object_id}.json").is_file():
+            save_occluder(out / "objects" / object_id, out / "occluders", object_id)
+    failed: list[str] = []
+    started = time.perf_counter()
+    views_rendered = 0
+    with tempfile.TemporaryDirectory(prefix="zeroshape-render-") as scratch_name:
+        scratch = Path(scratch_name)
+        queue = list(todo)
+        while queue:
+            batch: list[ObjectSource] = []
+            for source in queue[:16]:  # one Blender process renders up to 16 objects in a row
+                folder = out / "objects" / source.object_id
+                if folder.exists():
+                    shutil.rmtree(folder)  # an interrupted object starts over: nothing half-written survives
+                try:
+                    prepare_object(source, folder, settings.occupancy_points, settings.surface_points)
+                    batch.append(source)
+                except Exception as error:  # one bad asset must not stop the dataset
+                    _log_error(out, source.object_id, f"cannot prepare: {error}")
+                    failed.append(source.object_id)
+                    if progress:
+                        progress(source.object_id, False)
+            queue = queue[16:]
+            remaining = list(batch)
+            while remaining:
+                job = {
+                    "render_size": settings.render_size,
+                    "output_size": settings.output_size,
+                    "samples": settings.samples,
+                    "views": settings.views,
+                    "objects": [
+                        {
+                            "object_id": s.object_id,
+                            "mesh": str(out / "objects" / s.object_id / "mesh.ply"),
+                            "seed": _stable_seed(s.object_id),
+                            "out": str(out / "objects" / s.object_id),
+                        }
+                        for s in remaining
+                    ],
+                }
+                by_id = {s.object_id: s for s in remaining}
+                for object_id, error in _run_blender(job, settings.timeout_s, scratch):
+                    source = by_id[object_id]
+                    remaining.remove(source)
+                    folder = out / "objects" / object_id
+                    if error is None:
+                        view_count = len(list(folder.glob("view_*")))
+                        views_rendered += view_count
+                        save_occluder(folder, out / "occluders", object_id)
+                    else:
+                        _log_error(out, object_id, error)
+                        failed.append(object_id)
+                        shutil.rmtree(folder, ignore_errors=True)
+                    if progress:
+                        progress(object_id, error is None)
+    write_manifest(objects, out, manifest_name)
+    seconds = time.perf_counter() - started
+    return {
+        "objects": len(objects),
+        "skipped_finished": len(done),
+        "rendered": len(todo) - len(failed),
+        "failed": len(failed),
+        "views": views_rendered,
+        "seconds": seconds,
+        "views_per_second": views_rendered / seconds if seconds > 0 else 0.0,
+    }
+
+
+def _log_error(out: Path, object_id: str, message: str) -> None:
+    with (out / "errors.log").open("a") as log:
+        log.write(f"{object_id}: {message}\n")
