@@ -33,7 +33,9 @@ def rendered(tmp_path_factory):
     objects = []
     for index, (name, mesh) in enumerate(meshes.items()):
         mesh.export(folder / f"{name}.ply")
-        objects.append({"object_id": name, "mesh": str(folder / f"{name}.ply"), "seed": index, "out": str(folder / name)})
+        objects.append(
+            {"object_id": name, "mesh": str(folder / f"{name}.ply"), "seed": index, "out": str(folder / name)}
+        )
     job = {"render_size": 256, "output_size": 224, "samples": 4, "views": 2, "objects": objects}
     (folder / "job.json").write_text(json.dumps(job))
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "blender"))
