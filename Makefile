@@ -17,7 +17,7 @@ setup: $(STAMP) $(UNTRAINED)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[test,blender]"
+	$(BIN)/pip install --quiet -e ".[test,blender,data]"
 	touch $(STAMP)
 
 $(UNTRAINED): $(STAMP)

@@ -119,3 +119,25 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         assert (interrupted / "objects" / name / "DONE").stat().st_mtime_ns == mtimes[name]
     # ...and the result is the same dataset, file for file.
     assert dataset_digest(interrupted) == dataset_digest(reference)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pybullet_data") is None, reason="pybullet is not installed")
+def test_random_objects_source(tmp_path):
+    from training.data.render import random_urdf_objects
+
+    objects = random_urdf_objects()
+    assert len(objects) == 1000
+    assert {o.category for o in objects} == {"object"}
+    out = tmp_path / "random"
+    options = ["--views", "1", "--samples", "2", "--render-size", "192", "--limit", "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "data", "render", "--source", "random-objects", "--out", str(out), *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [m["object_id"] for m in manifest] == ["random-000", "random-001"]
