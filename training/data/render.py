@@ -27,12 +27,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+BATCH_OBJECTS = 4
+"""Objects per Blender process: small enough that rendering starts early, large enough to amortise start-up."""
 MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
 
 
@@ -261,22 +264,34 @@ def render_dataset(
     views_rendered = 0
     with tempfile.TemporaryDirectory(prefix="zeroshape-render-") as scratch_name:
         scratch = Path(scratch_name)
-        queue = list(todo)
-        while queue:
-            batch: list[ObjectSource] = []
-            for source in queue[:16]:  # one Blender process renders up to 16 objects in a row
+
+        def prepare_batch(sources: list[ObjectSource]) -> tuple[list[ObjectSource], list[tuple[str, str]]]:
+            """Meshes and geometry supervision for a batch; returns (ready, [(id, error)])."""
+            ready, errors = [], []
+            for source in sources:
                 folder = out / "objects" / source.object_id
                 if folder.exists():
                     shutil.rmtree(folder)  # an interrupted object starts over: nothing half-written survives
                 try:
                     prepare_object(source, folder, settings.occupancy_points, settings.surface_points)
-                    batch.append(source)
+                    ready.append(source)
                 except Exception as error:  # one bad asset must not stop the dataset
-                    _log_error(out, source.object_id, f"cannot prepare: {error}")
-                    failed.append(source.object_id)
-                    if progress:
-                        progress(source.object_id, False)
-            queue = queue[16:]
+                    errors.append((source.object_id, f"cannot prepare: {error}"))
+            return ready, errors
+
+        # While Blender renders one batch, the next batch's occupancy labels are computed in a thread
+        # (numpy releases the GIL): the two stages overlap instead of taking turns.
+        batches = [todo[i : i + BATCH_OBJECTS] for i in range(0, len(todo), BATCH_OBJECTS)]
+        executor = ThreadPoolExecutor(max_workers=1)
+        upcoming = executor.submit(prepare_batch, batches[0]) if batches else None
+        for number in range(len(batches)):
+            batch, errors = upcoming.result()
+            upcoming = executor.submit(prepare_batch, batches[number + 1]) if number + 1 < len(batches) else None
+            for object_id, message in errors:
+                _log_error(out, object_id, message)
+                failed.append(object_id)
+                if progress:
+                    progress(object_id, False)
             remaining = list(batch)
             while remaining:
                 job = {
@@ -309,6 +324,7 @@ def render_dataset(
                         shutil.rmtree(folder, ignore_errors=True)
                     if progress:
                         progress(object_id, error is None)
+        executor.shutdown()
     write_manifest(objects, out, manifest_name)
     seconds = time.perf_counter() - started
     return {
