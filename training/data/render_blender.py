@@ -110,6 +110,33 @@ def _crop(array: np.ndarray, box: tuple[int, int, int], size: int, order: str) -
     return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
 
 
+def _background_photos() -> list[np.ndarray]:
+    """Real photographs available offline: scikit-image's colour sample images."""
+    from skimage import data
+
+    names = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina")
+    return [getattr(data, name)()[..., :3] for name in names]
+
+
+_PHOTOS: list[np.ndarray] = []
+
+
+def _over_photo(rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Composite a render with a transparent sky over a random square crop of a photograph."""
+    from PIL import Image
+
+    if not _PHOTOS:
+        _PHOTOS.extend(_background_photos())
+    photo = _PHOTOS[int(rng.integers(len(_PHOTOS)))]
+    height, width = photo.shape[:2]
+    side = int(rng.integers(min(height, width) // 2, min(height, width) + 1))
+    y0, x0 = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+    size = rgba.shape[0]
+    background = np.asarray(Image.fromarray(photo[y0 : y0 + side, x0 : x0 + side]).resize((size, size)))
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    return (rgba[..., :3] * alpha + background * (1 - alpha)).round().astype(np.uint8)
+
+
 def render_object(bpy, job: dict, item: dict, out: Path) -> None:
     """Render every view of one object into out/view_XXX/."""
     import mathutils
@@ -129,9 +156,14 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
     for polygon in obj.data.polygons:
         polygon.use_smooth = False
 
+    # Some renders go in front of a photograph: the sky is then rendered transparent and the photo
+    # composited behind it (ZeroShape-W outpaints backgrounds with a diffusion model, unavailable offline).
+    photo_background = job.get("photo_backgrounds", 0.3) > rng.random()
     if rng.random() < 0.6:  # a ground plane catches the object's shadow
         bpy.ops.mesh.primitive_plane_add(size=20, location=(0, 0, float(obj.bound_box[0][2])))
         ground = bpy.context.active_object
+        # In front of a photo the ground only darkens it where the shadow falls.
+        ground.is_shadow_catcher = photo_background
         ground.data.materials.append(_material(bpy, "ground", tuple(rng.uniform(0.2, 0.9, 3)), "none", rng))
     world = bpy.data.worlds.new("world")
     scene.world = world
@@ -153,8 +185,8 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
     r = scene.render
     r.engine = "CYCLES"
     r.resolution_x = r.resolution_y = render_size
-    r.film_transparent = False
-    r.image_settings.color_mode = "RGB"
+    r.film_transparent = photo_background
+    r.image_settings.color_mode = "RGBA" if photo_background else "RGB"
     scene.cycles.device = "CPU"
     scene.cycles.samples = job["samples"]
     scene.cycles.use_denoising = False
@@ -200,7 +232,10 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
             file_output.file_name = "pass_"
             r.filepath = str(Path(scratch) / "rgb.png")
             bpy.ops.render.render(write_still=True)
-            rgb = np.asarray(Image.open(r.filepath).convert("RGB"))
+            rendered = Image.open(r.filepath)
+            rgb = np.asarray(rendered.convert("RGB"))
+            if photo_background:
+                rgb = _over_photo(np.asarray(rendered.convert("RGBA")), rng)
             depth = _read_exr_channel(bpy, next(Path(scratch).glob("pass_Depth*.exr")))
             index = _read_exr_channel(bpy, next(Path(scratch).glob("pass_Object Index*.exr")))
 
@@ -241,6 +276,7 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
             "azimuth_deg": math.degrees(azimuth),
             "colour": colour_name,
             "material": kind,
+            "background": "photo" if photo_background else "sky",
         }
         (view_dir / "camera.json").write_text(json.dumps(camera_info, indent=1))
 

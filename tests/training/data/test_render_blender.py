@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import trimesh
 from PIL import Image
+from scipy.ndimage import binary_dilation
 from scipy.spatial import cKDTree
 
 pytestmark = [
@@ -92,8 +93,12 @@ def test_mask_is_depth_above_zero_and_the_silhouette(rendered, name):
         inside = (u >= 0) & (u < 224) & (v >= 0) & (v < 224)
         silhouette = np.zeros_like(mask)
         silhouette[v[inside], u[inside]] = True
-        intersection = (silhouette & mask).sum()
-        assert intersection / (silhouette | mask).sum() > 0.97, view
+        # Agreement up to one pixel: rounding projected points to pixels blurs the boundary by that much.
+        near_mask = binary_dilation(mask, iterations=1)
+        near_silhouette = binary_dilation(silhouette, iterations=1)
+        assert (silhouette & near_mask).sum() / silhouette.sum() > 0.995, view
+        assert (mask & near_silhouette).sum() / mask.sum() > 0.995, view
+        assert (silhouette & mask).sum() / (silhouette | mask).sum() > 0.9, view
 
 
 def test_views_have_rgb_of_the_output_size_and_metadata(rendered):
