@@ -278,6 +278,81 @@ def command_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_train(args: argparse.Namespace) -> int:
+    from training.train import TrainOptions, train
+
+    aux_model = None
+    if args.aux_depth_model:
+        from training.losses import load_auxiliary_depth_model
+
+        aux_model = load_auxiliary_depth_model(args.aux_depth_model)
+    options = TrainOptions(
+        data=tuple(str(d) for d in args.data),
+        out=str(args.out),
+        config=args.config,
+        max_steps=args.max_steps,
+        time_budget_minutes=args.time_budget,
+        init=str(args.init) if args.init else None,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        query_points=args.query_points,
+        learning_rate=args.learning_rate,
+        device=args.device,
+        precision=args.precision,
+        workers=args.workers,
+        threads=args.threads,
+        checkpoint_every=args.checkpoint_every,
+        open_clip_weights=str(args.open_clip_weights) if args.open_clip_weights else None,
+    )
+    result = train(options, aux_depth_model=aux_model)
+    if int(os.environ.get("RANK", "0")) == 0:
+        losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
+        state = "finished" if result.finished else f"stopped ({result.stopped_because}); run again to continue"
+        print(
+            f"step {result.step}: {state}. {result.samples_per_second:.2f} samples/s over {result.seconds:.0f} s; "
+            f"last losses: {losses}\ncheckpoint: {result.checkpoint}"
+        )
+    return 0
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from backend.model.checkpoint import load_checkpoint
+    from backend.pipeline import default_checkpoint, resolve_device
+    from training.evaluate import EvalOptions, evaluate_dataset, evaluate_pix3d, format_tables, tables, write_results
+
+    if not args.data and not args.pix3d:
+        raise ValueError("give --data DIR (a rendered dataset) or --pix3d ROOT")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    checkpoint = args.checkpoint or default_checkpoint()
+    model = load_checkpoint(checkpoint, resolve_device(args.device), args.open_clip_weights)
+    options = EvalOptions(
+        resolution=args.resolution,
+        surface_samples=args.samples,
+        views_per_object=args.views_per_object,
+        conditions=tuple(args.conditions),
+        rotation_search=args.rotation_search,
+        baselines=not args.no_baselines,
+        category_prompt=not args.agnostic,
+        seed=args.seed,
+    )
+    progress = lambda jobs: tqdm(jobs, unit="view", dynamic_ncols=True)  # noqa: E731
+    if args.pix3d:
+        rows = evaluate_pix3d(model, args.pix3d, options, args.category, args.limit, progress)
+    else:
+        rows = evaluate_dataset(model, args.data, options, progress, args.limit)
+    result = tables(rows)
+    print(f"checkpoint: {checkpoint}  ({len(rows)} rows; τ = 0.05, ZeroShape's protocol)\n")
+    print(format_tables(result))
+    if args.out:
+        write_results(rows, result, args.out)
+        print(f"\nrows, summary and tables written to {args.out}")
+    return 0
+
+
 def command_data_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -466,6 +541,67 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--timeout", type=float, default=120.0, help="seconds per object before giving up")
     render.add_argument("--limit", type=int, help="only the first N objects (after sharding)")
     render.set_defaults(run=command_data_render)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model on rendered datasets",
+        description="Train ZeroShape-W in two stages (pixel-level parts, then everything with the occupancy loss) "
+        "on datasets made by `zeroshape-w data render`. Resumable: run the same command again and it continues "
+        "from the last checkpoint in --out. Several GPUs or machines: launch it with torchrun.",
+    )
+    train.add_argument("--config", default="small", choices=["paper", "small", "tiny"], help="model size")
+    train.add_argument("--data", type=Path, action="append", required=True, help="rendered dataset; repeatable")
+    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, TensorBoard logs)")
+    train.add_argument("--max-steps", type=int, help="steps of the whole run (default: the recipe's)")
+    train.add_argument("--time-budget", type=float, metavar="MINUTES", help="checkpoint and exit before this")
+    train.add_argument("--init", type=Path, help="warm start: our .safetensors or an official ZeroShape file")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--batch-size", type=int, help="images per step and process (default: the recipe's)")
+    train.add_argument("--query-points", type=int, help="occupancy points per image (default: the recipe's)")
+    train.add_argument("--learning-rate", type=float, help="peak learning rate (default: the recipe's)")
+    train.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    train.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: AMP on a GPU, fp32 on CPU"
+    )
+    train.add_argument("--workers", type=int, help="data-loading processes (default 1 on CPU, 4 on GPU)")
+    train.add_argument("--threads", type=int, help="CPU threads for torch")
+    train.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default 250)")
+    train.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP weights (paper config)")
+    train.add_argument(
+        "--aux-depth-model",
+        type=Path,
+        help="a torch.export (.pt2) program image [B,3,H,W] in [0,1] -> disparity [B,1,H,W] (e.g. Depth Anything "
+        "V2) for the auxiliary 0.1·L_depth_aux term; off when not given",
+    )
+    train.set_defaults(run=command_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a checkpoint with ZeroShape's protocol",
+        description="Mesh at 128, 10,000 surface samples, both clouds normalised by centroid and max(x, y extent); "
+        "Chamfer distance and F-score at τ=0.05, 2τ, 3τ, 5τ, for the model and the visible-surface and sphere "
+        "baselines, clean and occluded, overall and per category.",
+    )
+    evaluate.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
+    evaluate.add_argument("--data", type=Path, action="append", help="rendered dataset (validation split); repeatable")
+    evaluate.add_argument("--pix3d", type=Path, help="a Pix3D folder (pix3d.json, img/, mask/, model/)")
+    evaluate.add_argument("--category", action="append", help="Pix3D: only these categories; repeatable")
+    evaluate.add_argument("--limit", type=int, help="only the first N views or images (quick checks)")
+    evaluate.add_argument("--out", type=Path, help="folder for rows.jsonl, summary.json and tables.md")
+    evaluate.add_argument("--resolution", type=int, default=128, help="mesh grid resolution (default 128)")
+    evaluate.add_argument("--samples", type=int, default=10_000, help="surface samples per cloud (default 10000)")
+    evaluate.add_argument("--views-per-object", type=int, help="only the first N views of each object")
+    evaluate.add_argument(
+        "--conditions", nargs="+", default=["clean", "occluded"], choices=["clean", "occluded"], help="what to score"
+    )
+    evaluate.add_argument("--rotation-search", action="store_true", help="also search rotations about the up axis")
+    evaluate.add_argument("--no-baselines", action="store_true", help="skip the visible-surface and sphere baselines")
+    evaluate.add_argument("--agnostic", action="store_true", help='prompt "object" instead of the true category')
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate.add_argument("--threads", type=int, help="CPU threads for torch")
+    evaluate.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP weights, if the model needs them")
+    evaluate.set_defaults(run=command_evaluate)
 
     info = commands.add_parser("checkpoint-info", help="print a checkpoint's config and provenance")
     info.add_argument("checkpoint", type=Path)

@@ -105,6 +105,8 @@ class ZeroShapeW(nn.Module):
         image: torch.Tensor,
         text: Sequence[str] | str | torch.Tensor | None = None,
         visible_mask: torch.Tensor | None = None,
+        depth: torch.Tensor | None = None,
+        intrinsics: torch.Tensor | None = None,
     ) -> Latent:
         """Infer camera, depth, masks, visible shape and shape tokens.
 
@@ -113,6 +115,9 @@ class ZeroShapeW(nn.Module):
             text: category prompt(s); None is the category-agnostic "object".
             visible_mask: optional [B, 1, H, W] mask in {0, 1} used instead of the predicted one to select
                 the visible shape (ground truth during training, a user's alpha at inference).
+            depth, intrinsics: optional [B, 1, H, W] camera z and [B, 3, 3] K used instead of the predicted
+                ones to build the visible shape (ground truth during training: teacher forcing). The latent's
+                `depth` and `intrinsics` stay the predictions, which the losses compare to the truth.
         """
         size = self.config.image_size
         if image.ndim != 4 or image.shape[1] != 3 or image.shape[-2:] != (size, size):
@@ -121,7 +126,7 @@ class ZeroShapeW(nn.Module):
         network_input = image * self.preprocess.input_scale + self.preprocess.input_shift
         global_map, fine_map = self.backbone(network_input)
         K = self.intrinsics_head(global_map)
-        depth = self.depth_head(fine_map)
+        predicted_depth = self.depth_head(fine_map)
         visible_logits = self.visible_mask_head(fine_map, text_embedding)
         visible_prob_fine = F.interpolate(
             torch.sigmoid(visible_logits), size=fine_map.shape[-2:], mode="bilinear", align_corners=False
@@ -132,7 +137,9 @@ class ZeroShapeW(nn.Module):
             visible = torch.sigmoid(visible_logits) >= self.config.mask_threshold
         else:
             visible = visible_mask >= 0.5
-        points, normalisation = normalise_points(unproject_depth(depth, K), visible)
+        shape_depth = predicted_depth if depth is None else depth.to(predicted_depth.dtype)
+        shape_K = K if intrinsics is None else intrinsics.to(K.dtype)
+        points, normalisation = normalise_points(unproject_depth(shape_depth, shape_K), visible)
         weight = visible.to(points.dtype)
         coord_size = self.config.coord_encoder.input_size
         coord_map = torch.cat(
@@ -145,7 +152,7 @@ class ZeroShapeW(nn.Module):
         tokens = self.coord_encoder(coord_map)
         return Latent(
             intrinsics=K,
-            depth=depth,
+            depth=predicted_depth,
             visible_mask_logits=visible_logits,
             occluder_mask_logits=occluder_logits,
             visible_points=points,
@@ -168,12 +175,15 @@ class ZeroShapeW(nn.Module):
     def forward(
         self,
         image: torch.Tensor,
-        points: torch.Tensor,
+        points: torch.Tensor | None,
         text: Sequence[str] | str | torch.Tensor | None = None,
         visible_mask: torch.Tensor | None = None,
-    ) -> tuple[Latent, torch.Tensor]:
-        latent = self.encode(image, text, visible_mask)
-        return latent, self.query(points, latent)
+        depth: torch.Tensor | None = None,
+        intrinsics: torch.Tensor | None = None,
+    ) -> tuple[Latent, torch.Tensor | None]:
+        """`encode` then `query` (training goes through here so DDP sees one call). points None: encode only."""
+        latent = self.encode(image, text, visible_mask, depth, intrinsics)
+        return latent, None if points is None else self.query(points, latent)
 
     # -------------------------------------------------------------------------------- bookkeeping
     def component_parameters(self, name: str) -> list[nn.Parameter]:

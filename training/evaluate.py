@@ -1,0 +1,244 @@
+"""Evaluation with ZeroShape's protocol, for the model and for two baselines on the same views.
+
+For each view: the model's mesh at resolution 128 (the same coarse-to-fine extraction as `reconstruct`),
+10,000 area-weighted surface samples of it and of the ground-truth mesh, both in the camera's axes; each cloud
+normalised by its own centroid and max(x-extent, y-extent); Chamfer distance and F-scores at τ = 0.05 and
+2τ, 3τ, 5τ (training.metrics). An empty mesh scores F = 0 and the penalty Chamfer distance, never an error.
+
+Baselines, scored identically:
+* `visible`: the visible surface alone, unprojected from the model's own predicted depth and mask;
+* `sphere`: a sphere, i.e. knowing nothing about the shape.
+
+Each rendered view is evaluated clean and, with a fixed seed, occluded by one Copy-Paste cut-out, so the
+tables can compare both conditions on the same objects and cameras.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import trimesh
+
+from backend.mesh import extract_mesh
+from backend.model.zeroshape import ZeroShapeW
+from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
+from training.metrics import THRESHOLDS, evaluate_clouds, sample_surface, summarise
+
+METHODS = ("model", "visible", "sphere")
+CONDITIONS = ("clean", "occluded")
+METRIC_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd")
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    resolution: int = 128
+    surface_samples: int = 10_000
+    views_per_object: int | None = None
+    """Evaluate only the first N views of each object (None: all)."""
+    conditions: tuple[str, ...] = CONDITIONS
+    rotation_search: bool = False
+    baselines: bool = True
+    category_prompt: bool = True
+    """Give the model the true category (False: the agnostic "object" prompt)."""
+    seed: int = 0
+
+
+def sphere_cloud(count: int, seed: int = 0) -> np.ndarray:
+    """[count, 3] points on the unit sphere (the shape-agnostic baseline; its scale and place do not matter)."""
+    points = np.random.default_rng(seed).normal(size=(count, 3))
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def visible_cloud(points: torch.Tensor, visible: torch.Tensor, count: int, seed: int = 0) -> np.ndarray:
+    """The predicted visible surface: points [3, H, W] where visible [1, H, W]; up to `count` of them."""
+    cloud = points.permute(1, 2, 0)[visible[0]].float().cpu().numpy()
+    if len(cloud) > count:
+        cloud = cloud[np.random.default_rng(seed).choice(len(cloud), count, replace=False)]
+    return cloud.astype(np.float64)
+
+
+def ground_truth_cloud(object_folder: Path, world_to_camera: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Surface samples of the object's mesh in camera coordinates (a rigid map keeps them area-uniform)."""
+    mesh = trimesh.load(object_folder / "mesh.ply", force="mesh", process=False)
+    points = sample_surface(mesh, count, seed)
+    return points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+
+
+@torch.inference_mode()
+def predict_mesh(
+    model: ZeroShapeW, image: torch.Tensor, prompt: str, resolution: int
+) -> tuple[trimesh.Trimesh, torch.Tensor, torch.Tensor]:
+    """Mesh in the normalised camera frame, plus the predicted visible points [3, H, W] and mask [1, H, W].
+
+    Args:
+        image: [3, S, S] in [0, 1].
+    """
+    device = next(model.parameters()).device
+    latent = model.encode(image[None].to(device), [prompt])
+
+    def query(points: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(points).to(device)[None]
+        return model.query(batch, latent)[0].float().cpu().numpy()
+
+    mesh, _ = extract_mesh(
+        query,
+        resolution=resolution,
+        half_extent=model.preprocess.query_box_half_extent,
+        chunk_size=262144 if device.type == "cuda" else 16384,
+        largest_component=False,
+    )
+    return mesh, latent.visible_points[0], latent.visible[0]
+
+
+def _view_seed(object_id: str, view_name: str, seed: int) -> int:
+    return zlib.crc32(f"{seed}:{object_id}:{view_name}".encode())
+
+
+def select_views(dataset: RenderedViews, views_per_object: int | None) -> list[int]:
+    """Indices of the views to evaluate: every view, or the first N of each object."""
+    chosen, seen = [], {}
+    for index, view in enumerate(dataset.views):
+        seen[view.object_id] = seen.get(view.object_id, 0) + 1
+        if views_per_object is None or seen[view.object_id] <= views_per_object:
+            chosen.append(index)
+    return chosen
+
+
+def evaluate_dataset(
+    model: ZeroShapeW,
+    data: Sequence[str | Path],
+    options: EvalOptions,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """One row per (view, condition, method): ids, category, condition, occluders, and the metric keys.
+
+    limit: only the first N selected views (quick checks)."""
+    model.eval()
+    occluding = Augmentation(max_occluders=1, brightness=0.0, contrast=0.0, saturation=0.0)
+    dataset = RenderedViews(data, model.config.image_size, query_points=1, augmentation=occluding)
+    indices = select_views(dataset, options.views_per_object)[:limit]
+    jobs = [(index, condition) for index in indices for condition in options.conditions]
+    rows = []
+    for index, condition in progress(jobs) if progress else jobs:
+        view = dataset.views[index]
+        seed = _view_seed(view.object_id, view.folder.name, options.seed)
+        sample = dataset[SampleRequest(index, seed, occluders=1 if condition == "occluded" else 0)]
+        camera = load_view(view)
+        gt = ground_truth_cloud(view.object_folder, camera["world_to_camera"], options.surface_samples, seed)
+        prompt = view.category if options.category_prompt else "object"
+        mesh, visible_points, visible = predict_mesh(model, sample["image"], prompt, options.resolution)
+        clouds = {"model": sample_surface(mesh, options.surface_samples, seed)}
+        if options.baselines:
+            clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
+            clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
+        base = {
+            "object_id": view.object_id,
+            "view": view.folder.name,
+            "category": view.category,
+            "condition": condition,
+            "occluders": sample["occluders"],
+        }
+        for method, cloud in clouds.items():
+            metrics = evaluate_clouds(cloud, gt, rotation_search=options.rotation_search, thresholds=THRESHOLDS)
+            rows.append({**base, "method": method, **metrics})
+    return rows
+
+
+def tables(rows: list[dict]) -> dict:
+    """Means per method and condition, and FS@τ per category (clean and occluded) for every method."""
+    result: dict = {"overall": {}, "per_category": {}}
+    for method in sorted({r["method"] for r in rows}, key=lambda m: METHODS.index(m) if m in METHODS else 99):
+        mine = [r for r in rows if r["method"] == method]
+        result["overall"][method] = summarise(mine, "condition", keys=METRIC_KEYS)
+        result["per_category"][method] = {
+            condition: summarise([r for r in mine if r["condition"] == condition], "category", keys=METRIC_KEYS)
+            for condition in sorted({r["condition"] for r in mine})
+        }
+    return result
+
+
+def format_tables(result: dict) -> str:
+    """Markdown tables: overall (per method × condition), then FS@τ per category."""
+    lines = ["| method | condition | views | FS@τ | FS@2τ | FS@3τ | FS@5τ | CD |", "|---|---|---|---|---|---|---|---|"]
+    for method, groups in result["overall"].items():
+        for condition in [c for c in (*CONDITIONS, "all") if c in groups]:
+            g = groups[condition]
+            lines.append(
+                f"| {method} | {condition} | {int(g['n'])} | {g['fscore@0.05']:.3f} | {g['fscore@0.1']:.3f} | "
+                f"{g['fscore@0.15']:.3f} | {g['fscore@0.25']:.3f} | {g['cd']:.4f} |"
+            )
+    methods = list(result["per_category"])
+    conditions = sorted({c for m in methods for c in result["per_category"][m]}, key=CONDITIONS.index)
+    categories = sorted(
+        {k for m in methods for c in conditions for k in result["per_category"][m].get(c, {}) if k != "all"}
+    )
+    header = [f"{m} {c}" for m in methods for c in conditions]
+    lines += ["", "FS@τ per category:", "", "| category | " + " | ".join(header) + " |"]
+    lines.append("|---|" + "---|" * len(header))
+    for category in categories:
+        cells = []
+        for method in methods:
+            for condition in conditions:
+                group = result["per_category"][method].get(condition, {}).get(category)
+                cells.append(f"{group['fscore@0.05']:.3f}" if group else "–")
+        lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_results(rows: list[dict], result: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "rows.jsonl").open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    (out / "summary.json").write_text(json.dumps(result, indent=2))
+    (out / "tables.md").write_text(format_tables(result) + "\n")
+
+
+def evaluate_pix3d(
+    model: ZeroShapeW,
+    root: str | Path,
+    options: EvalOptions,
+    categories: list[str] | None = None,
+    limit: int | None = None,
+    progress: Callable[[Iterable], Iterable] | None = None,
+) -> list[dict]:
+    """The same protocol on Pix3D (`training.pix3d` layout): the photo cropped square around its box with the
+    checkpoint's margin, composited on the background through the annotated mask as the paper's benchmark does;
+    the condition is Pix3D's own occlusion flag."""
+    from backend.preprocess import Photo, crop_photo, square_box_around
+    from training.pix3d import load_image_and_mask, load_pix3d, model_in_camera_frame
+
+    model.eval()
+    samples = load_pix3d(Path(root), categories)[:limit]
+    rows = []
+    for number, sample in enumerate(progress(samples) if progress else samples):
+        rgb, mask = load_image_and_mask(sample)
+        photo = Photo(rgb=rgb, alpha=mask, source=str(sample.image_path))
+        crop = crop_photo(photo, square_box_around(sample.bbox, model.preprocess.crop_margin), model.preprocess)
+        image = torch.from_numpy(np.ascontiguousarray(crop.rgb.transpose(2, 0, 1)))
+        seed = options.seed * 100_003 + number
+        gt = sample_surface(model_in_camera_frame(sample), options.surface_samples, seed)
+        prompt = sample.category if options.category_prompt else "object"
+        mesh, visible_points, visible = predict_mesh(model, image, prompt, options.resolution)
+        clouds = {"model": sample_surface(mesh, options.surface_samples, seed)}
+        if options.baselines:
+            clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
+            clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
+        base = {
+            "object_id": str(sample.model_path),
+            "view": str(sample.image_path.name),
+            "category": sample.category,
+            "condition": "occluded" if sample.occluded else "clean",
+            "occluders": int(sample.occluded),
+        }
+        for method, cloud in clouds.items():
+            metrics = evaluate_clouds(cloud, gt, rotation_search=options.rotation_search, thresholds=THRESHOLDS)
+            rows.append({**base, "method": method, **metrics})
+    return rows

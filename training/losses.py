@@ -1,0 +1,150 @@
+"""ZeroShape-W's training objective (supplement): L = 10·L_camera + L_depth + 0.1·L_depth_aux + L_visible + L_occluder,
+and in the shape stage L' = L + L_occupancy.
+
+Every term is a mean over the batch, so the weights mean the same thing at any batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from backend.model.zeroshape import Latent
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    camera: float = 10.0
+    depth: float = 1.0
+    depth_aux: float = 0.1
+    visible_mask: float = 1.0
+    occluder_mask: float = 1.0
+    occupancy: float = 1.0
+
+
+def camera_loss(K_pred: torch.Tensor, K_true: torch.Tensor, image_size: int) -> torch.Tensor:
+    """|log f̂ − log f| + |ĉ − c| / image side, averaged over the batch. K: [B, 3, 3] in pixels.
+
+    The focal length is compared in log space because what matters is its ratio to the truth (a 10% error at
+    70 mm hurts the shape as much as at 30 mm); the principal point in units of the image side.
+    """
+    focal_pred = torch.stack([K_pred[:, 0, 0], K_pred[:, 1, 1]], dim=1)
+    focal_true = torch.stack([K_true[:, 0, 0], K_true[:, 1, 1]], dim=1)
+    focal = (focal_pred.clamp_min(1e-3).log() - focal_true.log()).abs().mean(dim=1)
+    centre = (K_pred[:, :2, 2] - K_true[:, :2, 2]).abs().mean(dim=1) / image_size
+    return (focal + centre).mean()
+
+
+def align_scale_shift(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The prediction mapped by the least-squares scale s and shift t (per sample) onto the target over `mask`.
+
+    Args:
+        prediction, target, mask: [B, 1, H, W]; mask in {0, 1}.
+    Returns:
+        s·prediction + t, [B, 1, H, W].
+    """
+    m = mask.flatten(1)
+    p = prediction.flatten(1)
+    y = target.flatten(1)
+    n = m.sum(1).clamp_min(1.0)
+    mean_p = (p * m).sum(1) / n
+    mean_y = (y * m).sum(1) / n
+    variance = (((p - mean_p[:, None]) ** 2) * m).sum(1)
+    covariance = ((p - mean_p[:, None]) * (y - mean_y[:, None]) * m).sum(1)
+    scale = covariance / variance.clamp_min(1e-8)
+    shift = mean_y - scale * mean_p
+    return prediction * scale[:, None, None, None] + shift[:, None, None, None]
+
+
+def scale_shift_invariant_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error after least-squares scale-and-shift alignment (MiDaS), normalised by the target's
+    mean absolute deviation on the mask, so objects at any distance weigh the same. Shapes [B, 1, H, W]."""
+    aligned = align_scale_shift(prediction, target, mask)
+    m = mask.flatten(1)
+    n = m.sum(1).clamp_min(1.0)
+    y = target.flatten(1)
+    mean_y = (y * m).sum(1) / n
+    spread = ((y - mean_y[:, None]).abs() * m).sum(1) / n
+    error = ((aligned.flatten(1) - y).abs() * m).sum(1) / n
+    has_pixels = (m.sum(1) > 1).to(error.dtype)
+    return (error / spread.clamp_min(1e-6) * has_pixels).sum() / has_pixels.sum().clamp_min(1.0)
+
+
+def auxiliary_depth_loss(prediction: torch.Tensor, pseudo_disparity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scale-and-shift invariant agreement with a monocular depth model (Depth Anything V2 in the paper).
+
+    Such models predict affine-invariant *disparity*, so the comparison is made in disparity: 1 / depth of
+    the prediction, aligned to the pseudo-label over the visible mask. Shapes [B, 1, H, W].
+    """
+    disparity = 1.0 / prediction.clamp_min(1e-3)
+    return scale_shift_invariant_loss(disparity, pseudo_disparity, mask)
+
+
+def occupancy_loss(logits: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of [B, N] occupancy logits against {0, 1} labels."""
+    return F.binary_cross_entropy_with_logits(logits.float(), occupancy)
+
+
+def zeroshape_w_loss(
+    latent: Latent,
+    batch: dict,
+    logits: torch.Tensor | None,
+    weights: LossWeights,
+    image_size: int,
+    pseudo_disparity: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The total loss and its (unweighted, detached) terms.
+
+    Args:
+        batch: from `training.dataset.collate`: K, depth, visible_mask, occluder_mask, occupancy.
+        logits: [B, N] occupancy logits, or None in the pixel stage (no occupancy term).
+        pseudo_disparity: [B, 1, H, W] from an auxiliary depth model, or None (term off).
+    """
+    visible = batch["visible_mask"]
+    terms = {
+        "camera": camera_loss(latent.intrinsics.float(), batch["K"], image_size),
+        "depth": scale_shift_invariant_loss(latent.depth.float(), batch["depth"], visible),
+        "visible_mask": F.binary_cross_entropy_with_logits(latent.visible_mask_logits.float(), visible),
+        "occluder_mask": F.binary_cross_entropy_with_logits(
+            latent.occluder_mask_logits.float(), batch["occluder_mask"]
+        ),
+    }
+    if pseudo_disparity is not None:
+        terms["depth_aux"] = auxiliary_depth_loss(latent.depth.float(), pseudo_disparity, visible)
+    if logits is not None:
+        terms["occupancy"] = occupancy_loss(logits, batch["occupancy"])
+    total = sum(getattr(weights, name) * value for name, value in terms.items())
+    return total, {name: value.detach() for name, value in terms.items()}
+
+
+AuxiliaryDepthModel = Callable[[torch.Tensor], torch.Tensor]
+"""images [B, 3, H, W] in [0, 1] → relative disparity [B, 1, H, W] (larger = nearer)."""
+
+
+def load_auxiliary_depth_model(path: str | Path) -> AuxiliaryDepthModel:
+    """A depth teacher saved with `torch.export.save` (a .pt2 program: code and weights, no pickle).
+
+    Export Depth Anything V2 (or any relative-depth model) once on a machine that has its weights, wrapped so it
+    takes images [B, 3, H, W] in [0, 1] and returns disparity [B, 1, H, W].
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such auxiliary depth model")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as error:
+        raise ValueError(f"{path}: not a torch.export program ({error})") from error
+    module = program.module()
+
+    def teacher(images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            disparity = module(images)
+        if disparity.ndim == 3:
+            disparity = disparity[:, None]
+        return disparity
+
+    return teacher

@@ -1,0 +1,489 @@
+"""The training loop: `train(TrainOptions(...))`, also behind `zeroshape-w train`.
+
+Two stages (ZeroShape-W's supplement): stage 1 fits the pixel-level parts (backbone, camera, depth and mask
+heads) with L; stage 2 trains the whole model with L' = L + L_occupancy, the stage-1 parts at a lower rate.
+
+Reproducible and resumable by construction: step s draws its batch, augmentation, prompt dropout and teacher
+forcing from `numpy.random.default_rng([seed, s])` and seeds torch with (seed, s), so the state to save is
+just the weights, the optimiser and the step. A run that is killed and started again with the same command
+continues from its last checkpoint and ends with the same weights as an uninterrupted run (CPU; GPU kernels
+are not bit-deterministic).
+
+Several GPUs or machines: start the same command under `torchrun`; every process takes its slice of each
+step's global batch and DDP averages the gradients. Only rank 0 writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
+from backend.model.config import AGNOSTIC_PROMPT, get_config
+from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShapeW
+from training.dataset import Augmentation, RenderedViews, SampleRequest, collate
+from training.losses import AuxiliaryDepthModel, zeroshape_w_loss
+from training.recipes import TrainRecipe, get_recipe
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "train_state.pt"
+"""Weights, optimiser and step: what resuming needs. Written by this code only, read with weights_only=True."""
+LAST_CHECKPOINT = "last.safetensors"
+FINAL_CHECKPOINT = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data: tuple[str, ...]
+    """Rendered dataset folders (`zeroshape-w data render --out`)."""
+    out: str
+    """Run folder: checkpoints, TensorBoard logs, options.json."""
+    config: str = "small"
+    max_steps: int | None = None
+    """Length of the run (the schedule spans it); default: the recipe's."""
+    time_budget_minutes: float | None = None
+    """Stop cleanly (checkpoint, exit) before this much wall time has passed; run again to continue."""
+    init: str | None = None
+    """Warm start: a ZeroShape-W checkpoint of the same config, or an official ZeroShape file (paper only)."""
+    seed: int = 0
+    batch_size: int | None = None
+    query_points: int | None = None
+    learning_rate: float | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    """auto: bf16 autocast on a GPU that supports it, else fp16 with loss scaling; fp32 on the CPU."""
+    workers: int | None = None
+    """Data-loading processes; default 1 on the CPU (the other core computes), 4 per GPU."""
+    threads: int | None = None
+    checkpoint_every: int = 250
+    log_every: int = 10
+    open_clip_weights: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    step: int
+    """Steps completed (equal to max_steps when the run finished)."""
+    finished: bool
+    checkpoint: Path
+    """The last checkpoint written (final model when finished)."""
+    samples_per_second: float
+    seconds: float
+    last_losses: dict[str, float]
+    stopped_because: str
+
+
+# --------------------------------------------------------------------------------------------------- set-up
+@dataclass
+class _Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _resolve_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} requested, but this machine has no CUDA GPU (use --device cpu)")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    return device
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision in ("bf16", "fp16"):
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("fp16 training needs a CUDA GPU; use fp32 or bf16 on the CPU")
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
+
+
+def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
+    """A fresh model of `options.config`, or the warm start `options.init`; returns (model, provenance)."""
+    config = get_config(options.config)
+    if not options.init:
+        return ZeroShapeW(config), {}
+    init = Path(options.init)
+    if not init.is_file():
+        raise FileNotFoundError(f"--init {init}: no such file")
+    if init.suffix == ".safetensors":
+        model = load_checkpoint(init, open_clip_weights=options.open_clip_weights)
+        if model.config != config:
+            raise ValueError(
+                f"--init {init} holds a {model.config.name!r} model, but --config is {options.config!r}; "
+                "warm starts need the same architecture"
+            )
+        return model.train(), {"warm_start": str(init), "warm_start_provenance": read_header(init).get("provenance")}
+    from backend.model.convert import convert_zeroshape_checkpoint
+
+    model, report, provenance = convert_zeroshape_checkpoint(init, open_clip_weights=options.open_clip_weights)
+    if model.config != config:
+        raise ValueError(f"--init {init} is an official ZeroShape checkpoint: it warm-starts --config paper only")
+    log.info("warm start from ZeroShape %s: %s", init, report)
+    return model.train(), {"warm_start": str(init), "warm_start_provenance": provenance}
+
+
+def _parameter_groups(model: ZeroShapeW) -> list[dict]:
+    """Two groups: the stage-1 (pixel) parts plus the text table, and the stage-2 (shape) parts."""
+    pixel = [p for name in (*PIXEL_COMPONENTS, "text_encoder") for p in model.component_parameters(name)]
+    shape = [p for name in SHAPE_COMPONENTS for p in model.component_parameters(name)]
+    return [{"params": pixel, "name": "pixel"}, {"params": shape, "name": "shape"}]
+
+
+def stage_of(step: int, recipe: TrainRecipe, max_steps: int) -> tuple[int, int, int]:
+    """(stage 1 or 2, first step of that stage, its length) for a 0-based step."""
+    stage1 = round(max_steps * recipe.stage1_fraction)
+    if step < stage1:
+        return 1, 0, stage1
+    return 2, stage1, max_steps - stage1
+
+
+def learning_rates(step: int, recipe: TrainRecipe, max_steps: int, base: float) -> tuple[float, float, float]:
+    """(pixel-group lr, shape-group lr, teacher-forcing probability) at a 0-based step."""
+    stage, start, length = stage_of(step, recipe, max_steps)
+    position = step - start
+    warmup = min(recipe.warmup_steps, max(1, length // 4))
+    if position < warmup:
+        factor = (position + 1) / warmup
+    else:
+        progress = (position - warmup) / max(1, length - warmup)
+        factor = recipe.final_lr_ratio + (1 - recipe.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    if stage == 1:
+        return base * factor, 0.0, 1.0
+    start_p, end_p = recipe.teacher_forcing
+    forcing = start_p + (end_p - start_p) * position / max(1, length - 1)
+    return base * recipe.stage2_pixel_lr_ratio * factor, base * factor, forcing
+
+
+def step_requests(seed: int, step: int, global_batch: int, dataset_size: int) -> tuple[list[SampleRequest], np.ndarray]:
+    """The global batch of a step and the step's own random numbers (prompt dropout, teacher forcing)."""
+    rng = np.random.default_rng([seed, step])
+    indices = rng.integers(0, dataset_size, size=global_batch)
+    seeds = rng.integers(0, 2**63 - 1, size=global_batch)
+    extra = rng.random(global_batch + 1)  # one per sample (prompt dropout), one for the step (teacher forcing)
+    return [SampleRequest(int(i), int(s)) for i, s in zip(indices, seeds, strict=True)], extra
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """Batch sampler: this process's slice of every step's global batch, from `first_step` on."""
+
+    def __init__(self, seed: int, first_step: int, last_step: int, batch: int, dist: _Distributed, size: int):
+        self.seed, self.first, self.last, self.batch, self.dist, self.size = (
+            seed,
+            first_step,
+            last_step,
+            batch,
+            dist,
+            size,
+        )
+
+    def __iter__(self) -> Iterator[list[SampleRequest]]:
+        for step in range(self.first, self.last):
+            requests, _ = step_requests(self.seed, step, self.batch * self.dist.world, self.size)
+            yield requests[self.dist.rank * self.batch : (self.dist.rank + 1) * self.batch]
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+
+# --------------------------------------------------------------------------------------------------- state
+def _save_state(path: Path, model: ZeroShapeW, optimiser, scaler, step: int, elapsed: float, options: dict) -> None:
+    state = {
+        "step": step,
+        "elapsed_seconds": elapsed,
+        "options": json.dumps(options),
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+    }
+    temporary = path.with_name(path.name + ".partial")
+    torch.save(state, temporary)
+    os.replace(temporary, path)  # atomic: a kill mid-write leaves the previous state intact
+
+
+def _load_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _write_checkpoint(model: ZeroShapeW, path: Path, provenance: dict) -> Path:
+    return save_checkpoint(model, path, provenance=provenance)
+
+
+# --------------------------------------------------------------------------------------------------- loop
+def train(
+    options: TrainOptions,
+    aux_depth_model: AuxiliaryDepthModel | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train (or continue training) the run in `options.out`.
+
+    Args:
+        aux_depth_model: the auxiliary pseudo-depth teacher (Depth Anything V2 in the paper): images
+            [B, 3, H, W] in [0, 1] → disparity [B, 1, H, W]. None switches the 0.1·L_depth_aux term off.
+        on_step: called on rank 0 after every step with (steps done, loss terms).
+    """
+    started = time.perf_counter()
+    recipe = get_recipe(options.config)
+    max_steps = options.max_steps or recipe.max_steps
+    batch_size = options.batch_size or recipe.batch_size
+    query_points = options.query_points or recipe.query_points
+    base_lr = options.learning_rate or recipe.learning_rate
+    dist = _init_distributed(torch.device("cuda" if options.device != "cpu" and torch.cuda.is_available() else "cpu"))
+    device = _resolve_device(options.device, dist.local_rank)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    amp_dtype = _autocast_dtype(options.precision, device)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    model, provenance = build_model(options)
+    model.to(device).train()
+    config = model.config
+    dataset = RenderedViews(
+        options.data,
+        config.image_size,
+        query_points,
+        Augmentation(),
+        box_half_extent=model.preprocess.query_box_half_extent,
+        box_fraction=recipe.box_fraction,
+    )
+    groups = _parameter_groups(model)
+    optimiser = torch.optim.AdamW(groups, lr=base_lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    options_record = {
+        **dataclasses.asdict(options),
+        "recipe": dataclasses.asdict(recipe),
+        "resolved": {"max_steps": max_steps, "batch_size": batch_size, "query_points": query_points, "lr": base_lr},
+    }
+    step = 0
+    elapsed_before = 0.0
+    state_path = out / STATE_FILE
+    if state_path.is_file():
+        state = _load_state(state_path)
+        saved = json.loads(state["options"])
+        if saved.get("config") != options.config:
+            raise ValueError(
+                f"{out} holds a run of the {saved.get('config')!r} config, not {options.config!r}: "
+                "pick another --out, or delete that folder to start over"
+            )
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        if scaler is not None and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        step, elapsed_before = int(state["step"]), float(state["elapsed_seconds"])
+        if dist.main:
+            log.info("resuming %s at step %d of %d", out, step, max_steps)
+    elif dist.main:
+        (out / "options.json").write_text(json.dumps(options_record, indent=2, default=str))
+
+    network: torch.nn.Module = model
+    if dist.world > 1:
+        # Stage 1 leaves the shape parts without gradients: DDP must be told to expect unused parameters.
+        network = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+
+    workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 1)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=_StepBatches(options.seed, step, max_steps, batch_size, dist, len(dataset)),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+
+    writer = None
+    if dist.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tensorboard"))
+
+    stop_reason = {"why": ""}
+
+    def request_stop(signum, frame) -> None:
+        stop_reason["why"] = f"signal {signal.Signals(signum).name}"
+
+    previous_handlers = {}
+    with contextlib.suppress(ValueError):  # not the main thread: no signal handling, the caller owns it
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[signum] = signal.signal(signum, request_stop)
+
+    budget_s = options.time_budget_minutes * 60 if options.time_budget_minutes else None
+    bar = None
+    if dist.main and options.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=max_steps, initial=step, unit="step", desc=f"train {config.name}", dynamic_ncols=True)
+    last_terms: dict[str, float] = {}
+    step_times: list[float] = []
+    last_checkpoint = out / LAST_CHECKPOINT
+    first_step = step
+
+    def checkpoint(final: bool) -> Path:
+        if not dist.main:
+            return last_checkpoint
+        record = {
+            **provenance,
+            "trained_with": "zeroshape-w train",
+            "config": config.name,
+            "steps": step,
+            "max_steps": max_steps,
+            "data": [str(d) for d in options.data],
+            "views": len(dataset),
+            "categories": dataset.categories,
+            "seed": options.seed,
+            "finished": final,
+        }
+        _save_state(
+            state_path,
+            model,
+            optimiser,
+            scaler,
+            step,
+            elapsed_before + time.perf_counter() - started,
+            {**options_record},
+        )
+        path = _write_checkpoint(model, out / (FINAL_CHECKPOINT if final else LAST_CHECKPOINT), record)
+        return path
+
+    previous = time.perf_counter()
+    try:
+        for batch in loader:
+            _, extra = step_requests(options.seed, step, batch_size * dist.world, len(dataset))
+            stage, _, _ = stage_of(step, recipe, max_steps)
+            pixel_lr, shape_lr, forcing = learning_rates(step, recipe, max_steps, base_lr)
+            optimiser.param_groups[0]["lr"], optimiser.param_groups[1]["lr"] = pixel_lr, shape_lr
+            torch.manual_seed(options.seed * 1_000_003 + step)
+            own = extra[dist.rank * batch_size : (dist.rank + 1) * batch_size]
+            prompts = [
+                AGNOSTIC_PROMPT if drop < recipe.prompt_dropout else category
+                for drop, category in zip(own, batch["category"], strict=True)
+            ]
+            tensors = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+            teacher = stage == 1 or extra[-1] < forcing
+            autocast = (
+                torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
+            )
+            with autocast:
+                latent, logits = network(
+                    tensors["image"],
+                    tensors["points"] if stage == 2 else None,
+                    prompts,
+                    visible_mask=tensors["visible_mask"] if teacher else None,
+                    depth=tensors["depth"] if teacher else None,
+                    intrinsics=tensors["K"] if teacher else None,
+                )
+                pseudo = None
+                if aux_depth_model is not None:
+                    with torch.no_grad():
+                        pseudo = aux_depth_model(tensors["image"]).float()
+            loss, terms = zeroshape_w_loss(latent, tensors, logits, recipe.loss_weights, config.image_size, pseudo)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} at step {step} ({ {k: float(v) for k, v in terms.items()} }); "
+                    "lower --learning-rate, or resume from the last checkpoint"
+                )
+            optimiser.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimiser)
+            else:
+                loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+            if scaler is not None:
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                optimiser.step()
+            step += 1
+            now = time.perf_counter()
+            step_times.append(now - previous)  # wall time per step, data loading and checkpoints included
+            previous = now
+            last_terms = {k: float(v) for k, v in terms.items()} | {"total": float(loss.detach())}
+
+            if dist.main:
+                if writer is not None and (step % options.log_every == 0 or step == max_steps):
+                    for name, value in last_terms.items():
+                        writer.add_scalar(f"loss/{name}", value, step)
+                    writer.add_scalar("lr/pixel", pixel_lr, step)
+                    writer.add_scalar("lr/shape", shape_lr, step)
+                    writer.add_scalar("train/teacher_forcing", forcing if stage == 2 else 1.0, step)
+                    writer.add_scalar("train/grad_norm", float(grad_norm), step)
+                    writer.add_scalar("train/samples_per_second", batch_size * dist.world / step_times[-1], step)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(stage=stage, loss=f"{last_terms['total']:.3f}", refresh=False)
+                if on_step is not None:
+                    on_step(step, last_terms)
+            if step % options.checkpoint_every == 0 and step < max_steps:
+                last_checkpoint = checkpoint(final=False)
+            if budget_s is not None and not stop_reason["why"]:
+                mean_step = sum(step_times[-20:]) / len(step_times[-20:])
+                if time.perf_counter() - started + 2 * mean_step > budget_s:
+                    stop_reason["why"] = "time budget"
+            if stop_reason["why"] and step < max_steps:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+        for signum, handler in previous_handlers.items():
+            signal.signal(signum, handler)
+
+    finished = step >= max_steps
+    if step > first_step or finished:
+        last_checkpoint = checkpoint(final=finished)
+    if writer is not None:
+        writer.close()
+    seconds = time.perf_counter() - started
+    # Wall-clock throughput; the first two steps (start-up of workers, caches) are left out.
+    timed = step_times[2:] or step_times
+    throughput = batch_size * dist.world * len(timed) / sum(timed) if timed else 0.0
+    return TrainResult(
+        step=step,
+        finished=finished,
+        checkpoint=last_checkpoint,
+        samples_per_second=throughput,
+        seconds=seconds,
+        last_losses=last_terms,
+        stopped_because="finished" if finished else (stop_reason["why"] or "stopped"),
+    )
