@@ -578,9 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="score a checkpoint with ZeroShape's protocol",
-        description="Mesh at 128, 10,000 surface samples, both clouds normalised by centroid and max(x, y extent); "
-        "Chamfer distance and F-score at τ=0.05, 2τ, 3τ, 5τ, for the model and the visible-surface and sphere "
-        "baselines, clean and occluded, overall and per category.",
+        description="Score a checkpoint with ZeroShape's protocol: mesh at 128, 10,000 surface samples, both clouds "
+        "normalised by centroid and max(x, y extent); Chamfer distance and F-score at τ=0.05, 2τ, 3τ, 5τ, "
+        "for the model and the visible-surface and sphere baselines, clean and occluded, overall and per category.",
     )
     evaluate.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
     evaluate.add_argument("--data", type=Path, action="append", help="rendered dataset (validation split); repeatable")

@@ -153,7 +153,7 @@ def resize_view(data: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]
     if height != width:
         raise ValueError(f"views must be square, got {width}×{height}")
     factor = size / width
-    nearest = lambda a: np.asarray(Image.fromarray(a).resize((size, size), Image.NEAREST))  # noqa: E731
+    nearest = lambda a: np.array(Image.fromarray(a).resize((size, size), Image.NEAREST))  # noqa: E731 (writable)
     K = data["K"].copy()
     K[:2, :2] *= factor
     K[:2, 2] = (K[:2, 2] + 0.5) * factor - 0.5

@@ -274,6 +274,17 @@ def train(
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
 
+    state_path = out / STATE_FILE
+    if state_path.is_file():  # refuse another config's run folder before building anything large
+        saved_config = (
+            json.loads((out / "options.json").read_text()).get("config") if (out / "options.json").is_file() else None
+        )
+        if saved_config not in (None, options.config):
+            raise ValueError(
+                f"{out} holds a run of the {saved_config!r} config, not {options.config!r}: "
+                "pick another --out, or delete that folder to start over"
+            )
+    torch.manual_seed(options.seed)  # the initial weights are part of the run: same seed, same start
     model, provenance = build_model(options)
     model.to(device).train()
     config = model.config
@@ -296,7 +307,6 @@ def train(
     }
     step = 0
     elapsed_before = 0.0
-    state_path = out / STATE_FILE
     if state_path.is_file():
         state = _load_state(state_path)
         saved = json.loads(state["options"])

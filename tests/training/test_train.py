@@ -1,0 +1,287 @@
+"""training/train.py and `zeroshape-w train`: a real run, resume after a kill, time budget, schedule, CLI help."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from backend.cli import build_parser
+from backend.model.checkpoint import load_checkpoint, read_header
+from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS
+from tests.training.conftest import ROOT, one_torch_thread, run_cli
+from training.recipes import get_recipe
+from training.train import FINAL_CHECKPOINT, LAST_CHECKPOINT, STATE_FILE, TrainOptions, learning_rates, stage_of, train
+
+RESUME_STEPS = 6
+
+
+def saved_step(run: Path) -> int | None:
+    """The step recorded in a run's train_state.pt, None before the first checkpoint.
+
+    The file is replaced atomically, so a read racing a write sees the old or the new state, never a torn one:
+    any other error here is a real failure."""
+    try:
+        return int(torch.load(run / STATE_FILE, map_location="cpu", weights_only=True)["step"])
+    except FileNotFoundError:
+        return None
+
+
+def train_args(data: Path, out: Path, *extra: str) -> list[str]:
+    # One torch thread per process: the resume test runs two at once on a 2-core machine, and oversubscribed
+    # cores slow torch's thread pool down several-fold.
+    common = ["--config", "tiny", "--data", str(data), "--out", str(out), "--workers", "0", "--device", "cpu"]
+    return ["train", *common, "--threads", "1", *extra]
+
+
+# ------------------------------------------------------------------------------------------------------ a real run
+@pytest.mark.blender
+def test_two_step_run_writes_a_loadable_trained_checkpoint(tiny_run):
+    result = tiny_run.result
+    assert result.finished
+    assert result.step == 2
+    assert result.stopped_because == "finished"
+    assert result.checkpoint == tiny_run.out / FINAL_CHECKPOINT
+    assert all(math.isfinite(v) for v in result.last_losses.values())
+    assert {"camera", "depth", "visible_mask", "occluder_mask", "occupancy", "total"} <= set(result.last_losses)
+    for name in (FINAL_CHECKPOINT, STATE_FILE, "options.json"):
+        assert (tiny_run.out / name).is_file(), name
+    assert any((tiny_run.out / "tensorboard").iterdir())
+
+    model = load_checkpoint(tiny_run.out / FINAL_CHECKPOINT)
+    assert model.config.name == "tiny"
+    provenance = read_header(tiny_run.out / FINAL_CHECKPOINT)["provenance"]
+    assert provenance["steps"] == 2
+    assert provenance["max_steps"] == 2
+    assert provenance["finished"] is True
+    assert provenance["config"] == "tiny"
+    assert provenance["views"] == 6
+    assert provenance["categories"] == ["chair", "sofa", "table"]
+    assert saved_step(tiny_run.out) == 2
+
+    # Both stages' parts moved away from the initial weights (2 steps of `tiny` are all stage 2).
+    initial = load_file(str(tiny_run.init))
+    trained = load_file(str(tiny_run.out / FINAL_CHECKPOINT))
+    assert initial.keys() == trained.keys()
+    for component in (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS):
+        keys = [k for k in trained if k.startswith(component + ".") and trained[k].is_floating_point()]
+        changed = [k for k in keys if not torch.equal(initial[k], trained[k])]
+        assert len(changed) > 0.9 * len(keys), f"{component}: only {len(changed)} of {len(keys)} tensors trained"
+
+
+@pytest.mark.blender
+def test_the_same_seed_gives_the_same_weights(rendered_dataset, tmp_path):
+    """TrainOptions.seed fixes the whole run, its initial weights included, whatever the RNG state of the process
+    (a fresh process's torch RNG is seeded at random): otherwise no two runs, nor a run and its resumed twin,
+    can be compared."""
+    weights = []
+    for number in (1, 2):
+        torch.manual_seed(number)  # stands for two separate processes
+        out = tmp_path / f"run{number}"
+        options = TrainOptions(
+            data=(str(rendered_dataset),),
+            out=str(out),
+            config="tiny",
+            max_steps=1,
+            workers=0,
+            progress=False,
+            device="cpu",
+        )
+        with one_torch_thread():
+            train(options)
+        weights.append(load_file(str(out / FINAL_CHECKPOINT)))
+    different = [key for key in weights[0] if not torch.equal(weights[0][key], weights[1][key])]
+    assert not different, f"{len(different)} tensors differ between two runs with seed 0, e.g. {different[:3]}"
+
+
+# ------------------------------------------------------------------------------------------------------ resume
+@pytest.mark.blender
+def test_resume_after_kill_gives_the_uninterrupted_weights(rendered_dataset, tmp_path):
+    run_a, run_b = tmp_path / "run_a", tmp_path / "run_b"
+    extra = ("--max-steps", str(RESUME_STEPS), "--checkpoint-every", "1")
+
+    # Run B is started and killed while run A trains uninterrupted beside it (same work, less waiting). Their
+    # output goes to files: a full pipe would stall a run.
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    log_a, log_b = (tmp_path / "run_a.log").open("w+"), (tmp_path / "run_b.log").open("w+")
+    uninterrupted = subprocess.Popen(
+        [sys.executable, "-m", "backend", *train_args(rendered_dataset, run_a, *extra)],
+        cwd=ROOT,
+        env=env,
+        stdout=log_a,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "backend", *train_args(rendered_dataset, run_b, *extra)],
+        cwd=ROOT,
+        env=env,
+        stdout=log_b,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while (saved_step(run_b) or 0) < 1:
+            if victim.poll() is not None:
+                log_b.seek(0)
+                pytest.fail(f"run B exited ({victim.returncode}) before its first checkpoint:\n{log_b.read()[-3000:]}")
+            if time.monotonic() > deadline:
+                pytest.fail("run B wrote no checkpoint within 300 s")
+            time.sleep(0.01)
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=60)
+        killed_at = saved_step(run_b)
+        if killed_at >= RESUME_STEPS or (run_b / FINAL_CHECKPOINT).exists():
+            pytest.fail(f"run B finished (step {killed_at}) before it could be killed: the resume was not exercised")
+        assert victim.returncode == -signal.SIGKILL
+        assert 1 <= killed_at < RESUME_STEPS
+
+        resumed = run_cli(*train_args(rendered_dataset, run_b, *extra))
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert f"at step {killed_at} of {RESUME_STEPS}" in resumed.stderr  # it resumed rather than starting over
+        assert f"step {RESUME_STEPS}: finished" in resumed.stdout
+
+        uninterrupted.wait(timeout=600)
+        log_a.seek(0)
+        output_a = log_a.read()
+        assert uninterrupted.returncode == 0, output_a[-3000:]
+        assert "resuming" not in output_a
+    finally:
+        for process in (victim, uninterrupted):  # never leave a run behind when the test fails early
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=60)
+        log_a.close()
+        log_b.close()
+
+    a = load_file(str(run_a / FINAL_CHECKPOINT))
+    b = load_file(str(run_b / FINAL_CHECKPOINT))
+    assert a.keys() == b.keys()
+    different = [key for key in a if not torch.equal(a[key], b[key])]
+    assert not different, f"{len(different)} tensors differ after the resume, e.g. {different[:3]}"
+    assert read_header(run_b / FINAL_CHECKPOINT)["provenance"]["steps"] == RESUME_STEPS
+
+
+@pytest.mark.blender
+def test_time_budget_stops_cleanly(rendered_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = ("--max-steps", "1000", "--time-budget", "0.05", "--checkpoint-every", "1000")
+    result = run_cli(*train_args(rendered_dataset, run, *args))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "run again to continue" in result.stdout
+    assert "time budget" in result.stdout
+    step = saved_step(run)
+    assert 1 <= step < 1000
+    assert (run / LAST_CHECKPOINT).is_file()
+    assert not (run / FINAL_CHECKPOINT).exists()
+    provenance = read_header(run / LAST_CHECKPOINT)["provenance"]
+    assert provenance["steps"] == step
+    assert provenance["finished"] is False
+    assert provenance["max_steps"] == 1000
+
+
+@pytest.mark.blender
+def test_a_run_folder_of_another_config_is_refused(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run.out / STATE_FILE, run / STATE_FILE)
+    options = TrainOptions(
+        data=(str(tiny_run.data),), out=str(run), config="small", max_steps=2, workers=0, progress=False, device="cpu"
+    )
+    with pytest.raises(ValueError, match=re.escape(str(run)) + ".*'tiny'"):
+        train(options)
+    assert sorted(p.name for p in run.iterdir()) == [STATE_FILE]  # nothing written into the other run
+
+    result = run_cli("train", "--config", "small", "--data", str(tiny_run.data), "--out", str(run), "--device", "cpu")
+    assert result.returncode == 1
+    assert str(run) in result.stderr
+    assert "'tiny'" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ schedule
+def test_stage_one_trains_only_the_pixel_parts():
+    recipe = get_recipe("tiny")
+    steps = 200
+    stage1 = round(steps * recipe.stage1_fraction)
+    assert stage_of(0, recipe, steps) == (1, 0, stage1)
+    assert stage_of(stage1 - 1, recipe, steps)[0] == 1
+    assert stage_of(stage1, recipe, steps) == (2, stage1, steps - stage1)
+    for step in range(stage1):
+        pixel, shape, forcing = learning_rates(step, recipe, steps, 1e-3)
+        assert shape == 0.0
+        assert pixel > 0.0
+        assert forcing == 1.0
+
+
+@pytest.mark.parametrize("config", ["tiny", "paper"])
+def test_stage_two_pixel_rate_is_the_recipes_fraction(config):
+    recipe = get_recipe(config)
+    steps = 1000
+    for step in range(round(steps * recipe.stage1_fraction), steps, 37):
+        pixel, shape, _ = learning_rates(step, recipe, steps, 1e-3)
+        assert shape > 0.0
+        assert pixel == pytest.approx(recipe.stage2_pixel_lr_ratio * shape, rel=1e-12)
+
+
+def test_warm_up_rises_then_cosine_decays():
+    recipe = get_recipe("tiny")
+    steps, base = 200, 1e-3
+    stage1 = round(steps * recipe.stage1_fraction)
+    for start, group in ((0, 0), (stage1, 1)):  # stage 1 warms the pixel group, stage 2 the shape group
+        rates = [learning_rates(start + i, recipe, steps, base)[group] for i in range(recipe.warmup_steps)]
+        assert all(b > a for a, b in itertools.pairwise(rates)), rates
+        assert rates[-1] == pytest.approx(base)
+        assert rates[0] == pytest.approx(base / recipe.warmup_steps)
+    decay = [learning_rates(s, recipe, steps, base)[1] for s in range(stage1 + recipe.warmup_steps, steps)]
+    assert all(b <= a for a, b in itertools.pairwise(decay))
+    assert decay[-1] == pytest.approx(base * recipe.final_lr_ratio, rel=0.01)
+
+
+def test_teacher_forcing_goes_from_start_to_end():
+    recipe = get_recipe("tiny")
+    start, end = recipe.teacher_forcing
+    assert start > end  # the recipe must actually anneal for this test to mean something
+    steps = 200
+    stage1 = round(steps * recipe.stage1_fraction)
+    forcing = [learning_rates(s, recipe, steps, 1e-3)[2] for s in range(stage1, steps)]
+    assert forcing[0] == pytest.approx(start)
+    assert forcing[-1] == pytest.approx(end)
+    assert all(b < a for a, b in itertools.pairwise(forcing))
+    middle = forcing[len(forcing) // 2]
+    assert middle == pytest.approx(start + (end - start) * (len(forcing) // 2) / (len(forcing) - 1))
+
+
+# ------------------------------------------------------------------------------------------------------ CLI help
+def command_help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([command, "--help"])
+    assert exit_info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())  # argparse wraps to the terminal width
+
+
+def test_train_help_mentions_resuming_and_torchrun(capsys):
+    text = command_help("train", capsys)
+    assert "torchrun" in text
+    assert "run the same command again" in text
+    for option in ("--time-budget", "--checkpoint-every", "--aux-depth-model", "--max-steps"):
+        assert option in text
+
+
+def test_evaluate_help_describes_the_protocol(capsys):
+    text = command_help("evaluate", capsys)
+    for phrase in ("Chamfer distance", "F-score", "10,000 surface samples", "clean and occluded", "baselines"):
+        assert phrase in text
+    for option in ("--views-per-object", "--resolution", "--samples", "--out"):
+        assert option in text
