@@ -3,14 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Until the trained default model ships in backend/weights/, setup makes a clearly labelled UNTRAINED
-# checkpoint (random weights, not committed) so the main job runs end to end.
-UNTRAINED := weights/untrained-small.safetensors
 export HF_HUB_OFFLINE := 1
 
 .PHONY: setup test lint format run params benchmark clean
 
-setup: $(STAMP) $(UNTRAINED)
+setup: $(STAMP)
 
 # torch is installed first and alone, pinned: every later install then finds torch 2.13.0 already
 # satisfied and cannot pull a CUDA build (see README, "Installing").
@@ -19,9 +16,6 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test,blender,data]"
 	touch $(STAMP)
-
-$(UNTRAINED): $(STAMP)
-	$(BIN)/zeroshape-w init-checkpoint --config small -o $@
 
 lint: setup
 	$(BIN)/ruff check .
@@ -41,9 +35,11 @@ benchmark: setup
 	$(BIN)/zeroshape-w benchmark --config small --threads 2
 
 # The main job: reconstruct the example photos with the default checkpoint, a mesh, its JSON and a
-# preview picture (photo beside a Cycles render of the mesh) for each, in out/examples/.
+# preview picture (photo beside a Cycles render of the mesh) for each, in out/examples/, and all previews
+# in one picture, out/examples-overview.png (the README shows it).
 run: setup
 	$(BIN)/zeroshape-w reconstruct examples/*.jpg -o out/examples --preview
+	$(BIN)/python -m training.figures grid out/examples/*.png -o out/examples-overview.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build *.egg-info

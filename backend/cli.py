@@ -358,7 +358,7 @@ def command_data_render(args: argparse.Namespace) -> int:
 
     from training.data.render import RenderSettings, collect_sources, render_dataset, shard
 
-    objects = collect_sources(args.source, args.per_category, args.seed)
+    objects = collect_sources(args.source, args.per_category, args.seed, args.up_axis)
     manifest = "manifest.jsonl"
     if args.shard:
         objects = shard(objects, args.shard)
@@ -529,7 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         action="append",
         required=True,
-        help="a folder of assets (OBJ, GLB/GLTF, PLY, STL), 'procedural' or 'random-objects'; repeatable",
+        help="a folder of assets (OBJ, GLB/GLTF, PLY, STL, OFF, FBX, .blend), 'procedural' or 'random-objects'; "
+        "repeatable",
+    )
+    render.add_argument(
+        "--up-axis",
+        default="auto",
+        choices=["auto", "y", "z"],
+        help="which axis of the asset files points up; auto (default): Y for OBJ and glTF, Z for PLY, STL and OFF "
+        "(FBX and .blend: Blender's own axes)",
     )
     render.add_argument("--out", type=Path, required=True, help="dataset folder (created; resumed if it exists)")
     render.add_argument("--views", type=int, default=8, help="views per object (default 8)")

@@ -33,10 +33,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .convert_blender import BLENDER_ONLY_SUFFIXES, convert_to_glb
+
 ROOT = Path(__file__).resolve().parents[2]
 BATCH_OBJECTS = 4
 """Objects per Blender process: small enough that rendering starts early, large enough to amortise start-up."""
-MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off")
+MESH_SUFFIXES = (".obj", ".glb", ".gltf", ".ply", ".stl", ".off", ".fbx", ".blend")
+Y_UP_SUFFIXES = (".obj", ".glb", ".gltf")
+"""Formats whose convention is Y up (glTF by its specification; OBJ as most tools, Blender included, write it).
+The dataset is Z up, so `--up-axis auto` turns these upright. PLY, STL and OFF (CAD and scanners) are taken as
+Z up; FBX and .blend come through Blender, which converts them to its own Z-up axes."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class ObjectSource:
     path: str | None = None
     """A mesh file, or None for procedural objects (built from `seed`)."""
     seed: int = 0
+    up_axis: str = "z"
+    """Which axis of the file points up ("y" or "z"); meshes are turned to Z up when loaded."""
 
 
 def procedural_objects(per_category: int, seed: int = 0) -> list[ObjectSource]:
@@ -71,12 +79,18 @@ def random_urdf_objects() -> list[ObjectSource]:
     for index, sub in enumerate(sorted(p for p in folder.iterdir() if p.is_dir())):
         meshes = sorted(sub.glob("*.obj"))
         if meshes:
-            objects.append(ObjectSource(f"random-{sub.name}", "object", "random-objects", str(meshes[0]), index))
+            # URDF meshes are Z up (ROS convention).
+            objects.append(ObjectSource(f"random-{sub.name}", "object", "random-objects", str(meshes[0]), index, "z"))
     return objects
 
 
-def folder_objects(folder: Path) -> list[ObjectSource]:
-    """A user's assets: the category is a sidecar `<file>.category` text, else the subfolder's name."""
+def folder_objects(folder: Path, up_axis: str = "auto") -> list[ObjectSource]:
+    """A user's assets: the category is a sidecar `<file>.category` text, else the subfolder's name.
+
+    up_axis: "auto" (per format, see Y_UP_SUFFIXES), "y" or "z" for every file of the folder.
+    """
+    if up_axis not in ("auto", "y", "z"):
+        raise ValueError(f"up axis must be auto, y or z, got {up_axis!r}")
     objects = []
     for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in MESH_SUFFIXES):
         sidecar = path.with_suffix(path.suffix + ".category")
@@ -84,11 +98,12 @@ def folder_objects(folder: Path) -> list[ObjectSource]:
         if path.parent == folder and not sidecar.is_file():
             category = "object"
         relative = path.relative_to(folder).with_suffix("").as_posix().replace("/", "-")
-        objects.append(ObjectSource(f"asset-{relative}", category, str(folder), str(path), len(objects)))
+        up = up_axis if up_axis != "auto" else ("y" if path.suffix.lower() in Y_UP_SUFFIXES else "z")
+        objects.append(ObjectSource(f"asset-{relative}", category, str(folder), str(path), len(objects), up))
     return objects
 
 
-def collect_sources(sources: list[str], per_category: int, seed: int) -> list[ObjectSource]:
+def collect_sources(sources: list[str], per_category: int, seed: int, up_axis: str = "auto") -> list[ObjectSource]:
     objects: list[ObjectSource] = []
     for source in sources:
         if source == "procedural":
@@ -99,7 +114,7 @@ def collect_sources(sources: list[str], per_category: int, seed: int) -> list[Ob
             folder = Path(source)
             if not folder.is_dir():
                 raise FileNotFoundError(f"{source}: not a folder of assets, 'procedural' or 'random-objects'")
-            objects += folder_objects(folder)
+            objects += folder_objects(folder, up_axis)
     return objects
 
 
@@ -114,6 +129,11 @@ def shard(objects: list[ObjectSource], spec: str) -> list[ObjectSource]:
     return objects[index::count]
 
 
+Y_UP_TO_Z_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+"""(x, y, z) with Y up → (x, −z, y) with Z up: the rotation Blender's glTF importer applies (glTF's front, +Z,
+becomes −Y, the dataset's front)."""
+
+
 def load_mesh(source: ObjectSource):
     import trimesh
 
@@ -121,9 +141,17 @@ def load_mesh(source: ObjectSource):
         from .procedural import ObjectSpec, build
 
         return build(ObjectSpec(source.object_id, source.category, source.seed))
-    loaded = trimesh.load(source.path, force="mesh")
+    path = Path(source.path)
+    if path.suffix.lower() in BLENDER_ONLY_SUFFIXES:
+        with tempfile.TemporaryDirectory(prefix="zeroshape-asset-") as scratch:
+            # Exported without glTF's Y-up conversion, and trimesh reads GLB coordinates as they are: Z up.
+            loaded = trimesh.load(convert_to_glb(path, Path(scratch) / "asset.glb"), force="mesh")
+    else:
+        loaded = trimesh.load(source.path, force="mesh")
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise ValueError(f"{source.path}: no triangles in this file")
+    if source.up_axis == "y":
+        loaded.apply_transform(Y_UP_TO_Z_UP)
     return loaded
 
 
