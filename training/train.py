@@ -327,9 +327,10 @@ def train(
 
     network: torch.nn.Module = model
     if dist.world > 1:
-        # Stage 1 leaves the shape parts without gradients: DDP must be told to expect unused parameters.
+        # Every parameter takes part in every step (stage 1 queries one point per image with weight 0), so
+        # DDP needs no search for unused parameters, which cannot see inside the Latent dataclass.
         network = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
         )
 
     workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 1)
@@ -417,7 +418,7 @@ def train(
             with autocast:
                 latent, logits = network(
                     tensors["image"],
-                    tensors["points"] if stage == 2 else None,
+                    tensors["points"] if stage == 2 else tensors["points"][:, :1],
                     prompts,
                     visible_mask=tensors["visible_mask"] if teacher else None,
                     depth=tensors["depth"] if teacher else None,
@@ -427,7 +428,11 @@ def train(
                 if aux_depth_model is not None:
                     with torch.no_grad():
                         pseudo = aux_depth_model(tensors["image"]).float()
-            loss, terms = zeroshape_w_loss(latent, tensors, logits, recipe.loss_weights, config.image_size, pseudo)
+            loss, terms = zeroshape_w_loss(
+                latent, tensors, logits if stage == 2 else None, recipe.loss_weights, config.image_size, pseudo
+            )
+            if stage == 1:  # the shape parts get zero gradients (and a zero learning rate) in stage 1
+                loss = loss + 0.0 * logits.sum()
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss.item()} at step {step} ({ {k: float(v) for k, v in terms.items()} }); "

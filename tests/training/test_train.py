@@ -24,7 +24,7 @@ from tests.training.conftest import ROOT, one_torch_thread, run_cli
 from training.recipes import get_recipe
 from training.train import FINAL_CHECKPOINT, LAST_CHECKPOINT, STATE_FILE, TrainOptions, learning_rates, stage_of, train
 
-RESUME_STEPS = 6
+RESUME_STEPS = 12
 
 
 def saved_step(run: Path) -> int | None:
@@ -133,7 +133,8 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(rendered_dataset, tmp
     )
     try:
         deadline = time.monotonic() + 300
-        while (saved_step(run_b) or 0) < 1:
+        # A stat is cheap, unlike loading the state: the kill follows the first checkpoint as closely as it can.
+        while not (run_b / STATE_FILE).exists():
             if victim.poll() is not None:
                 log_b.seek(0)
                 pytest.fail(f"run B exited ({victim.returncode}) before its first checkpoint:\n{log_b.read()[-3000:]}")
@@ -285,3 +286,56 @@ def test_evaluate_help_describes_the_protocol(capsys):
         assert phrase in text
     for option in ("--views-per-object", "--resolution", "--samples", "--out"):
         assert option in text
+
+
+# ------------------------------------------------------------------------------------------- torchrun, warm start
+@pytest.mark.blender
+def test_torchrun_with_two_processes_trains_through_both_stages(rendered_dataset, tmp_path):
+    """DDP from the same command (gloo on the CPU): two processes share each step's batch, across the stage
+    boundary (stage 1 of the tiny recipe is the first step of 4), and rank 0 writes one checkpoint."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "backend"]
+    command += train_args(rendered_dataset, out, "--max-steps", "4")
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("step 4: finished") == 1  # only rank 0 reports
+    header = read_header(out / FINAL_CHECKPOINT)
+    assert header["provenance"]["steps"] == 4
+    load_checkpoint(out / FINAL_CHECKPOINT)
+
+
+@pytest.mark.blender
+def test_warm_start_from_our_checkpoint(tiny_run, tmp_path):
+    """--init loads the weights (a 0-learning-rate step leaves them as they were) and refuses another config."""
+    with one_torch_thread():
+        result = train(
+            TrainOptions(
+                data=(str(tiny_run.data),),
+                out=str(tmp_path / "warm"),
+                config="tiny",
+                max_steps=1,
+                learning_rate=1e-30,
+                init=str(tiny_run.out / FINAL_CHECKPOINT),
+                workers=0,
+                progress=False,
+                device="cpu",
+            )
+        )
+    before, after = load_file(tiny_run.out / FINAL_CHECKPOINT), load_file(result.checkpoint)
+    weights = [k for k in before if "running_" not in k and "num_batches" not in k]  # BatchNorm statistics move
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-6) for k in weights)
+    assert read_header(result.checkpoint)["provenance"]["warm_start"].endswith(FINAL_CHECKPOINT)
+    with pytest.raises(ValueError, match="same architecture"):
+        train(
+            TrainOptions(
+                data=(str(tiny_run.data),),
+                out=str(tmp_path / "wrong"),
+                config="small",
+                max_steps=1,
+                init=str(tiny_run.out / FINAL_CHECKPOINT),
+                workers=0,
+                progress=False,
+                device="cpu",
+            )
+        )
