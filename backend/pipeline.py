@@ -198,6 +198,7 @@ class Reconstructor:
             query,
             resolution=options.resolution,
             half_extent=self.preprocess.query_box_half_extent,
+            level=self.preprocess.occupancy_level,
             chunk_size=options.chunk_size or (262144 if self.device.type == "cuda" else 16384),
             largest_component=options.largest_component,
             max_faces=options.max_faces,

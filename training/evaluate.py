@@ -72,12 +72,13 @@ def ground_truth_cloud(object_folder: Path, world_to_camera: np.ndarray, count: 
 
 @torch.inference_mode()
 def predict_mesh(
-    model: ZeroShapeW, image: torch.Tensor, prompt: str, resolution: int
+    model: ZeroShapeW, image: torch.Tensor, prompt: str, resolution: int, level: float | None = None
 ) -> tuple[trimesh.Trimesh, torch.Tensor, torch.Tensor]:
     """Mesh in the normalised camera frame, plus the predicted visible points [3, H, W] and mask [1, H, W].
 
     Args:
         image: [3, S, S] in [0, 1].
+        level: occupancy logit of the surface; default: the checkpoint's `preprocess.occupancy_level`.
     """
     device = next(model.parameters()).device
     latent = model.encode(image[None].to(device), [prompt])
@@ -90,6 +91,7 @@ def predict_mesh(
         query,
         resolution=resolution,
         half_extent=model.preprocess.query_box_half_extent,
+        level=model.preprocess.occupancy_level if level is None else level,
         chunk_size=262144 if device.type == "cuda" else 16384,
         largest_component=False,
     )

@@ -180,6 +180,9 @@ class PreprocessConfig:
     """Fill for padding outside the photo and behind a real alpha channel, as rgb in [0, 1]."""
     query_box_half_extent: float = 1.5
     """Occupancy is queried in [-h, h]³ of the normalised frame (the visible part lies in the unit ball)."""
+    occupancy_level: float = 0.0
+    """Logit at which the surface is extracted (0: probability 0.5). A model trained on few steps is
+    under-confident inside thin objects; its checkpoint can carry a level chosen on training data."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

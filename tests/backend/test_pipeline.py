@@ -250,3 +250,18 @@ def test_fp16_on_cpu_is_refused(checkpoint, photo_path):
         Reconstructor(checkpoint, device="cpu").reconstruct(
             load_photo(photo_path), ReconstructOptions(resolution=32, precision="fp16")
         )
+
+
+def test_checkpoint_occupancy_level_moves_the_surface(tmp_path, photo_path, sphere_model):
+    """The surface is extracted at the checkpoint's own level: logit 20·(0.9 − r) = −4 at r = 1.1."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    model = ZeroShapeW(get_config("tiny"))
+    model.preprocess = dataclasses.replace(model.preprocess, occupancy_level=-4.0)
+    path = save_checkpoint(model, tmp_path / "level.safetensors")
+    result = Reconstructor(path, device="cpu").reconstruct(
+        load_photo(photo_path), ReconstructOptions(resolution=64, frame="camera")
+    )
+    radii = np.linalg.norm(result.vertices, axis=1)
+    assert np.abs(radii - 1.1).max() < 0.03
