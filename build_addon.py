@@ -118,11 +118,8 @@ def wheel_targets(requirement: str) -> list[WheelTarget]:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_cache_index(cache: Path) -> dict[str, dict[str, str]]:

@@ -134,12 +134,6 @@ def evaluate_dataset(
         sample = dataset[SampleRequest(index, seed, occluders=1 if condition == "occluded" else 0)]
         camera = load_view(view)
         gt = ground_truth_cloud(view.object_folder, camera["world_to_camera"], options.surface_samples, seed)
-        prompt = view.category if options.category_prompt else "object"
-        mesh, visible_points, visible = predict_mesh(model, sample["image"], prompt, options.resolution)
-        clouds = {"model": sample_surface(mesh, options.surface_samples, seed)}
-        if options.baselines:
-            clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
-            clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
         base = {
             "object_id": view.object_id,
             "view": view.folder.name,
@@ -147,10 +141,25 @@ def evaluate_dataset(
             "condition": condition,
             "occluders": sample["occluders"],
         }
-        for method, cloud in clouds.items():
-            metrics = evaluate_clouds(cloud, gt, rotation_search=options.rotation_search, thresholds=THRESHOLDS)
-            rows.append({**base, "method": method, **metrics})
+        rows += score_view(model, sample["image"], gt, base, options, seed)
     return rows
+
+
+def score_view(
+    model: ZeroShapeW, image: torch.Tensor, gt: np.ndarray, base: dict, options: EvalOptions, seed: int
+) -> list[dict]:
+    """Rows for the model (and the baselines) on one image [3, S, S] against ground-truth points [N, 3] in
+    camera axes; `base` (ids, category, condition) is copied into every row."""
+    prompt = base["category"] if options.category_prompt else "object"
+    mesh, visible_points, visible = predict_mesh(model, image, prompt, options.resolution)
+    clouds = {"model": sample_surface(mesh, options.surface_samples, seed)}
+    if options.baselines:
+        clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
+        clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
+    return [
+        {**base, "method": method, **evaluate_clouds(cloud, gt, options.rotation_search, THRESHOLDS)}
+        for method, cloud in clouds.items()
+    ]
 
 
 def tables(rows: list[dict]) -> dict:
@@ -227,12 +236,6 @@ def evaluate_pix3d(
         image = torch.from_numpy(np.ascontiguousarray(crop.rgb.transpose(2, 0, 1)))
         seed = options.seed * 100_003 + number
         gt = sample_surface(model_in_camera_frame(sample), options.surface_samples, seed)
-        prompt = sample.category if options.category_prompt else "object"
-        mesh, visible_points, visible = predict_mesh(model, image, prompt, options.resolution)
-        clouds = {"model": sample_surface(mesh, options.surface_samples, seed)}
-        if options.baselines:
-            clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
-            clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
         base = {
             "object_id": str(sample.model_path),
             "view": str(sample.image_path.name),
@@ -240,7 +243,5 @@ def evaluate_pix3d(
             "condition": "occluded" if sample.occluded else "clean",
             "occluders": int(sample.occluded),
         }
-        for method, cloud in clouds.items():
-            metrics = evaluate_clouds(cloud, gt, rotation_search=options.rotation_search, thresholds=THRESHOLDS)
-            rows.append({**base, "method": method, **metrics})
+        rows += score_view(model, image, gt, base, options, seed)
     return rows

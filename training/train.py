@@ -243,10 +243,6 @@ def _load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _write_checkpoint(model: ZeroShapeW, path: Path, provenance: dict) -> Path:
-    return save_checkpoint(model, path, provenance=provenance)
-
-
 # --------------------------------------------------------------------------------------------------- loop
 def train(
     options: TrainOptions,
@@ -275,11 +271,10 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
 
     state_path = out / STATE_FILE
-    if state_path.is_file():  # refuse another config's run folder before building anything large
-        saved_config = (
-            json.loads((out / "options.json").read_text()).get("config") if (out / "options.json").is_file() else None
-        )
-        if saved_config not in (None, options.config):
+    state = _load_state(state_path) if state_path.is_file() else None
+    if state is not None:  # refuse another config's run folder before building anything large
+        saved_config = json.loads(state["options"]).get("config")
+        if saved_config != options.config:
             raise ValueError(
                 f"{out} holds a run of the {saved_config!r} config, not {options.config!r}: "
                 "pick another --out, or delete that folder to start over"
@@ -307,14 +302,7 @@ def train(
     }
     step = 0
     elapsed_before = 0.0
-    if state_path.is_file():
-        state = _load_state(state_path)
-        saved = json.loads(state["options"])
-        if saved.get("config") != options.config:
-            raise ValueError(
-                f"{out} holds a run of the {saved.get('config')!r} config, not {options.config!r}: "
-                "pick another --out, or delete that folder to start over"
-            )
+    if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         if scaler is not None and state["scaler"]:
@@ -392,10 +380,9 @@ def train(
             scaler,
             step,
             elapsed_before + time.perf_counter() - started,
-            {**options_record},
+            options_record,
         )
-        path = _write_checkpoint(model, out / (FINAL_CHECKPOINT if final else LAST_CHECKPOINT), record)
-        return path
+        return save_checkpoint(model, out / (FINAL_CHECKPOINT if final else LAST_CHECKPOINT), provenance=record)
 
     previous = time.perf_counter()
     try:

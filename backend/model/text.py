@@ -144,11 +144,8 @@ class OpenCLIPTextEncoder(TextEncoder):
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
