@@ -293,6 +293,8 @@ def command_train(args: argparse.Namespace) -> int:
         max_steps=args.max_steps,
         time_budget_minutes=args.time_budget,
         init=str(args.init) if args.init else None,
+        init_matching=args.init_matching,
+        stage1_fraction=args.stage1_fraction,
         seed=args.seed,
         batch_size=args.batch_size,
         query_points=args.query_points,
@@ -367,7 +369,7 @@ def command_data_render(args: argparse.Namespace) -> int:
     if args.limit:
         objects = objects[: args.limit]
     settings = RenderSettings(
-        views=args.views, samples=args.samples, render_size=args.render_size, timeout_s=args.timeout
+        views=args.views, samples=args.samples, own_appearance=args.own_appearance, timeout_s=args.timeout
     )
     bar = tqdm(total=len(objects), unit="object", dynamic_ncols=True)
 
@@ -545,7 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--seed", type=int, default=0, help="procedural seed (default 0)")
     render.add_argument("--shard", help="i/N: render every N-th object starting at i (0-based)")
     render.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel (default 8)")
-    render.add_argument("--render-size", type=int, default=320, help="render side before cropping (default 320)")
+    render.add_argument(
+        "--own-appearance",
+        type=float,
+        default=0.5,
+        metavar="FRACTION",
+        help="share of textured assets (glTF, OBJ with materials, FBX, .blend) rendered with their own materials "
+        "instead of a drawn colour × material (default 0.5)",
+    )
     render.add_argument("--timeout", type=float, default=120.0, help="seconds per object before giving up")
     render.add_argument("--limit", type=int, help="only the first N objects (after sharding)")
     render.set_defaults(run=command_data_render)
@@ -563,6 +572,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, help="steps of the whole run (default: the recipe's)")
     train.add_argument("--time-budget", type=float, metavar="MINUTES", help="checkpoint and exit before this")
     train.add_argument("--init", type=Path, help="warm start: our .safetensors or an official ZeroShape file")
+    train.add_argument(
+        "--init-matching",
+        action="store_true",
+        help="with --init: the checkpoint may differ in architecture; copy the tensors whose name and shape match "
+        "and start the rest fresh (e.g. a wider decoder on a trained backbone)",
+    )
+    train.add_argument(
+        "--stage1-fraction",
+        type=float,
+        help="share of the steps in stage 1, pixel parts only (default: the recipe's; 0 skips it after a warm start)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--batch-size", type=int, help="images per step and process (default: the recipe's)")
     train.add_argument("--query-points", type=int, help="occupancy points per image (default: the recipe's)")

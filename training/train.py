@@ -33,6 +33,7 @@ import torch
 
 from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from backend.model.config import AGNOSTIC_PROMPT, get_config
+from backend.model.text import build_text_encoder
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShapeW
 from training.dataset import Augmentation, RenderedViews, SampleRequest, collate
 from training.losses import AuxiliaryDepthModel, zeroshape_w_loss
@@ -59,6 +60,11 @@ class TrainOptions:
     """Stop cleanly (checkpoint, exit) before this much wall time has passed; run again to continue."""
     init: str | None = None
     """Warm start: a ZeroShape-W checkpoint of the same config, or an official ZeroShape file (paper only)."""
+    init_matching: bool = False
+    """Warm start from a checkpoint whose architecture differs (e.g. an older version of the same size): every
+    tensor whose name and shape match is copied, the rest keep their fresh initialisation."""
+    stage1_fraction: float | None = None
+    """Share of the steps in stage 1; default: the recipe's (0 skips it, e.g. after a warm start)."""
     seed: int = 0
     batch_size: int | None = None
     query_points: int | None = None
@@ -146,6 +152,16 @@ def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
         raise FileNotFoundError(f"--init {init}: no such file")
     if init.suffix == ".safetensors":
         model = load_checkpoint(init, open_clip_weights=options.open_clip_weights)
+        if options.init_matching:
+            fresh = ZeroShapeW(config, text_encoder=build_text_encoder(config.text, options.open_clip_weights))
+            copied, kept = copy_matching_weights(model, fresh)
+            log.info("warm start from %s: %d tensors copied, %d kept fresh (%s)", init, len(copied), len(kept), kept)
+            provenance = read_header(init).get("provenance")
+            return fresh.train(), {
+                "warm_start": str(init),
+                "warm_start_provenance": provenance,
+                "warm_start_fresh_tensors": kept,
+            }
         if model.config != config:
             raise ValueError(
                 f"--init {init} holds a {model.config.name!r} model, but --config is {options.config!r}; "
@@ -159,6 +175,23 @@ def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
         raise ValueError(f"--init {init} is an official ZeroShape checkpoint: it warm-starts --config paper only")
     log.info("warm start from ZeroShape %s: %s", init, report)
     return model.train(), {"warm_start": str(init), "warm_start_provenance": provenance}
+
+
+def copy_matching_weights(source: torch.nn.Module, target: torch.nn.Module) -> tuple[list[str], list[str]]:
+    """Copy every tensor of `source` into `target` where the name and shape agree.
+
+    Returns (copied names, names of `target` left as they were) so the caller can say what starts fresh.
+    """
+    theirs = source.state_dict()
+    copied, kept = [], []
+    with torch.no_grad():
+        for name, tensor in target.state_dict().items():
+            if name in theirs and theirs[name].shape == tensor.shape:
+                tensor.copy_(theirs[name].to(tensor.dtype))
+                copied.append(name)
+            else:
+                kept.append(name)
+    return copied, kept
 
 
 def _parameter_groups(model: ZeroShapeW) -> list[dict]:
@@ -258,6 +291,10 @@ def train(
     """
     started = time.perf_counter()
     recipe = get_recipe(options.config)
+    if options.stage1_fraction is not None:
+        if not 0.0 <= options.stage1_fraction < 1.0:
+            raise ValueError(f"stage1_fraction must be in [0, 1), got {options.stage1_fraction}")
+        recipe = dataclasses.replace(recipe, stage1_fraction=options.stage1_fraction)
     max_steps = options.max_steps or recipe.max_steps
     batch_size = options.batch_size or recipe.batch_size
     query_points = options.query_points or recipe.query_points

@@ -42,7 +42,7 @@ def rendered_dataset(tmp_path_factory) -> Path:
     if importlib.util.find_spec("bpy") is None:
         pytest.skip("bpy is not installed: the rendered dataset cannot be made")
     out = tmp_path_factory.mktemp("rendered") / "dataset"
-    options = ["--per-category", "1", "--limit", "3", "--views", "2", "--samples", "2", "--render-size", "256"]
+    options = ["--per-category", "1", "--limit", "3", "--views", "2", "--samples", "2"]
     result = run_cli("data", "render", "--source", "procedural", *options, "--out", str(out))
     if result.returncode != 0:
         pytest.fail(f"rendering the test dataset failed (exit {result.returncode}):\n{result.stderr[-4000:]}")

@@ -339,3 +339,49 @@ def test_warm_start_from_our_checkpoint(tiny_run, tmp_path):
                 device="cpu",
             )
         )
+
+
+@pytest.mark.blender
+def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path):
+    """--init-matching: a checkpoint with a narrower decoder warm-starts the tiny config; the pixel parts are
+    copied, the decoder tensors whose shapes changed start fresh, and --stage1-fraction 0 goes straight to stage 2."""
+    import dataclasses
+
+    from backend.model.checkpoint import save_checkpoint
+    from backend.model.config import get_config
+    from backend.model.zeroshape import ZeroShapeW
+
+    tiny = get_config("tiny")
+    narrower = dataclasses.replace(tiny, decoder=dataclasses.replace(tiny.decoder, width=16, occupancy_hidden=16))
+    torch.manual_seed(123)
+    source = save_checkpoint(ZeroShapeW(narrower), tmp_path / "narrow.safetensors")
+    seen_losses = []
+    with one_torch_thread():
+        result = train(
+            TrainOptions(
+                data=(str(tiny_run.data),),
+                out=str(tmp_path / "wider"),
+                config="tiny",
+                max_steps=4,
+                learning_rate=1e-30,
+                init=str(source),
+                init_matching=True,
+                stage1_fraction=0.0,
+                workers=0,
+                progress=False,
+                device="cpu",
+            ),
+            on_step=lambda step, losses: seen_losses.append(set(losses)),
+        )
+    before, after = load_file(source), load_file(result.checkpoint)
+    backbone = [k for k in before if k.startswith("backbone.") and "running_" not in k and "num_batches" not in k]
+    assert backbone
+    assert all(torch.allclose(before[k].float(), after[k].float(), atol=1e-6) for k in backbone)
+    changed = [k for k in before if k.startswith("decoder.") and before[k].shape != after[k].shape]
+    assert changed, "the wider decoder should have tensors of other shapes"
+    fresh = read_header(result.checkpoint)["provenance"]["warm_start_fresh_tensors"]
+    assert set(changed) <= set(fresh)
+    assert not any(k.startswith("backbone.") for k in fresh)
+    assert all("occupancy" in losses for losses in seen_losses)  # no stage-1 step
+    with pytest.raises(ValueError, match="stage1_fraction"):
+        train(TrainOptions(data=(str(tiny_run.data),), out=str(tmp_path / "bad"), config="tiny", stage1_fraction=1.0))

@@ -134,7 +134,15 @@ Y_UP_TO_Z_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]
 becomes −Y, the dataset's front)."""
 
 
-def load_mesh(source: ObjectSource):
+TEXTURED_SUFFIXES = {".glb": "gltf", ".gltf": "gltf", ".obj": "obj"}
+"""Formats whose own materials Blender can render: glTF and OBJ directly; FBX and .blend through the GLB they
+are converted to (kept next to the object as asset.glb)."""
+
+
+def load_mesh(source: ObjectSource, keep_converted: Path | None = None):
+    """The source's triangles in Z-up axes (raw file coordinates, turned upright if `up_axis` is y).
+
+    keep_converted: where to keep the GLB an FBX or .blend asset is converted to (else a temporary file)."""
     import trimesh
 
     if source.path is None:
@@ -145,7 +153,8 @@ def load_mesh(source: ObjectSource):
     if path.suffix.lower() in BLENDER_ONLY_SUFFIXES:
         with tempfile.TemporaryDirectory(prefix="zeroshape-asset-") as scratch:
             # Exported without glTF's Y-up conversion, and trimesh reads GLB coordinates as they are: Z up.
-            loaded = trimesh.load(convert_to_glb(path, Path(scratch) / "asset.glb"), force="mesh")
+            converted = convert_to_glb(path, (keep_converted or Path(scratch) / "asset.glb"))
+            loaded = trimesh.load(converted, force="mesh")
     else:
         loaded = trimesh.load(source.path, force="mesh")
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
@@ -160,9 +169,12 @@ def prepare_object(source: ObjectSource, folder: Path, occupancy_points: int, su
     from .geometry import normalise_mesh, sample_occupancy, sample_surface
 
     rng = np.random.default_rng(_stable_seed(source.object_id))
-    mesh, _, _ = normalise_mesh(load_mesh(source))
     folder.mkdir(parents=True, exist_ok=True)
+    mesh, centre, scale = normalise_mesh(load_mesh(source, keep_converted=folder / "asset.glb"))
     info = {"object_id": source.object_id, "category": source.category, "source": source.source}
+    textured = textured_asset(source, folder, centre, scale)
+    if textured:
+        info["textured"] = textured
     (folder / "object.json").write_text(json.dumps(info))
     mesh.export(folder / "mesh.ply")
     points, occupancy = sample_occupancy(mesh, occupancy_points // 2, occupancy_points - occupancy_points // 2, rng=rng)
@@ -170,6 +182,35 @@ def prepare_object(source: ObjectSource, folder: Path, occupancy_points: int, su
         folder / "occupancy.npz", points=points.astype(np.float16), occupancy=np.packbits(occupancy), count=len(points)
     )
     np.save(folder / "surface.npy", sample_surface(mesh, surface_points, rng))
+
+
+def textured_asset(source: ObjectSource, folder: Path, centre: np.ndarray, scale: float) -> dict | None:
+    """How Blender imports the asset with its own materials: {"path", "format", "matrix"}, where matrix (4×4)
+    maps Blender's imported coordinates to the normalised frame; None for assets without materials to show.
+
+    Blender's glTF importer turns glTF's Y-up axes to Z up with the same rotation as Y_UP_TO_Z_UP, so its
+    output is first turned back to the file's raw axes; OBJ is imported raw (forward Y, up Z)."""
+    if source.path is None:
+        return None
+    path = Path(source.path)
+    if path.suffix.lower() in BLENDER_ONLY_SUFFIXES:
+        path = folder / "asset.glb"
+    kind = TEXTURED_SUFFIXES.get(path.suffix.lower())
+    if kind is None or not path.is_file():
+        return None
+    if kind == "obj" and not _obj_has_materials(path):
+        return None
+    raw_from_import = np.linalg.inv(Y_UP_TO_Z_UP) if kind == "gltf" else np.eye(4)
+    upright = Y_UP_TO_Z_UP if source.up_axis == "y" else np.eye(4)
+    normalise = np.diag([scale, scale, scale, 1.0])
+    normalise[:3, 3] = -np.asarray(centre) * scale
+    return {"path": str(path.resolve()), "format": kind, "matrix": (normalise @ upright @ raw_from_import).tolist()}
+
+
+def _obj_has_materials(path: Path) -> bool:
+    """Whether an OBJ names a material library (a bare OBJ has nothing of its own to show)."""
+    with path.open("rb") as handle:
+        return any(line.lstrip().startswith(b"mtllib") for line in handle)
 
 
 def _stable_seed(text: str) -> int:
@@ -203,9 +244,13 @@ def save_occluder(object_folder: Path, occluder_folder: Path, object_id: str) ->
 @dataclass
 class RenderSettings:
     views: int = 8
-    render_size: int = 320
     output_size: int = 224
+    """Side of the rendered square, in pixels: the camera renders only the crop around the object."""
     samples: int = 8
+    """Cycles samples per pixel."""
+    own_appearance: float = 0.5
+    """Share of textured assets (glTF, OBJ with materials, FBX, .blend) rendered with their own materials
+    instead of a drawn colour × material."""
     occupancy_points: int = 100_000
     surface_points: int = 20_000
     timeout_s: float = 120.0
@@ -323,7 +368,7 @@ def render_dataset(
             remaining = list(batch)
             while remaining:
                 job = {
-                    "render_size": settings.render_size,
+                    "own_appearance": settings.own_appearance,
                     "output_size": settings.output_size,
                     "samples": settings.samples,
                     "views": settings.views,
@@ -332,6 +377,9 @@ def render_dataset(
                             "object_id": s.object_id,
                             "mesh": str(out / "objects" / s.object_id / "mesh.ply"),
                             "seed": _stable_seed(s.object_id),
+                            "textured": json.loads((out / "objects" / s.object_id / "object.json").read_text()).get(
+                                "textured"
+                            ),
                             "out": str(out / "objects" / s.object_id),
                         }
                         for s in remaining

@@ -92,22 +92,63 @@ def _read_exr_channel(bpy, path: Path) -> np.ndarray:
     return buffer.reshape(height, width, 4)[::-1, :, 0].copy()  # Blender's rows start at the bottom
 
 
-def _crop(array: np.ndarray, box: tuple[int, int, int], size: int, order: str) -> np.ndarray:
-    """Square crop (x0, y0, side) of an [H, W] or [H, W, C] array (zero outside), resized to size²."""
-    from PIL import Image
+def _frame_intrinsics(focal_mm: float, frame_size: int) -> np.ndarray:
+    """K (pixels) of a square frame of `frame_size` pixels on a 35 mm sensor; pixel centres at integer
+    coordinates (OpenCV, ZeroShape), so the optical axis is at (size − 1) / 2."""
+    focal_px = focal_mm / 35.0 * frame_size
+    centre = (frame_size - 1) / 2
+    return np.array([[focal_px, 0.0, centre], [0.0, focal_px, centre], [0.0, 0.0, 1.0]])
 
+
+def _crop_box(vertices: np.ndarray, world_to_camera: np.ndarray, K: np.ndarray, margin: float) -> tuple[float, ...]:
+    """Square (x0, y0, side) around the projected object, in pixel-edge units of K's frame (a pixel centred at
+    u covers [u, u + 1) there); side = margin × the longer side of the object's box.
+
+    Args:
+        vertices: [N, 3] world points of the object; world_to_camera: 4×4 to OpenCV camera axes.
+    """
+    camera = vertices @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    pixels = camera[:, :2] / camera[:, 2:3] * K[[0, 1], [0, 1]] + K[:2, 2] + 0.5
+    low, high = pixels.min(axis=0), pixels.max(axis=0)
+    side = float((high - low).max()) * margin
+    centre = (low + high) / 2
+    return float(centre[0] - side / 2), float(centre[1] - side / 2), side
+
+
+def _crop_intrinsics(K: np.ndarray, box: tuple[float, ...], size: int) -> np.ndarray:
+    """K of the square `box` (x0, y0, side in pixel-edge units) resampled to size × size pixels."""
     x0, y0, side = box
-    height, width = array.shape[:2]
-    canvas = np.zeros((side, side, *array.shape[2:]), dtype=array.dtype)
-    sx0, sy0 = max(0, x0), max(0, y0)
-    sx1, sy1 = min(width, x0 + side), min(height, y0 + side)
-    canvas[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = array[sy0:sy1, sx0:sx1]
-    if order == "nearest":  # depth and mask: no blending across the silhouette
-        index = (np.arange(size) + 0.5) * side / size
-        index = np.minimum(index.astype(int), side - 1)
-        return canvas[index][:, index]
-    image = Image.fromarray(canvas)
-    return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS))
+    scale = size / side
+    cropped = K.copy()
+    cropped[0, 2] = (K[0, 2] + 0.5 - x0) * scale - 0.5
+    cropped[1, 2] = (K[1, 2] + 0.5 - y0) * scale - 0.5
+    cropped[:2, :2] *= scale
+    return cropped
+
+
+def _aim_camera(camera, camera_data, pose: np.ndarray, K: np.ndarray, size: int) -> None:
+    """Place the Blender camera at `pose` (Blender axes) with the pinhole K of a size × size render.
+
+    Blender's optical axis meets the image at its centre plus `shift` (in units of the image side; +x right,
+    +y up), and its focal length in pixels is lens / sensor width × image width."""
+    camera_data.sensor_fit = "HORIZONTAL"
+    camera_data.sensor_width = 35.0
+    camera_data.lens = float(K[0, 0] / size * 35.0)
+    camera_data.shift_x = float(((size - 1) / 2 - K[0, 2]) / size)
+    camera_data.shift_y = float((K[1, 2] - (size - 1) / 2) / size)
+    camera.matrix_world = _matrix(pose)
+
+
+def _world_vertices(objects) -> np.ndarray:
+    """[N, 3] world coordinates of every vertex of the given mesh objects."""
+    chunks = []
+    for obj in objects:
+        count = len(obj.data.vertices)
+        local = np.empty(count * 3, dtype=np.float64)
+        obj.data.vertices.foreach_get("co", local)
+        matrix = np.asarray(obj.matrix_world, dtype=np.float64)
+        chunks.append(local.reshape(count, 3) @ matrix[:3, :3].T + matrix[:3, 3])
+    return np.concatenate(chunks) if chunks else np.zeros((0, 3))
 
 
 def _background_photos() -> list[np.ndarray]:
@@ -137,43 +178,119 @@ def _over_photo(rgba: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rgba[..., :3] * alpha + background * (1 - alpha)).round().astype(np.uint8)
 
 
+def _procedural_sky(world, rng: np.random.Generator) -> None:
+    """Replace the plain sky colour by a random procedural texture (noise, voronoi, waves or checker) between
+    two random colours, seen through the view direction so it behaves as a distant backdrop."""
+    nodes, links = world.node_tree.nodes, world.node_tree.links
+    coordinates = nodes.new("ShaderNodeTexCoord")
+    kind = str(rng.choice(("ShaderNodeTexNoise", "ShaderNodeTexVoronoi", "ShaderNodeTexWave", "ShaderNodeTexChecker")))
+    texture = nodes.new(kind)
+    texture.inputs["Scale"].default_value = float(rng.uniform(2, 25))
+    links.new(coordinates.outputs["Generated"], texture.inputs["Vector"])
+    ramp = nodes.new("ShaderNodeValToRGB")
+    ramp.color_ramp.elements[0].color = (*rng.uniform(0.05, 1.0, 3), 1.0)
+    ramp.color_ramp.elements[1].color = (*rng.uniform(0.05, 1.0, 3), 1.0)
+    factor = texture.outputs["Fac"] if "Fac" in texture.outputs else texture.outputs["Distance"]
+    links.new(factor, ramp.inputs["Fac"])
+    links.new(ramp.outputs["Color"], nodes["Background"].inputs["Color"])
+
+
+def _import_textured(bpy, textured: dict) -> list:
+    """Import the asset with its own materials, in the object's normalised frame; [] when it cannot be used.
+
+    `textured`: {"path", "format" ("gltf" or "obj"), "matrix": 4×4 from Blender's import axes to the normalised
+    frame}. The geometry must match the normalised mesh the labels come from (bounding box centred, longest
+    side 1, within 1%); otherwise the object falls back to a drawn appearance rather than mislabel the render.
+    """
+    before = set(bpy.data.objects)
+    try:
+        if textured["format"] == "gltf":
+            bpy.ops.import_scene.gltf(filepath=textured["path"])
+        else:  # OBJ read in its raw axes: the matrix turns it upright
+            bpy.ops.wm.obj_import(filepath=textured["path"], forward_axis="Y", up_axis="Z")
+    except RuntimeError as error:
+        print(f"own appearance unavailable ({error}); drawing one", file=sys.stderr)
+        return []
+    new = [obj for obj in bpy.data.objects if obj not in before]
+    meshes = [obj for obj in new if obj.type == "MESH"]
+    worlds = {obj.name: np.asarray(obj.matrix_world, dtype=np.float64) for obj in meshes}
+    matrix = np.asarray(textured["matrix"], dtype=np.float64)
+    for obj in new:  # lights and cameras of the file must not change the scene's randomised lighting
+        if obj.type != "MESH":
+            bpy.data.objects.remove(obj, do_unlink=True)
+    for obj in meshes:
+        obj.parent = None
+        obj.matrix_world = _matrix(matrix @ worlds[obj.name])
+    if not meshes:
+        return []
+    bpy.context.view_layer.update()
+    vertices = _world_vertices(meshes)
+    low, high = vertices.min(axis=0), vertices.max(axis=0)
+    if np.abs((low + high) / 2).max() > 0.01 or abs(float((high - low).max()) - 1.0) > 0.01:
+        for obj in meshes:
+            bpy.data.objects.remove(obj, do_unlink=True)
+        print("own appearance: the imported geometry does not match the normalised mesh; drawing one", file=sys.stderr)
+        return []
+    return meshes
+
+
+def _matrix(array: np.ndarray):
+    import mathutils
+
+    return mathutils.Matrix([[float(v) for v in row] for row in array])
+
+
 def render_object(bpy, job: dict, item: dict, out: Path) -> None:
     """Render every view of one object into out/view_XXX/."""
-    import mathutils
     from PIL import Image
 
     rng = np.random.default_rng(item["seed"])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    render_size, out_size = job["render_size"], job["output_size"]
 
-    bpy.ops.wm.ply_import(filepath=item["mesh"])
-    obj = bpy.context.selected_objects[0]
-    obj.pass_index = 1
-    colour_name = str(rng.choice(list(COLOURS)))
-    kind = str(rng.choice(MATERIALS))
-    obj.data.materials.append(_material(bpy, "object", COLOURS[colour_name], kind, rng))
-    for polygon in obj.data.polygons:
-        polygon.use_smooth = False
+    rendered_objects, appearance = [], {}
+    textured = item.get("textured")
+    if textured and rng.random() < job.get("own_appearance", 0.5):
+        rendered_objects = _import_textured(bpy, textured)
+        if rendered_objects:
+            appearance = {"colour": "own", "material": "own"}
+    if not rendered_objects:
+        bpy.ops.wm.ply_import(filepath=item["mesh"])
+        obj = bpy.context.selected_objects[0]
+        colour_name = str(rng.choice(list(COLOURS)))
+        kind = str(rng.choice(MATERIALS))
+        obj.data.materials.append(_material(bpy, "object", COLOURS[colour_name], kind, rng))
+        for polygon in obj.data.polygons:
+            polygon.use_smooth = False
+        rendered_objects, appearance = [obj], {"colour": colour_name, "material": kind}
+    for obj in rendered_objects:
+        obj.pass_index = 1  # the mask is Cycles' object-index pass == 1
+    floor = float(_world_vertices(rendered_objects)[:, 2].min())
 
-    # Some renders go in front of a photograph: the sky is then rendered transparent and the photo
-    # composited behind it (ZeroShape-W outpaints backgrounds with a diffusion model, unavailable offline).
+    # Backgrounds: a photograph (the sky rendered transparent and the photo composited behind it; ZeroShape-W
+    # outpaints backgrounds with a diffusion model, unavailable offline), a procedural texture, or a plain sky.
     photo_background = job.get("photo_backgrounds", 0.3) > rng.random()
     if rng.random() < 0.6:  # a ground plane catches the object's shadow
-        bpy.ops.mesh.primitive_plane_add(size=20, location=(0, 0, float(obj.bound_box[0][2])))
+        bpy.ops.mesh.primitive_plane_add(size=20, location=(0, 0, floor))
         ground = bpy.context.active_object
         # In front of a photo the ground only darkens it where the shadow falls.
         ground.is_shadow_catcher = photo_background
-        ground.data.materials.append(_material(bpy, "ground", tuple(rng.uniform(0.2, 0.9, 3)), "none", rng))
+        ground_kind = str(rng.choice(("none", "wood", "stone")))
+        ground.data.materials.append(_material(bpy, "ground", tuple(rng.uniform(0.2, 0.9, 3)), ground_kind, rng))
     world = bpy.data.worlds.new("world")
     scene.world = world
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (*rng.uniform(0.2, 1.0, 3), 1.0)
-    world.node_tree.nodes["Background"].inputs["Strength"].default_value = float(rng.uniform(0.3, 1.2))
+    background = world.node_tree.nodes["Background"]
+    background.inputs["Color"].default_value = (*rng.uniform(0.2, 1.0, 3), 1.0)
+    background.inputs["Strength"].default_value = float(rng.uniform(0.3, 1.2))
+    textured_sky = not photo_background and rng.random() < 0.5
+    if textured_sky:
+        _procedural_sky(world, rng)
     sun_data = bpy.data.lights.new("sun", "SUN")
     sun_data.energy = float(rng.uniform(1.5, 5.0))
     sun = bpy.data.objects.new("sun", sun_data)
     sun.rotation_euler = (float(rng.uniform(0.1, 1.0)), 0.0, float(rng.uniform(0, 2 * math.pi)))
     scene.collection.objects.link(sun)
+    appearance["background"] = "photo" if photo_background else ("texture" if textured_sky else "sky")
 
     camera_data = bpy.data.cameras.new("camera")
     camera_data.sensor_fit = "HORIZONTAL"
@@ -184,7 +301,6 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
 
     r = scene.render
     r.engine = "CYCLES"
-    r.resolution_x = r.resolution_y = render_size
     r.film_transparent = photo_background
     r.image_settings.color_mode = "RGBA" if photo_background else "RGB"
     scene.cycles.device = "CPU"
@@ -208,6 +324,9 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         file_output.file_output_items.new("FLOAT", name)
         tree.links.new(layers.outputs[name], file_output.inputs[name])
 
+    vertices = _world_vertices(rendered_objects)
+    out_size = job["output_size"]
+    r.resolution_x = r.resolution_y = out_size
     for view in range(job["views"]):
         focal_mm = float(rng.uniform(30, 70))
         elevation = math.radians(rng.uniform(5, 65))
@@ -219,13 +338,19 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         direction = np.array([math.cos(elevation) * math.sin(azimuth), -math.cos(elevation) * math.cos(azimuth)])
         location = target + distance * np.array([direction[0], direction[1], math.sin(elevation)])
         rotation = _look_at(location, target)
-        camera_data.lens = focal_mm
-        matrix = mathutils.Matrix.Identity(4)
-        for i in range(3):
-            for j in range(3):
-                matrix[i][j] = float(rotation[i, j])
-            matrix[i][3] = float(location[i])
-        camera.matrix_world = matrix
+        pose = np.eye(4)
+        pose[:3, :3], pose[:3, 3] = rotation, location
+        # World (object frame, Blender axes) → OpenCV camera: invert the pose, then flip y and z.
+        world_to_camera = np.diag([1.0, -1.0, -1.0, 1.0]) @ np.linalg.inv(pose)
+
+        # The paper renders the whole frame and crops a square around the object. The crop is computed here
+        # from the projected vertices instead (the silhouette's box is the box of its vertices), and the camera
+        # renders only that square, straight at the output size: the same image and K, at a third of the
+        # pixels of a full frame (Cycles' time is proportional to pixels × samples).
+        K_frame = _frame_intrinsics(focal_mm, out_size)
+        box = _crop_box(vertices, world_to_camera, K_frame, float(rng.uniform(1.1, 1.4)))
+        K_crop = _crop_intrinsics(K_frame, box, out_size)
+        _aim_camera(camera, camera_data, pose, K_crop, out_size)
 
         with tempfile.TemporaryDirectory() as scratch:
             file_output.directory = scratch
@@ -241,32 +366,14 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
 
         mask = np.abs(index - 1.0) < 0.5
         depth = np.where(mask, depth, 0.0).astype(np.float32)
-        focal_px = focal_mm / 35.0 * render_size
-        # Pixel centres at integer coordinates (OpenCV, ZeroShape): the optical axis is at (W - 1) / 2.
-        centre = (render_size - 1) / 2
-        K = np.array([[focal_px, 0, centre], [0, focal_px, centre], [0, 0, 1.0]])
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if not len(rows):
+        if not mask.any():
             continue  # the object left the frame: skip the view rather than write an empty one
-        x0, x1, y0, y1 = cols[0], cols[-1] + 1, rows[0], rows[-1] + 1
-        side = math.ceil(max(x1 - x0, y1 - y0) * float(rng.uniform(1.1, 1.4)))
-        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-        box = (round(float(cx) - side / 2), round(float(cy) - side / 2), side)
-        scale = out_size / side
-        K_crop = K.copy()
-        K_crop[0, 2] = (K[0, 2] - box[0] + 0.5) * scale - 0.5
-        K_crop[1, 2] = (K[1, 2] - box[1] + 0.5) * scale - 0.5
-        K_crop[:2, :2] *= scale
-
-        # World (object frame, Blender axes) → OpenCV camera: invert the pose, then flip y and z.
-        world_to_blender_camera = np.linalg.inv(np.asarray(camera.matrix_world))
-        world_to_camera = np.diag([1.0, -1.0, -1.0, 1.0]) @ world_to_blender_camera
 
         view_dir = out / f"view_{view:03d}"
         view_dir.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(_crop(rgb, box, out_size, "lanczos")).save(view_dir / "rgb.png")
-        np.save(view_dir / "depth.npy", _crop(depth, box, out_size, "nearest"))
-        Image.fromarray(_crop(mask.astype(np.uint8) * 255, box, out_size, "nearest")).save(view_dir / "mask.png")
+        Image.fromarray(rgb).save(view_dir / "rgb.png")
+        np.save(view_dir / "depth.npy", depth)
+        Image.fromarray(mask.astype(np.uint8) * 255).save(view_dir / "mask.png")
         camera_info = {
             "K": K_crop.tolist(),
             "world_to_camera": world_to_camera.tolist(),
@@ -274,9 +381,7 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
             "sensor_mm": 35.0,
             "elevation_deg": math.degrees(elevation),
             "azimuth_deg": math.degrees(azimuth),
-            "colour": colour_name,
-            "material": kind,
-            "background": "photo" if photo_background else "sky",
+            **appearance,
         }
         (view_dir / "camera.json").write_text(json.dumps(camera_info, indent=1))
 

@@ -38,7 +38,7 @@ def asset_folder(tmp_path: Path) -> Path:
 
 
 def command(assets: Path, out: Path) -> list[str]:
-    options = ["--views", "2", "--samples", "2", "--render-size", "256"]
+    options = ["--views", "2", "--samples", "2"]
     return [sys.executable, "-m", "backend", "data", "render", "--source", str(assets), "--out", str(out), *options]
 
 
@@ -129,7 +129,7 @@ def test_random_objects_source(tmp_path):
     assert len(objects) == 1000
     assert {o.category for o in objects} == {"object"}
     out = tmp_path / "random"
-    options = ["--views", "1", "--samples", "2", "--render-size", "192", "--limit", "2"]
+    options = ["--views", "1", "--samples", "2", "--limit", "2"]
     result = subprocess.run(
         [sys.executable, "-m", "backend", "data", "render", "--source", "random-objects", "--out", str(out), *options],
         cwd=ROOT,
@@ -141,3 +141,54 @@ def test_random_objects_source(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [m["object_id"] for m in manifest] == ["random-000", "random-001"]
+
+
+def textured_box(extents: tuple[float, float, float], offset: tuple[float, float, float]) -> trimesh.Trimesh:
+    """A box with UVs and a red image texture, neither centred nor of unit size (so normalisation matters)."""
+    from PIL import Image
+
+    box = trimesh.creation.box(extents=extents)
+    box.apply_translation(offset)
+    texture = Image.new("RGB", (16, 16), (210, 25, 20))
+    uv = np.random.default_rng(0).uniform(0.1, 0.9, size=(len(box.vertices), 2))
+    box.visual = trimesh.visual.TextureVisuals(uv=uv, image=texture)
+    return box
+
+
+def test_textured_assets_render_with_their_own_materials(tmp_path):
+    """glTF and OBJ(+MTL) assets drawn with their own red texture, in the frame of their normalised mesh: the
+    camera records it, the object's pixels are red, and the depth still unprojects onto the normalised mesh."""
+    from scipy.spatial import cKDTree
+
+    from training.data.render import RenderSettings, render_dataset
+
+    assets = tmp_path / "assets"
+    (assets / "crate").mkdir(parents=True)
+    textured_box((2.0, 4.0, 1.0), (3.0, 1.0, -2.0)).export(assets / "crate" / "tall.glb")
+    textured_box((1.5, 0.5, 1.0), (0.0, 2.0, 0.0)).export(assets / "crate" / "flat.obj")
+    out = tmp_path / "dataset"
+    settings = RenderSettings(views=2, samples=4, own_appearance=1.0, occupancy_points=4000, surface_points=1000)
+    summary = render_dataset(folder_objects(assets), out, settings)
+    assert summary["failed"] == 0, (out / "errors.log").read_text()
+    for object_id in ("asset-crate-tall", "asset-crate-flat"):
+        folder = out / "objects" / object_id
+        assert json.loads((folder / "object.json").read_text())["textured"]["format"] in ("gltf", "obj")
+        mesh = trimesh.load(folder / "mesh.ply", force="mesh")
+        surface = cKDTree(trimesh.sample.sample_surface(mesh, 100_000, seed=0)[0])
+        views = sorted(folder.glob("view_*"))
+        assert len(views) == 2
+        for view in views:
+            camera = json.loads((view / "camera.json").read_text())
+            assert camera["material"] == "own", camera
+            from PIL import Image
+
+            rgb = np.asarray(Image.open(view / "rgb.png")).astype(float)
+            depth = np.load(view / "depth.npy")
+            red, green, blue = np.median(rgb[depth > 0], axis=0)
+            assert red > 1.5 * green, (object_id, red, green, blue)
+            assert red > 1.5 * blue, (object_id, red, green, blue)
+            rows, cols = np.nonzero(depth > 0)
+            K, world_to_camera = np.asarray(camera["K"]), np.asarray(camera["world_to_camera"])
+            points = np.linalg.inv(K) @ np.stack([cols, rows, np.ones_like(cols)]).astype(float) * depth[rows, cols]
+            world = (np.linalg.inv(world_to_camera) @ np.vstack([points, np.ones(points.shape[1])]))[:3].T
+            assert np.median(surface.query(world)[0]) < 0.01 * np.linalg.norm(mesh.extents)

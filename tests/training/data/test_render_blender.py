@@ -37,7 +37,7 @@ def rendered(tmp_path_factory):
         objects.append(
             {"object_id": name, "mesh": str(folder / f"{name}.ply"), "seed": index, "out": str(folder / name)}
         )
-    job = {"render_size": 256, "output_size": 224, "samples": 4, "views": 2, "objects": objects}
+    job = {"output_size": 224, "samples": 4, "views": 2, "objects": objects}
     (folder / "job.json").write_text(json.dumps(job))
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "blender"))
     result = subprocess.run(
