@@ -573,7 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--per-category", type=int, default=20, help="procedural objects per category (default 20)")
     render.add_argument("--seed", type=int, default=0, help="procedural seed (default 0)")
     render.add_argument("--shard", help="i/N: render every N-th object starting at i (0-based)")
-    render.add_argument("--samples", type=int, default=8, help="Cycles samples per pixel (default 8)")
+    render.add_argument(
+        "--samples", type=int, default=4, help="Cycles samples per pixel (default 4; 8 is cleaner, at half the speed)"
+    )
     render.add_argument(
         "--own-appearance",
         type=float,

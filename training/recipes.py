@@ -66,9 +66,6 @@ RECIPES: dict[str, TrainRecipe] = {
         stage2_pixel_lr_ratio=0.3,
         warmup_steps=100,
         teacher_forcing=(0.8, 0.2),
-        # The paper's 10·L_camera sent a gradient 17× that of the depth loss into the from-scratch backbone
-        # (measured on the first shipped run), so depth stalled; here the camera weighs like the other terms.
-        loss_weights=LossWeights(camera=1.0),
     ),
     "tiny": TrainRecipe(
         "tiny",

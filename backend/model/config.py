@@ -32,9 +32,6 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
     "bottle",
     "vase",
     "bowl",
-    "stool",
-    "bench",
-    "shelf",
 )
 
 
@@ -217,15 +214,13 @@ SMALL = ModelConfig(
     coord_encoder=CoordEncoderConfig(
         block="basic", layers=(1, 1, 1, 1), channels=(32, 64, 128, 256), stem_width=32, input_size=112
     ),
-    # The shape decoder is the part that limits the trained model (with the true depth, camera and mask given
-    # it scored no better than with its own predictions), so it is the widest part relative to the paper's.
     decoder=DecoderConfig(
-        width=128,
+        width=64,
         num_blocks=2,
         num_heads=4,
         mlp_ratio=2.0,
-        text_query_dim=32,
-        occupancy_hidden=128,
+        text_query_dim=16,
+        occupancy_hidden=64,
         drop_path=0.0,
     ),
     text=TextEncoderConfig(kind="category_table", embed_dim=64),

