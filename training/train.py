@@ -291,6 +291,8 @@ def train(
     """
     started = time.perf_counter()
     recipe = get_recipe(options.config)
+    if options.init_matching and not options.init:
+        raise ValueError("--init-matching needs --init FILE (the checkpoint to copy matching tensors from)")
     if options.stage1_fraction is not None:
         if not 0.0 <= options.stage1_fraction < 1.0:
             raise ValueError(f"stage1_fraction must be in [0, 1), got {options.stage1_fraction}")

@@ -385,3 +385,5 @@ def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path)
     assert all("occupancy" in losses for losses in seen_losses)  # no stage-1 step
     with pytest.raises(ValueError, match="stage1_fraction"):
         train(TrainOptions(data=(str(tiny_run.data),), out=str(tmp_path / "bad"), config="tiny", stage1_fraction=1.0))
+    with pytest.raises(ValueError, match="needs --init"):
+        train(TrainOptions(data=(str(tiny_run.data),), out=str(tmp_path / "bad"), config="tiny", init_matching=True))
