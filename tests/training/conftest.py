@@ -9,9 +9,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from training.train import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +26,14 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "backend", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+def cpu_options(data: Path, out: Path, **overrides) -> TrainOptions:
+    """TrainOptions for a test run in this process: tiny config, CPU, no workers, no progress bar."""
+    from training.train import TrainOptions
+
+    settings = {"config": "tiny", "workers": 0, "progress": False, "device": "cpu", **overrides}
+    return TrainOptions(data=(str(data),), out=str(out), **settings)
 
 
 @contextlib.contextmanager
@@ -65,21 +77,12 @@ def tiny_run(rendered_dataset, tmp_path_factory) -> TinyRun:
     from backend.model.checkpoint import save_checkpoint
     from backend.model.config import get_config
     from backend.model.zeroshape import ZeroShapeW
-    from training.train import TrainOptions, train
+    from training.train import train
 
     folder = tmp_path_factory.mktemp("tiny-run")
     torch.manual_seed(1234)
     init = save_checkpoint(ZeroShapeW(get_config("tiny")), folder / "init.safetensors")
-    options = TrainOptions(
-        data=(str(rendered_dataset),),
-        out=str(folder / "run"),
-        config="tiny",
-        max_steps=2,
-        init=str(init),
-        workers=0,
-        progress=False,
-        device="cpu",
-    )
+    options = cpu_options(rendered_dataset, folder / "run", max_steps=2, init=str(init))
     with one_torch_thread():
         result = train(options)
     return TinyRun(rendered_dataset, folder / "run", init, result)

@@ -10,7 +10,7 @@ import torch
 
 from backend.model.config import get_config
 from backend.model.zeroshape import COMPONENTS, ZeroShapeW
-from tests.training.conftest import one_torch_thread
+from tests.training.conftest import cpu_options, one_torch_thread
 from training.losses import (
     LossWeights,
     align_scale_shift,
@@ -21,7 +21,7 @@ from training.losses import (
     scale_shift_invariant_loss,
     zeroshape_w_loss,
 )
-from training.train import TrainOptions, train
+from training.train import train
 
 
 def depth_pair(batch: int = 2, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
@@ -230,15 +230,7 @@ def test_training_step_with_the_auxiliary_depth_term(rendered_dataset, tmp_path)
         return teacher(images)
 
     reported: list[tuple[int, dict]] = []
-    options = TrainOptions(
-        data=(str(rendered_dataset),),
-        out=str(tmp_path / "run"),
-        config="tiny",
-        max_steps=1,
-        workers=0,
-        progress=False,
-        device="cpu",
-    )
+    options = cpu_options(rendered_dataset, tmp_path / "run", max_steps=1)
     with one_torch_thread():
         result = train(options, aux_depth_model=recording_teacher, on_step=lambda step, t: reported.append((step, t)))
     assert result.finished

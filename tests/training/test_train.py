@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from backend.cli import build_parser
 from backend.model.checkpoint import load_checkpoint, read_header
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS
-from tests.training.conftest import ROOT, one_torch_thread, run_cli
+from tests.training.conftest import ROOT, cpu_options, one_torch_thread, run_cli
 from training.recipes import get_recipe
 from training.train import FINAL_CHECKPOINT, LAST_CHECKPOINT, STATE_FILE, TrainOptions, learning_rates, stage_of, train
 
@@ -89,15 +89,7 @@ def test_the_same_seed_gives_the_same_weights(rendered_dataset, tmp_path):
     for number in (1, 2):
         torch.manual_seed(number)  # stands for two separate processes
         out = tmp_path / f"run{number}"
-        options = TrainOptions(
-            data=(str(rendered_dataset),),
-            out=str(out),
-            config="tiny",
-            max_steps=1,
-            workers=0,
-            progress=False,
-            device="cpu",
-        )
+        options = cpu_options(rendered_dataset, out, max_steps=1)
         with one_torch_thread():
             train(options)
         weights.append(load_file(str(out / FINAL_CHECKPOINT)))
@@ -198,9 +190,7 @@ def test_a_run_folder_of_another_config_is_refused(tiny_run, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(tiny_run.out / STATE_FILE, run / STATE_FILE)
-    options = TrainOptions(
-        data=(str(tiny_run.data),), out=str(run), config="small", max_steps=2, workers=0, progress=False, device="cpu"
-    )
+    options = cpu_options(tiny_run.data, run, config="small", max_steps=2)
     with pytest.raises(ValueError, match=re.escape(str(run)) + ".*'tiny'"):
         train(options)
     assert sorted(p.name for p in run.iterdir()) == [STATE_FILE]  # nothing written into the other run
@@ -310,16 +300,12 @@ def test_warm_start_from_our_checkpoint(tiny_run, tmp_path):
     """--init loads the weights (a 0-learning-rate step leaves them as they were) and refuses another config."""
     with one_torch_thread():
         result = train(
-            TrainOptions(
-                data=(str(tiny_run.data),),
-                out=str(tmp_path / "warm"),
-                config="tiny",
+            cpu_options(
+                tiny_run.data,
+                tmp_path / "warm",
                 max_steps=1,
                 learning_rate=1e-30,
                 init=str(tiny_run.out / FINAL_CHECKPOINT),
-                workers=0,
-                progress=False,
-                device="cpu",
             )
         )
     before, after = load_file(tiny_run.out / FINAL_CHECKPOINT), load_file(result.checkpoint)
@@ -328,15 +314,12 @@ def test_warm_start_from_our_checkpoint(tiny_run, tmp_path):
     assert read_header(result.checkpoint)["provenance"]["warm_start"].endswith(FINAL_CHECKPOINT)
     with pytest.raises(ValueError, match="same architecture"):
         train(
-            TrainOptions(
-                data=(str(tiny_run.data),),
-                out=str(tmp_path / "wrong"),
+            cpu_options(
+                tiny_run.data,
+                tmp_path / "wrong",
                 config="small",
                 max_steps=1,
                 init=str(tiny_run.out / FINAL_CHECKPOINT),
-                workers=0,
-                progress=False,
-                device="cpu",
             )
         )
 
@@ -358,18 +341,14 @@ def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path)
     seen_losses = []
     with one_torch_thread():
         result = train(
-            TrainOptions(
-                data=(str(tiny_run.data),),
-                out=str(tmp_path / "wider"),
-                config="tiny",
+            cpu_options(
+                tiny_run.data,
+                tmp_path / "wider",
                 max_steps=4,
                 learning_rate=1e-30,
                 init=str(source),
                 init_matching=True,
                 stage1_fraction=0.0,
-                workers=0,
-                progress=False,
-                device="cpu",
             ),
             on_step=lambda step, losses: seen_losses.append(set(losses)),
         )

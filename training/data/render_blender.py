@@ -223,7 +223,6 @@ def _import_textured(bpy, textured: dict) -> list:
         obj.matrix_world = _matrix(matrix @ worlds[obj.name])
     if not meshes:
         return []
-    bpy.context.view_layer.update()
     vertices = _world_vertices(meshes)
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     if np.abs((low + high) / 2).max() > 0.01 or abs(float((high - low).max()) - 1.0) > 0.01:
@@ -265,7 +264,8 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         rendered_objects, appearance = [obj], {"colour": colour_name, "material": kind}
     for obj in rendered_objects:
         obj.pass_index = 1  # the mask is Cycles' object-index pass == 1
-    floor = float(_world_vertices(rendered_objects)[:, 2].min())
+    vertices = _world_vertices(rendered_objects)  # [N, 3]: the floor height here, every view's crop below
+    floor = float(vertices[:, 2].min())
 
     # Backgrounds: a photograph (the sky rendered transparent and the photo composited behind it; ZeroShape-W
     # outpaints backgrounds with a diffusion model, unavailable offline), a procedural texture, or a plain sky.
@@ -328,7 +328,6 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         file_output.file_output_items.new("FLOAT", name)
         tree.links.new(layers.outputs[name], file_output.inputs[name])
 
-    vertices = _world_vertices(rendered_objects)
     out_size = job["output_size"]
     r.resolution_x = r.resolution_y = out_size
     for view in range(job["views"]):
