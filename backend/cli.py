@@ -295,6 +295,7 @@ def command_train(args: argparse.Namespace) -> int:
         init=str(args.init) if args.init else None,
         init_matching=args.init_matching,
         stage1_fraction=args.stage1_fraction,
+        teacher_forcing=tuple(args.teacher_forcing) if args.teacher_forcing else None,
         seed=args.seed,
         batch_size=args.batch_size,
         query_points=args.query_points,
@@ -611,6 +612,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--stage1-fraction",
         type=float,
         help="share of the steps in stage 1, pixel parts only (default: the recipe's; 0 skips it after a warm start)",
+    )
+    train.add_argument(
+        "--teacher-forcing",
+        type=float,
+        nargs=2,
+        metavar=("START", "END"),
+        help="probability that a stage-2 step builds the visible shape from the true depth, camera and mask, at the "
+        "stage's start and end, linear in between (default: the recipe's; e.g. 0.2 0.1 to continue a trained run)",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--batch-size", type=int, help="images per step and process (default: the recipe's)")

@@ -65,6 +65,9 @@ class TrainOptions:
     tensor whose name and shape match is copied, the rest keep their fresh initialisation."""
     stage1_fraction: float | None = None
     """Share of the steps in stage 1; default: the recipe's (0 skips it, e.g. after a warm start)."""
+    teacher_forcing: tuple[float, float] | None = None
+    """Teacher-forcing probability at the start and end of stage 2; default: the recipe's. A warm-started
+    decoder already reads clean shapes, so continuing a run wants it low from the start."""
     seed: int = 0
     batch_size: int | None = None
     query_points: int | None = None
@@ -297,6 +300,11 @@ def train(
         if not 0.0 <= options.stage1_fraction < 1.0:
             raise ValueError(f"stage1_fraction must be in [0, 1), got {options.stage1_fraction}")
         recipe = dataclasses.replace(recipe, stage1_fraction=options.stage1_fraction)
+    if options.teacher_forcing is not None:
+        start_p, end_p = options.teacher_forcing
+        if not (0.0 <= start_p <= 1.0 and 0.0 <= end_p <= 1.0):
+            raise ValueError(f"teacher_forcing probabilities must be in [0, 1], got {options.teacher_forcing}")
+        recipe = dataclasses.replace(recipe, teacher_forcing=(float(start_p), float(end_p)))
     max_steps = options.max_steps or recipe.max_steps
     batch_size = options.batch_size or recipe.batch_size
     query_points = options.query_points or recipe.query_points

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import re
@@ -327,7 +328,8 @@ def test_warm_start_from_our_checkpoint(tiny_run, tmp_path):
 @pytest.mark.blender
 def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path):
     """--init-matching: a checkpoint with a narrower decoder warm-starts the tiny config; the pixel parts are
-    copied, the decoder tensors whose shapes changed start fresh, and --stage1-fraction 0 goes straight to stage 2."""
+    copied, the decoder tensors whose shapes changed start fresh, --stage1-fraction 0 goes straight to stage 2, and
+    --teacher-forcing replaces the recipe's schedule."""
     import dataclasses
 
     from backend.model.checkpoint import save_checkpoint
@@ -349,6 +351,7 @@ def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path)
                 init=str(source),
                 init_matching=True,
                 stage1_fraction=0.0,
+                teacher_forcing=(0.25, 0.0),
             ),
             on_step=lambda step, losses: seen_losses.append(set(losses)),
         )
@@ -362,6 +365,10 @@ def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path)
     assert set(changed) <= set(fresh)
     assert not any(k.startswith("backbone.") for k in fresh)
     assert all("occupancy" in losses for losses in seen_losses)  # no stage-1 step
+    recorded = json.loads((tmp_path / "wider" / "options.json").read_text())["recipe"]
+    assert recorded["teacher_forcing"] == [0.25, 0.0]  # the override, not the recipe's (0.8, 0.2)
+    with pytest.raises(ValueError, match="teacher_forcing"):
+        train(cpu_options(tiny_run.data, tmp_path / "bad", teacher_forcing=(1.5, 0.0)))
     with pytest.raises(ValueError, match="stage1_fraction"):
         train(TrainOptions(data=(str(tiny_run.data),), out=str(tmp_path / "bad"), config="tiny", stage1_fraction=1.0))
     with pytest.raises(ValueError, match="needs --init"):
