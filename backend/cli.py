@@ -278,6 +278,22 @@ def command_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_loss_weights(items: list[str]) -> tuple[tuple[str, float], ...]:
+    """`--loss-weight camera=1 --loss-weight depth=2` → (("camera", 1.0), ("depth", 2.0)); names are checked by
+    the training code, which knows the loss terms."""
+    pairs = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = None
+        if not sep or not name.strip() or weight is None:
+            raise ValueError(f"--loss-weight {item!r}: expected TERM=WEIGHT, e.g. camera=1")
+        pairs.append((name.strip(), weight))
+    return tuple(pairs)
+
+
 def command_train(args: argparse.Namespace) -> int:
     from training.train import TrainOptions, train
 
@@ -296,6 +312,8 @@ def command_train(args: argparse.Namespace) -> int:
         init_matching=args.init_matching,
         stage1_fraction=args.stage1_fraction,
         teacher_forcing=tuple(args.teacher_forcing) if args.teacher_forcing else None,
+        loss_weights=parse_loss_weights(args.loss_weight),
+        grad_clip=args.grad_clip,
         seed=args.seed,
         batch_size=args.batch_size,
         query_points=args.query_points,
@@ -620,6 +638,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("START", "END"),
         help="probability that a stage-2 step builds the visible shape from the true depth, camera and mask, at the "
         "stage's start and end, linear in between (default: the recipe's; e.g. 0.2 0.1 to continue a trained run)",
+    )
+    train.add_argument(
+        "--loss-weight",
+        action="append",
+        default=[],
+        metavar="TERM=WEIGHT",
+        help="replace one loss weight of the recipe; repeatable. Terms: camera (default 10), depth, depth_aux, "
+        "visible_mask, occluder_mask, occupancy; e.g. camera=1",
+    )
+    train.add_argument(
+        "--grad-clip",
+        type=float,
+        metavar="NORM",
+        help="clip the global gradient norm at NORM (default: the recipe's, 1); `train/grad_norm` in TensorBoard "
+        "shows how often it binds",
     )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--batch-size", type=int, help="images per step and process (default: the recipe's)")

@@ -36,7 +36,7 @@ from backend.model.config import AGNOSTIC_PROMPT, get_config
 from backend.model.text import build_text_encoder
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShapeW
 from training.dataset import Augmentation, RenderedViews, SampleRequest, collate
-from training.losses import AuxiliaryDepthModel, zeroshape_w_loss
+from training.losses import AuxiliaryDepthModel, LossWeights, zeroshape_w_loss
 from training.recipes import TrainRecipe, get_recipe
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,10 @@ class TrainOptions:
     teacher_forcing: tuple[float, float] | None = None
     """Teacher-forcing probability at the start and end of stage 2; default: the recipe's. A warm-started
     decoder already reads clean shapes, so continuing a run wants it low from the start."""
+    loss_weights: tuple[tuple[str, float], ...] = ()
+    """(term, weight) pairs that replace the recipe's loss weights, e.g. (("camera", 1.0),)."""
+    grad_clip: float | None = None
+    """Global gradient-norm clip; default: the recipe's."""
     seed: int = 0
     batch_size: int | None = None
     query_points: int | None = None
@@ -280,6 +284,35 @@ def _load_state(path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- loop
+def resolve_recipe(options: TrainOptions) -> TrainRecipe:
+    """The config's recipe with the run's overrides (stage split, teacher forcing, loss weights, clipping)."""
+    recipe = get_recipe(options.config)
+    if options.stage1_fraction is not None:
+        if not 0.0 <= options.stage1_fraction < 1.0:
+            raise ValueError(f"stage1_fraction must be in [0, 1), got {options.stage1_fraction}")
+        recipe = dataclasses.replace(recipe, stage1_fraction=options.stage1_fraction)
+    if options.teacher_forcing is not None:
+        start_p, end_p = options.teacher_forcing
+        if not (0.0 <= start_p <= 1.0 and 0.0 <= end_p <= 1.0):
+            raise ValueError(f"teacher_forcing probabilities must be in [0, 1], got {options.teacher_forcing}")
+        recipe = dataclasses.replace(recipe, teacher_forcing=(float(start_p), float(end_p)))
+    if options.loss_weights:
+        known = [f.name for f in dataclasses.fields(LossWeights)]
+        weights = {}
+        for name, value in options.loss_weights:
+            if name not in known:
+                raise ValueError(f"unknown loss term {name!r} in loss_weights; choose from {known}")
+            if not (math.isfinite(value) and value >= 0.0):
+                raise ValueError(f"loss weight {name}={value} must be a finite number ≥ 0")
+            weights[name] = float(value)
+        recipe = dataclasses.replace(recipe, loss_weights=dataclasses.replace(recipe.loss_weights, **weights))
+    if options.grad_clip is not None:
+        if not (math.isfinite(options.grad_clip) and options.grad_clip > 0.0):
+            raise ValueError(f"grad_clip must be a positive number, got {options.grad_clip}")
+        recipe = dataclasses.replace(recipe, grad_clip=float(options.grad_clip))
+    return recipe
+
+
 def train(
     options: TrainOptions,
     aux_depth_model: AuxiliaryDepthModel | None = None,
@@ -293,18 +326,9 @@ def train(
         on_step: called on rank 0 after every step with (steps done, loss terms).
     """
     started = time.perf_counter()
-    recipe = get_recipe(options.config)
     if options.init_matching and not options.init:
         raise ValueError("--init-matching needs --init FILE (the checkpoint to copy matching tensors from)")
-    if options.stage1_fraction is not None:
-        if not 0.0 <= options.stage1_fraction < 1.0:
-            raise ValueError(f"stage1_fraction must be in [0, 1), got {options.stage1_fraction}")
-        recipe = dataclasses.replace(recipe, stage1_fraction=options.stage1_fraction)
-    if options.teacher_forcing is not None:
-        start_p, end_p = options.teacher_forcing
-        if not (0.0 <= start_p <= 1.0 and 0.0 <= end_p <= 1.0):
-            raise ValueError(f"teacher_forcing probabilities must be in [0, 1], got {options.teacher_forcing}")
-        recipe = dataclasses.replace(recipe, teacher_forcing=(float(start_p), float(end_p)))
+    recipe = resolve_recipe(options)
     max_steps = options.max_steps or recipe.max_steps
     batch_size = options.batch_size or recipe.batch_size
     query_points = options.query_points or recipe.query_points

@@ -373,3 +373,53 @@ def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path)
         train(TrainOptions(data=(str(tiny_run.data),), out=str(tmp_path / "bad"), config="tiny", stage1_fraction=1.0))
     with pytest.raises(ValueError, match="needs --init"):
         train(TrainOptions(data=(str(tiny_run.data),), out=str(tmp_path / "bad"), config="tiny", init_matching=True))
+
+
+def test_loss_weight_and_grad_clip_overrides_replace_the_recipes():
+    """--loss-weight TERM=WEIGHT and --grad-clip change only what they name; bad values are refused with a reason."""
+    from backend.cli import parse_loss_weights
+    from training.train import resolve_recipe
+
+    base = get_recipe("small")
+    options = TrainOptions(
+        data=("unused",),
+        out="unused",
+        config="small",
+        loss_weights=parse_loss_weights(["camera=1", "depth=2.5"]),
+        grad_clip=50.0,
+    )
+    recipe = resolve_recipe(options)
+    assert (recipe.loss_weights.camera, recipe.loss_weights.depth) == (1.0, 2.5)
+    assert recipe.loss_weights.occupancy == base.loss_weights.occupancy
+    assert recipe.grad_clip == 50.0
+    assert base.grad_clip == 1.0
+    assert resolve_recipe(TrainOptions(data=("unused",), out="unused", config="small")) == base
+
+    def refused(**overrides):
+        return resolve_recipe(TrainOptions(data=("unused",), out="unused", config="small", **overrides))
+
+    with pytest.raises(ValueError, match="unknown loss term 'camra'"):
+        refused(loss_weights=(("camra", 1.0),))
+    with pytest.raises(ValueError, match="must be a finite number"):
+        refused(loss_weights=(("camera", -1.0),))
+    with pytest.raises(ValueError, match="grad_clip must be a positive"):
+        refused(grad_clip=0.0)
+    for bad in (["camera"], ["camera=one"], ["=1"]):
+        with pytest.raises(ValueError, match="expected TERM=WEIGHT"):
+            parse_loss_weights(bad)
+
+
+@pytest.mark.blender
+def test_train_cli_passes_loss_weights_and_clip_through(tiny_run, tmp_path):
+    """The CLI's overrides reach the run: options.json records the resolved recipe; a bad term is an error."""
+    out = tmp_path / "override"
+    done = run_cli(
+        *train_args(tiny_run.data, out, "--max-steps", "1", "--loss-weight", "camera=0.5", "--grad-clip", "7")
+    )
+    assert done.returncode == 0, done.stderr
+    recorded = json.loads((out / "options.json").read_text())["recipe"]
+    assert recorded["loss_weights"]["camera"] == 0.5
+    assert recorded["grad_clip"] == 7.0
+    refused = run_cli(*train_args(tiny_run.data, tmp_path / "bad", "--loss-weight", "colour=1"))
+    assert refused.returncode == 1
+    assert "unknown loss term 'colour'" in refused.stderr
