@@ -41,6 +41,9 @@ class EvalOptions:
     surface_samples: int = 10_000
     views_per_object: int | None = None
     """Evaluate only the first N views of each object (None: all)."""
+    object_stride: int = 1
+    """Evaluate every N-th object only (in dataset order, from the first): a fixed subset of a large split,
+    e.g. of the training set to see how well the model fits what it was trained on."""
     conditions: tuple[str, ...] = CONDITIONS
     rotation_search: bool = False
     baselines: bool = True
@@ -102,11 +105,17 @@ def _view_seed(object_id: str, view_name: str, seed: int) -> int:
     return zlib.crc32(f"{seed}:{object_id}:{view_name}".encode())
 
 
-def select_views(dataset: RenderedViews, views_per_object: int | None) -> list[int]:
-    """Indices of the views to evaluate: every view, or the first N of each object."""
-    chosen, seen = [], {}
+def select_views(dataset: RenderedViews, views_per_object: int | None, object_stride: int = 1) -> list[int]:
+    """Indices of the views to evaluate: those of every `object_stride`-th object (in order of first
+    appearance), all of its views or only its first `views_per_object`."""
+    if object_stride < 1:
+        raise ValueError(f"object_stride must be at least 1, got {object_stride}")
+    chosen, seen, order = [], {}, {}
     for index, view in enumerate(dataset.views):
+        order.setdefault(view.object_id, len(order))
         seen[view.object_id] = seen.get(view.object_id, 0) + 1
+        if order[view.object_id] % object_stride:
+            continue
         if views_per_object is None or seen[view.object_id] <= views_per_object:
             chosen.append(index)
     return chosen
@@ -125,7 +134,7 @@ def evaluate_dataset(
     model.eval()
     occluding = Augmentation(max_occluders=1, brightness=0.0, contrast=0.0, saturation=0.0)
     dataset = RenderedViews(data, model.config.image_size, query_points=1, augmentation=occluding)
-    indices = select_views(dataset, options.views_per_object)[:limit]
+    indices = select_views(dataset, options.views_per_object, options.object_stride)[:limit]
     jobs = [(index, condition) for index in indices for condition in options.conditions]
     rows = []
     for index, condition in progress(jobs) if progress else jobs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from training.evaluate import (
     evaluate_dataset,
     format_tables,
     predict_mesh,
+    select_views,
     sphere_cloud,
     tables,
 )
@@ -140,3 +142,15 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     assert set(summary) == {"overall", "per_category"}
     assert set(summary["overall"]) == set(METHODS)
     assert "FS@τ per category:" in (out / "tables.md").read_text()
+
+
+def test_select_views_takes_every_nth_object_and_its_first_views():
+    """--object-stride N keeps objects 0, N, 2N, … in order of first appearance; --views-per-object caps each."""
+    ids = ["a", "a", "a", "b", "b", "c", "c", "c", "d", "e", "e"]
+    dataset = SimpleNamespace(views=[SimpleNamespace(object_id=i) for i in ids])
+    assert select_views(dataset, None) == list(range(len(ids)))
+    assert select_views(dataset, 1) == [0, 3, 5, 8, 9]
+    assert select_views(dataset, 2, object_stride=2) == [0, 1, 5, 6, 9, 10]  # objects a, c, e
+    assert select_views(dataset, 1, object_stride=3) == [0, 8]  # objects a, d
+    with pytest.raises(ValueError, match="object_stride must be at least 1"):
+        select_views(dataset, 1, object_stride=0)
