@@ -311,6 +311,8 @@ def command_train(args: argparse.Namespace) -> int:
         init=str(args.init) if args.init else None,
         init_matching=args.init_matching,
         stage1_fraction=args.stage1_fraction,
+        shape_stage_fraction=args.shape_stage_fraction,
+        pixel_aligned=args.pixel_aligned,
         teacher_forcing=tuple(args.teacher_forcing) if args.teacher_forcing else None,
         loss_weights=parse_loss_weights(args.loss_weight),
         grad_clip=args.grad_clip,
@@ -360,6 +362,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         baselines=not args.no_baselines,
         category_prompt=not args.agnostic,
         seed=args.seed,
+        oracle=args.oracle,
     )
     progress = lambda jobs: tqdm(jobs, unit="view", dynamic_ncols=True)  # noqa: E731
     if args.pix3d:
@@ -633,6 +636,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of the steps in stage 1, pixel parts only (default: the recipe's; 0 skips it after a warm start)",
     )
     train.add_argument(
+        "--pixel-aligned",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decoder that reads pixel-aligned evidence (signed distance to the visible surface, masks, fine "
+        "features at each point's pixel) or, with --no-pixel-aligned, the token-only decoder of the paper "
+        "(default: the config's; small and tiny read evidence, paper does not)",
+    )
+    train.add_argument(
+        "--shape-stage-fraction",
+        type=float,
+        metavar="F",
+        help="share of the steps in the shape stage, run first: the coordinate encoder and decoder alone learn "
+        "completion from true visible shapes corrupted like predictions, without the backbone (fast; default: the "
+        "recipe's)",
+    )
+    train.add_argument(
         "--teacher-forcing",
         type=float,
         nargs=2,
@@ -705,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--rotation-search", action="store_true", help="also search rotations about the up axis")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the visible-surface and sphere baselines")
     evaluate.add_argument("--agnostic", action="store_true", help='prompt "object" instead of the true category')
+    evaluate.add_argument(
+        "--oracle",
+        action="store_true",
+        help="also score the model given the true visible mask (oracle-mask), the true depth and intrinsics "
+        "(oracle-depth-K) and all three (oracle-all) on the same views: where the error lives",
+    )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--threads", type=int, help="CPU threads for torch")

@@ -9,6 +9,12 @@ Baselines, scored identically:
 * `visible`: the visible surface alone, unprojected from the model's own predicted depth and mask;
 * `sphere`: a sphere, i.e. knowing nothing about the shape.
 
+The oracle decomposition (`EvalOptions.oracle`) scores the same model again on each view, given part of the
+truth in place of its own pixel-level predictions: the true visible mask (`oracle-mask`), the true depth and
+intrinsics (`oracle-depth-K`), and all three (`oracle-all`). A shape decoder that uses its input scores higher
+with better input; how much higher says how much of the error lives in the pixel heads and how much in the 3D
+half.
+
 Each rendered view is evaluated clean and, with a fixed seed, occluded by one Copy-Paste cut-out, so the
 tables can compare both conditions on the same objects and cameras.
 """
@@ -30,7 +36,13 @@ from backend.model.zeroshape import ZeroShapeW
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
 from training.metrics import THRESHOLDS, evaluate_clouds, sample_surface, summarise
 
-METHODS = ("model", "visible", "sphere")
+ORACLES: dict[str, tuple[str, ...]] = {
+    "oracle-mask": ("visible_mask",),
+    "oracle-depth-K": ("depth", "intrinsics"),
+    "oracle-all": ("visible_mask", "depth", "intrinsics"),
+}
+"""Oracle rows: which true inputs replace the model's predictions (keyword arguments of `ZeroShapeW.encode`)."""
+METHODS = ("model", *ORACLES, "visible", "sphere")
 CONDITIONS = ("clean", "occluded")
 METRIC_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd")
 
@@ -50,6 +62,8 @@ class EvalOptions:
     category_prompt: bool = True
     """Give the model the true category (False: the agnostic "object" prompt)."""
     seed: int = 0
+    oracle: bool = False
+    """Also score the model given the true mask, depth and intrinsics (the ORACLES rows; rendered data only)."""
 
 
 def sphere_cloud(count: int, seed: int = 0) -> np.ndarray:
@@ -75,16 +89,24 @@ def ground_truth_cloud(object_folder: Path, world_to_camera: np.ndarray, count: 
 
 @torch.inference_mode()
 def predict_mesh(
-    model: ZeroShapeW, image: torch.Tensor, prompt: str, resolution: int, level: float | None = None
+    model: ZeroShapeW,
+    image: torch.Tensor,
+    prompt: str,
+    resolution: int,
+    level: float | None = None,
+    truth: dict[str, torch.Tensor] | None = None,
 ) -> tuple[trimesh.Trimesh, torch.Tensor, torch.Tensor]:
     """Mesh in the normalised camera frame, plus the predicted visible points [3, H, W] and mask [1, H, W].
 
     Args:
         image: [3, S, S] in [0, 1].
         level: occupancy logit of the surface; default: the checkpoint's `preprocess.occupancy_level`.
+        truth: true inputs that replace the predictions (oracle rows): any of visible_mask [1, S, S],
+            depth [1, S, S], intrinsics [3, 3].
     """
     device = next(model.parameters()).device
-    latent = model.encode(image[None].to(device), [prompt])
+    given = {name: value[None].to(device) for name, value in (truth or {}).items()}
+    latent = model.encode(image[None].to(device), [prompt], **given)
 
     def query(points: np.ndarray) -> np.ndarray:
         batch = torch.from_numpy(points).to(device)[None]
@@ -150,18 +172,33 @@ def evaluate_dataset(
             "condition": condition,
             "occluders": sample["occluders"],
         }
-        rows += score_view(model, sample["image"], gt, base, options, seed)
+        truth = {"visible_mask": sample["visible_mask"], "depth": sample["depth"], "intrinsics": sample["K"]}
+        rows += score_view(model, sample["image"], gt, base, options, seed, truth)
     return rows
 
 
 def score_view(
-    model: ZeroShapeW, image: torch.Tensor, gt: np.ndarray, base: dict, options: EvalOptions, seed: int
+    model: ZeroShapeW,
+    image: torch.Tensor,
+    gt: np.ndarray,
+    base: dict,
+    options: EvalOptions,
+    seed: int,
+    truth: dict[str, torch.Tensor] | None = None,
 ) -> list[dict]:
     """Rows for the model (and the baselines) on one image [3, S, S] against ground-truth points [N, 3] in
-    camera axes; `base` (ids, category, condition) is copied into every row."""
+    camera axes; `base` (ids, category, condition) is copied into every row. `truth` (visible_mask [1, S, S],
+    depth [1, S, S], intrinsics [3, 3]) is needed for the oracle rows."""
     prompt = base["category"] if options.category_prompt else "object"
     mesh, visible_points, visible = predict_mesh(model, image, prompt, options.resolution)
     clouds = {"model": sample_surface(mesh, options.surface_samples, seed)}
+    if options.oracle:
+        if truth is None:
+            raise ValueError("oracle rows need the true depth, mask and intrinsics (rendered datasets only)")
+        for method, names in ORACLES.items():
+            given = {name: truth[name] for name in names}
+            oracle_mesh, _, _ = predict_mesh(model, image, prompt, options.resolution, truth=given)
+            clouds[method] = sample_surface(oracle_mesh, options.surface_samples, seed)
     if options.baselines:
         clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
         clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
@@ -235,6 +272,8 @@ def evaluate_pix3d(
     from backend.preprocess import Photo, crop_photo, square_box_around
     from training.pix3d import load_image_and_mask, load_pix3d, model_in_camera_frame
 
+    if options.oracle:
+        raise ValueError("--oracle needs rendered views (true depth and intrinsics); Pix3D has neither")
     model.eval()
     samples = load_pix3d(Path(root), categories)[:limit]
     rows = []

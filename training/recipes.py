@@ -24,6 +24,9 @@ class TrainRecipe:
     """Stage 2 trains everything; the stage-1 parts at this fraction of the learning rate (paper: 1e-6 / 1e-5)."""
     warmup_steps: int = 100
     """Linear warm-up at the start of each stage; then cosine decay to `final_lr_ratio` at the stage's end."""
+    shape_stage_fraction: float = 0.0
+    """Share of the steps in the shape stage, before stage 1: the coordinate encoder and decoder alone, on true
+    visible shapes corrupted like predictions (training.shape_augment), without running the backbone."""
     final_lr_ratio: float = 0.05
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)

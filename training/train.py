@@ -2,6 +2,8 @@
 
 Two stages (ZeroShape-W's supplement): stage 1 fits the pixel-level parts (backbone, camera, depth and mask
 heads) with L; stage 2 trains the whole model with L' = L + L_occupancy, the stage-1 parts at a lower rate.
+An optional shape stage runs first: the coordinate encoder and decoder alone learn completion from true visible
+shapes corrupted like predictions (training.shape_augment), without the backbone, so its steps are cheap.
 
 Reproducible and resumable by construction: step s draws its batch, augmentation, prompt dropout and teacher
 forcing from `numpy.random.default_rng([seed, s])` and seeds torch with (seed, s), so the state to save is
@@ -32,12 +34,13 @@ import numpy as np
 import torch
 
 from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
-from backend.model.config import AGNOSTIC_PROMPT, get_config
+from backend.model.config import AGNOSTIC_PROMPT, ModelConfig, get_config
 from backend.model.text import build_text_encoder
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShapeW
 from training.dataset import Augmentation, RenderedViews, SampleRequest, collate
-from training.losses import AuxiliaryDepthModel, LossWeights, zeroshape_w_loss
+from training.losses import AuxiliaryDepthModel, LossWeights, occupancy_loss, zeroshape_w_loss
 from training.recipes import TrainRecipe, get_recipe
+from training.shape_augment import ShapeAugmentation, corrupt_visible_shape
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ class TrainOptions:
     tensor whose name and shape match is copied, the rest keep their fresh initialisation."""
     stage1_fraction: float | None = None
     """Share of the steps in stage 1; default: the recipe's (0 skips it, e.g. after a warm start)."""
+    shape_stage_fraction: float | None = None
+    """Share of the steps in the shape stage (before stage 1); default: the recipe's."""
     teacher_forcing: tuple[float, float] | None = None
     """Teacher-forcing probability at the start and end of stage 2; default: the recipe's. A warm-started
     decoder already reads clean shapes, so continuing a run wants it low from the start."""
@@ -72,6 +77,8 @@ class TrainOptions:
     """(term, weight) pairs that replace the recipe's loss weights, e.g. (("camera", 1.0),)."""
     grad_clip: float | None = None
     """Global gradient-norm clip; default: the recipe's."""
+    pixel_aligned: bool | None = None
+    """Override the config's decoder: True reads pixel-aligned evidence, False is the token-only decoder."""
     seed: int = 0
     batch_size: int | None = None
     query_points: int | None = None
@@ -149,9 +156,19 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
 
 
+def model_config(options: TrainOptions) -> ModelConfig:
+    """`options.config`'s preset with the run's architecture overrides (`pixel_aligned`)."""
+    config = get_config(options.config)
+    if options.pixel_aligned is not None:
+        config = dataclasses.replace(
+            config, decoder=dataclasses.replace(config.decoder, pixel_aligned=options.pixel_aligned)
+        )
+    return config
+
+
 def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
     """A fresh model of `options.config`, or the warm start `options.init`; returns (model, provenance)."""
-    config = get_config(options.config)
+    config = model_config(options)
     if not options.init:
         return ZeroShapeW(config), {}
     init = Path(options.init)
@@ -187,18 +204,44 @@ def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
 def copy_matching_weights(source: torch.nn.Module, target: torch.nn.Module) -> tuple[list[str], list[str]]:
     """Copy every tensor of `source` into `target` where the name and shape agree.
 
+    Category tables (`CategoryTableEncoder`) are matched by category name instead: a category both know keeps
+    its trained row, a new one starts from the trained "object" row (what such samples were trained under).
+
     Returns (copied names, names of `target` left as they were) so the caller can say what starts fresh.
     """
     theirs = source.state_dict()
     copied, kept = [], []
+    tables = _category_tables(source, target)
     with torch.no_grad():
         for name, tensor in target.state_dict().items():
-            if name in theirs and theirs[name].shape == tensor.shape:
+            if name in tables:
+                tensor.copy_(tables[name].to(tensor.dtype))
+                copied.append(name)
+            elif name in theirs and theirs[name].shape == tensor.shape:
                 tensor.copy_(theirs[name].to(tensor.dtype))
                 copied.append(name)
             else:
                 kept.append(name)
     return copied, kept
+
+
+def _category_tables(source: torch.nn.Module, target: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """{state-dict name: the target's category table filled from the source's rows by category name}."""
+    from backend.model.text import CategoryTableEncoder
+
+    mine = dict(source.named_modules())
+    tables = {}
+    for name, module in target.named_modules():
+        old = mine.get(name)
+        if not (isinstance(module, CategoryTableEncoder) and isinstance(old, CategoryTableEncoder)):
+            continue
+        if old.embed_dim != module.embed_dim:
+            continue
+        rows = module.table.weight.detach().clone()
+        for index, category in enumerate(module.categories):
+            rows[index] = old.table.weight[old.index.get(category, 0)]
+        tables[f"{name}.table.weight" if name else "table.weight"] = rows
+    return tables
 
 
 def _parameter_groups(model: ZeroShapeW) -> list[dict]:
@@ -208,12 +251,19 @@ def _parameter_groups(model: ZeroShapeW) -> list[dict]:
     return [{"params": pixel, "name": "pixel"}, {"params": shape, "name": "shape"}]
 
 
+SHAPE_STAGE, PIXEL_STAGE, JOINT_STAGE = 0, 1, 2
+"""The stages in the order they run: shape (3D half on corrupted true shapes), pixel (stage 1), joint (stage 2)."""
+
+
 def stage_of(step: int, recipe: TrainRecipe, max_steps: int) -> tuple[int, int, int]:
-    """(stage 1 or 2, first step of that stage, its length) for a 0-based step."""
-    stage1 = round(max_steps * recipe.stage1_fraction)
-    if step < stage1:
-        return 1, 0, stage1
-    return 2, stage1, max_steps - stage1
+    """(stage: SHAPE_STAGE, PIXEL_STAGE or JOINT_STAGE, first step of that stage, its length) for a 0-based step."""
+    shape = round(max_steps * recipe.shape_stage_fraction)
+    pixel = round(max_steps * recipe.stage1_fraction)
+    if step < shape:
+        return SHAPE_STAGE, 0, shape
+    if step < shape + pixel:
+        return PIXEL_STAGE, shape, pixel
+    return JOINT_STAGE, shape + pixel, max_steps - shape - pixel
 
 
 def learning_rates(step: int, recipe: TrainRecipe, max_steps: int, base: float) -> tuple[float, float, float]:
@@ -226,7 +276,9 @@ def learning_rates(step: int, recipe: TrainRecipe, max_steps: int, base: float) 
     else:
         progress = (position - warmup) / max(1, length - warmup)
         factor = recipe.final_lr_ratio + (1 - recipe.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    if stage == 1:
+    if stage == SHAPE_STAGE:
+        return 0.0, base * factor, 1.0
+    if stage == PIXEL_STAGE:
         return base * factor, 0.0, 1.0
     start_p, end_p = recipe.teacher_forcing
     forcing = start_p + (end_p - start_p) * position / max(1, length - 1)
@@ -284,6 +336,40 @@ def _load_state(path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- loop
+def _shape_step(
+    network: torch.nn.Module,
+    model: ZeroShapeW,
+    tensors: dict[str, torch.Tensor],
+    prompts: list[str],
+    recipe: TrainRecipe,
+    seed: int,
+    step: int,
+    autocast: contextlib.AbstractContextManager,
+    dist: _Distributed,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One shape-stage loss: occupancy from true visible shapes corrupted like predictions, no backbone."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
+    depth, K, visible = corrupt_visible_shape(
+        tensors["depth"].cpu(), tensors["K"].cpu(), tensors["visible_mask"].cpu(), ShapeAugmentation(), generator
+    )
+    device = tensors["depth"].device
+    with autocast:
+        _, logits = network(
+            None,
+            tensors["points"],
+            prompts,
+            visible_mask=visible.to(device),
+            depth=depth.to(device),
+            intrinsics=K.to(device),
+            occluder_mask=tensors["occluder_mask"],
+        )
+    occupancy = occupancy_loss(logits, tensors["occupancy"])
+    loss = recipe.loss_weights.occupancy * occupancy
+    if dist.world > 1:  # DDP expects a gradient for every parameter; the pixel parts get zeros
+        loss = loss + 0.0 * sum(p.sum() for name in PIXEL_COMPONENTS for p in model.component_parameters(name))
+    return loss, {"occupancy": occupancy.detach()}
+
+
 def resolve_recipe(options: TrainOptions) -> TrainRecipe:
     """The config's recipe with the run's overrides (stage split, teacher forcing, loss weights, clipping)."""
     recipe = get_recipe(options.config)
@@ -291,6 +377,15 @@ def resolve_recipe(options: TrainOptions) -> TrainRecipe:
         if not 0.0 <= options.stage1_fraction < 1.0:
             raise ValueError(f"stage1_fraction must be in [0, 1), got {options.stage1_fraction}")
         recipe = dataclasses.replace(recipe, stage1_fraction=options.stage1_fraction)
+    if options.shape_stage_fraction is not None:
+        if not 0.0 <= options.shape_stage_fraction <= 1.0:
+            raise ValueError(f"shape_stage_fraction must be in [0, 1], got {options.shape_stage_fraction}")
+        recipe = dataclasses.replace(recipe, shape_stage_fraction=options.shape_stage_fraction)
+    if recipe.shape_stage_fraction + recipe.stage1_fraction > 1.0:
+        raise ValueError(
+            f"the shape stage ({recipe.shape_stage_fraction}) and stage 1 ({recipe.stage1_fraction}) "
+            "together take more than the whole run"
+        )
     if options.teacher_forcing is not None:
         start_p, end_p = options.teacher_forcing
         if not (0.0 <= start_p <= 1.0 and 0.0 <= end_p <= 1.0):
@@ -469,27 +564,35 @@ def train(
                 for drop, category in zip(own, batch["category"], strict=True)
             ]
             tensors = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            teacher = stage == 1 or extra[-1] < forcing
+            teacher = stage == PIXEL_STAGE or extra[-1] < forcing
             autocast = (
                 torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
             )
-            with autocast:
-                latent, logits = network(
-                    tensors["image"],
-                    tensors["points"] if stage == 2 else tensors["points"][:, :1],
-                    prompts,
-                    visible_mask=tensors["visible_mask"] if teacher else None,
-                    depth=tensors["depth"] if teacher else None,
-                    intrinsics=tensors["K"] if teacher else None,
+            if stage == SHAPE_STAGE:
+                loss, terms = _shape_step(network, model, tensors, prompts, recipe, options.seed, step, autocast, dist)
+            else:
+                with autocast:
+                    latent, logits = network(
+                        tensors["image"],
+                        tensors["points"] if stage == JOINT_STAGE else tensors["points"][:, :1],
+                        prompts,
+                        visible_mask=tensors["visible_mask"] if teacher else None,
+                        depth=tensors["depth"] if teacher else None,
+                        intrinsics=tensors["K"] if teacher else None,
+                    )
+                    pseudo = None
+                    if aux_depth_model is not None:
+                        with torch.no_grad():
+                            pseudo = aux_depth_model(tensors["image"]).float()
+                loss, terms = zeroshape_w_loss(
+                    latent,
+                    tensors,
+                    logits if stage == JOINT_STAGE else None,
+                    recipe.loss_weights,
+                    config.image_size,
+                    pseudo,
                 )
-                pseudo = None
-                if aux_depth_model is not None:
-                    with torch.no_grad():
-                        pseudo = aux_depth_model(tensors["image"]).float()
-            loss, terms = zeroshape_w_loss(
-                latent, tensors, logits if stage == 2 else None, recipe.loss_weights, config.image_size, pseudo
-            )
-            if stage == 1:  # the shape parts get zero gradients (and a zero learning rate) in stage 1
+            if stage == PIXEL_STAGE:  # the shape parts get zero gradients (and a zero learning rate) here
                 loss = loss + 0.0 * logits.sum()
             if not torch.isfinite(loss):
                 raise FloatingPointError(
@@ -520,7 +623,8 @@ def train(
                         writer.add_scalar(f"loss/{name}", value, step)
                     writer.add_scalar("lr/pixel", pixel_lr, step)
                     writer.add_scalar("lr/shape", shape_lr, step)
-                    writer.add_scalar("train/teacher_forcing", forcing if stage == 2 else 1.0, step)
+                    writer.add_scalar("train/teacher_forcing", forcing if stage == JOINT_STAGE else 1.0, step)
+                    writer.add_scalar("train/stage", stage, step)
                     writer.add_scalar("train/grad_norm", float(grad_norm), step)
                     writer.add_scalar("train/samples_per_second", batch_size * dist.world / step_times[-1], step)
                 if bar is not None:

@@ -17,7 +17,8 @@ ResNetBlock = Literal["basic", "bottleneck"]
 # The category-agnostic prompt of ZeroShape-W: with it the model needs no recognition step.
 AGNOSTIC_PROMPT = "object"
 
-# Everyday categories the project's synthetic data covers; "object" is always first.
+# The one list of category names: the learned prompt table and the procedural data source both read it
+# (training.data.procedural refuses to import if its builders disagree). "object" is always first.
 DEFAULT_CATEGORIES: tuple[str, ...] = (
     AGNOSTIC_PROMPT,
     "chair",
@@ -32,6 +33,9 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
     "bottle",
     "vase",
     "bowl",
+    "stool",
+    "bench",
+    "shelf",
 )
 
 
@@ -96,6 +100,12 @@ class DecoderConfig:
     """Layers whose input is concatenated with the MLP's own input (xyz and point feature)."""
     softplus_beta: float = 100.0
     drop_path: float = 0.1
+    pixel_aligned: bool = False
+    """Give every query point what the camera saw along its ray (backend/model/pixel_aligned.py): its signed
+    distance to the visible surface, the visible and occluder masks and the coordinate encoder's fine
+    features at its pixel. False is the published decoder (tokens only), which ZeroShape's weights fit."""
+    evidence_hidden: int = 64
+    """Hidden width of the MLP that embeds the pixel-aligned evidence (pixel_aligned only)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +232,7 @@ SMALL = ModelConfig(
         text_query_dim=16,
         occupancy_hidden=64,
         drop_path=0.0,
+        pixel_aligned=True,
     ),
     text=TextEncoderConfig(kind="category_table", embed_dim=64),
 )
@@ -250,6 +261,8 @@ TINY = ModelConfig(
         text_query_dim=8,
         occupancy_hidden=32,
         drop_path=0.0,
+        pixel_aligned=True,
+        evidence_hidden=16,
     ),
     text=TextEncoderConfig(kind="category_table", embed_dim=16),
 )

@@ -46,12 +46,20 @@ class CoordEncoder(nn.Module):
         self.global_blocks = nn.Sequential(*(ResidualConvBlock(global_channels, 1) for _ in range(num_blocks)))
         self.global_proj = nn.Linear(global_channels, width)
         self.grid = config.input_size // 16
+        self.fine_channels = config.channels[0] * block.expansion
+        """Channels of layer1's map [B, C1, S/4, S/4], the fine features pixel-aligned queries sample."""
 
     def forward(self, coord_map: torch.Tensor) -> torch.Tensor:
+        """[B, 4, S, S] → tokens [B, 1 + (S/16)², width]."""
+        return self.forward_with_features(coord_map)[0]
+
+    def forward_with_features(self, coord_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, 4, S, S] → (tokens [B, 1 + (S/16)², width], layer1 features [B, C1, S/4, S/4])."""
         r = self.resnet
         x = r.maxpool(r.act1(r.bn1(r.conv1(coord_map))))
-        local_features = r.layer3(r.layer2(r.layer1(x)))  # [B, C3, S/16, S/16]
+        fine = r.layer1(x)
+        local_features = r.layer3(r.layer2(fine))  # [B, C3, S/16, S/16]
         global_features = r.layer4(local_features).mean(dim=(2, 3), keepdim=True)  # [B, C4, 1, 1]
         local_tokens = self.local_proj(self.local_blocks(local_features)).flatten(2).transpose(1, 2)
         global_token = self.global_proj(self.global_blocks(global_features).flatten(1))[:, None]
-        return torch.cat([global_token, local_tokens], dim=1)
+        return torch.cat([global_token, local_tokens], dim=1), fine

@@ -18,6 +18,7 @@ from timm.layers import DropPath
 from torch import nn
 
 from .config import DecoderConfig
+from .pixel_aligned import EvidenceEmbedding, PixelEvidence
 
 
 def sincos_pos_embed_2d(dim: int, grid: int) -> torch.Tensor:
@@ -139,9 +140,13 @@ class OccupancyMLP(nn.Module):
 
 
 class ImplicitDecoder(nn.Module):
-    """tokens [B, T, C], text embedding [B, E], points [B, N, 3] → occupancy logits [B, N]."""
+    """tokens [B, T, C], text embedding [B, E], points [B, N, 3] → occupancy logits [B, N].
 
-    def __init__(self, config: DecoderConfig, text_dim: int, token_grid: int):
+    With `config.pixel_aligned`, each point's query also carries the embedding of its pixel-aligned evidence
+    (backend/model/pixel_aligned.py), added to the point embedding before the cross-attention blocks.
+    """
+
+    def __init__(self, config: DecoderConfig, text_dim: int, token_grid: int, feature_channels: int = 0):
         super().__init__()
         width = config.width
         self.latent_proj = nn.Linear(width, width)
@@ -151,6 +156,9 @@ class ImplicitDecoder(nn.Module):
         point_dim = width - config.text_query_dim
         self.point_embed = nn.Sequential(nn.Linear(3, width), nn.GELU(), nn.Linear(width, point_dim))
         self.text_proj = nn.Linear(text_dim, config.text_query_dim)
+        self.evidence_embed = (
+            EvidenceEmbedding(feature_channels, config.evidence_hidden, point_dim) if config.pixel_aligned else None
+        )
         self.blocks = nn.ModuleList(
             DecoderBlock(width, config.num_heads, config.mlp_ratio, config.drop_path) for _ in range(config.num_blocks)
         )
@@ -163,10 +171,21 @@ class ImplicitDecoder(nn.Module):
             config.softplus_beta,
         )
 
-    def forward(self, tokens: torch.Tensor, text_embedding: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        text_embedding: torch.Tensor,
+        points: torch.Tensor,
+        evidence: PixelEvidence | None = None,
+    ) -> torch.Tensor:
         latents = self.latent_proj(tokens) + self.pos_embed
         text_query = self.text_proj(text_embedding)[:, None].expand(-1, points.shape[1], -1)
-        queries = torch.cat([self.point_embed(points), text_query], dim=-1)
+        point_query = self.point_embed(points)
+        if self.evidence_embed is not None:
+            if evidence is None:
+                raise ValueError("this decoder reads pixel-aligned evidence: pass the latent's `evidence`")
+            point_query = point_query + self.evidence_embed(points, evidence)
+        queries = torch.cat([point_query, text_query], dim=-1)
         last = len(self.blocks) - 1
         for index, block in enumerate(self.blocks):
             # The last block's latent update would be thrown away, so it is skipped.

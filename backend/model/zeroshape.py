@@ -22,9 +22,11 @@ from .coord_encoder import CoordEncoder
 from .geometry import Normalisation, normalise_points, resize_coordinate_map, unproject_depth
 from .heads import DepthHead, IntrinsicsHead, MaskHead
 from .implicit import ImplicitDecoder
+from .pixel_aligned import PixelEvidence, surface_maps
 from .text import TextEncoder, build_text_encoder
 
-# Parts trained in stage 1 (pixel-level regression) and their order in parameter tables.
+# Parts trained in the pixel stage (pixel-level regression) and their order in parameter tables; the shape
+# stage trains SHAPE_COMPONENTS alone.
 PIXEL_COMPONENTS = ("backbone", "intrinsics_head", "depth_head", "visible_mask_head", "occluder_mask_head")
 SHAPE_COMPONENTS = ("coord_encoder", "decoder")
 COMPONENTS = (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS, "text_encoder")
@@ -52,6 +54,8 @@ class Latent:
     """[B, T, C] shape tokens, global token first."""
     text_embedding: torch.Tensor
     """[B, E]."""
+    evidence: PixelEvidence | None = None
+    """What pixel-aligned queries sample (decoders with `pixel_aligned` only)."""
 
 
 class ZeroShapeW(nn.Module):
@@ -87,7 +91,9 @@ class ZeroShapeW(nn.Module):
         self.visible_mask_head = MaskHead(fine, text_dim)
         self.occluder_mask_head = MaskHead(fine, text_dim, extra_channels=1)
         self.coord_encoder = CoordEncoder(config.coord_encoder, config.decoder.width, config.coord_encoder_blocks)
-        self.decoder = ImplicitDecoder(config.decoder, text_dim, self.coord_encoder.grid)
+        self.decoder = ImplicitDecoder(
+            config.decoder, text_dim, self.coord_encoder.grid, self.coord_encoder.fine_channels
+        )
 
     # ----------------------------------------------------------------------------------------- API
     def embed_text(self, text: Sequence[str] | torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -133,33 +139,78 @@ class ZeroShapeW(nn.Module):
         )
         occluder_logits = self.occluder_mask_head(fine_map, text_embedding, extra=visible_prob_fine)
 
-        if visible_mask is None:
-            visible = torch.sigmoid(visible_logits) >= self.config.mask_threshold
-        else:
-            visible = visible_mask >= 0.5
-        shape_depth = predicted_depth if depth is None else depth.to(predicted_depth.dtype)
-        shape_K = K if intrinsics is None else intrinsics.to(K.dtype)
-        points, normalisation = normalise_points(unproject_depth(shape_depth, shape_K), visible)
+        visible_prob = torch.sigmoid(visible_logits)
+        visible = visible_prob >= self.config.mask_threshold if visible_mask is None else visible_mask >= 0.5
+        shape = self.encode_shape(
+            predicted_depth if depth is None else depth.to(predicted_depth.dtype),
+            K if intrinsics is None else intrinsics.to(K.dtype),
+            visible,
+            torch.sigmoid(occluder_logits),
+            text_embedding,
+            visible_prob=visible_prob if visible_mask is None else visible.to(visible_prob.dtype),
+        )
+        shape.intrinsics, shape.depth = K, predicted_depth
+        shape.visible_mask_logits, shape.occluder_mask_logits = visible_logits, occluder_logits
+        return shape
+
+    def encode_shape(
+        self,
+        depth: torch.Tensor,
+        intrinsics: torch.Tensor,
+        visible: torch.Tensor,
+        occluder_prob: torch.Tensor,
+        text_embedding: torch.Tensor,
+        visible_prob: torch.Tensor | None = None,
+    ) -> Latent:
+        """The 3D half alone: visible shape → tokens (and pixel-aligned evidence), without the backbone.
+
+        `encode` calls it with its predictions; the shape stage of training calls it with (augmented) true
+        depth, camera and masks, which is much faster than running the backbone.
+
+        Args:
+            depth: [B, 1, H, W] camera z; intrinsics: [B, 3, 3] K in pixels.
+            visible: [B, 1, H, W] bool, the pixels that form the visible shape.
+            occluder_prob: [B, 1, H, W] occluder-mask probability in [0, 1].
+            text_embedding: [B, E].
+            visible_prob: [B, 1, H, W] visible-mask probability (default: `visible` itself).
+        Returns:
+            a Latent whose pixel fields (intrinsics, depth, mask logits) are these inputs.
+        """
+        points, normalisation = normalise_points(unproject_depth(depth, intrinsics), visible)
         weight = visible.to(points.dtype)
+        if visible_prob is None:
+            visible_prob = weight
         coord_size = self.config.coord_encoder.input_size
         coord_map = torch.cat(
             [
                 resize_coordinate_map(points, weight, coord_size),
-                F.interpolate(torch.sigmoid(occluder_logits), size=(coord_size, coord_size), mode="bilinear"),
+                F.interpolate(occluder_prob, size=(coord_size, coord_size), mode="bilinear"),
             ],
             dim=1,
         )
-        tokens = self.coord_encoder(coord_map)
+        tokens, fine_features = self.coord_encoder.forward_with_features(coord_map)
+        evidence = None
+        if self.config.decoder.pixel_aligned:
+            evidence = PixelEvidence(
+                intrinsics=intrinsics,
+                normalisation=normalisation,
+                surface=surface_maps(
+                    depth, visible, points, visible_prob.to(depth.dtype), occluder_prob.to(depth.dtype)
+                ),
+                features=fine_features,
+            )
+        probability = lambda p: torch.logit(p.float().clamp(1e-4, 1 - 1e-4))  # noqa: E731
         return Latent(
-            intrinsics=K,
-            depth=predicted_depth,
-            visible_mask_logits=visible_logits,
-            occluder_mask_logits=occluder_logits,
+            intrinsics=intrinsics,
+            depth=depth,
+            visible_mask_logits=probability(visible_prob),
+            occluder_mask_logits=probability(occluder_prob),
             visible_points=points,
             visible=visible,
             normalisation=normalisation,
             tokens=tokens,
             text_embedding=text_embedding,
+            evidence=evidence,
         )
 
     def query(self, points: torch.Tensor, latent: Latent) -> torch.Tensor:
@@ -170,19 +221,29 @@ class ZeroShapeW(nn.Module):
         Returns:
             [B, N] logits; sigmoid > 0.5 means inside. Each point's value is independent of the others.
         """
-        return self.decoder(latent.tokens, latent.text_embedding, points)
+        return self.decoder(latent.tokens, latent.text_embedding, points, latent.evidence)
 
     def forward(
         self,
-        image: torch.Tensor,
+        image: torch.Tensor | None,
         points: torch.Tensor | None,
         text: Sequence[str] | str | torch.Tensor | None = None,
         visible_mask: torch.Tensor | None = None,
         depth: torch.Tensor | None = None,
         intrinsics: torch.Tensor | None = None,
+        occluder_mask: torch.Tensor | None = None,
     ) -> tuple[Latent, torch.Tensor | None]:
-        """`encode` then `query` (training goes through here so DDP sees one call). points None: encode only."""
-        latent = self.encode(image, text, visible_mask, depth, intrinsics)
+        """`encode` then `query` (training goes through here so DDP sees one call). points None: encode only.
+
+        image None: the 3D half alone (`encode_shape`) on the given depth, intrinsics, visible mask and
+        occluder mask [B, 1, H, W] (the shape stage of training)."""
+        if image is None:
+            if visible_mask is None or depth is None or intrinsics is None or occluder_mask is None:
+                raise ValueError("without an image, give depth, intrinsics, visible_mask and occluder_mask")
+            text_embedding = self.embed_text(text, depth.shape[0]).to(depth.dtype)
+            latent = self.encode_shape(depth, intrinsics, visible_mask >= 0.5, occluder_mask, text_embedding)
+        else:
+            latent = self.encode(image, text, visible_mask, depth, intrinsics)
         return latent, None if points is None else self.query(points, latent)
 
     # -------------------------------------------------------------------------------- bookkeeping

@@ -16,6 +16,7 @@ from training.evaluate import (
     CONDITIONS,
     METHODS,
     METRIC_KEYS,
+    ORACLES,
     EvalOptions,
     evaluate_dataset,
     format_tables,
@@ -44,7 +45,7 @@ def test_rows_cover_every_method_condition_and_view(rows):
     keys = {(r["object_id"], r["view"], r["condition"], r["method"]) for r in rows}
     assert len(keys) == len(rows)
     assert {r["view"] for r in rows} == {"view_000"}
-    assert {r["method"] for r in rows} == set(METHODS)
+    assert {r["method"] for r in rows} == {"model", "visible", "sphere"}  # no oracle rows unless asked
     assert {r["condition"] for r in rows} == set(CONDITIONS)
     assert {r["category"] for r in rows} == {"chair", "table", "sofa"}
     for row in rows:
@@ -79,8 +80,9 @@ def test_the_sphere_baseline_ignores_the_occluders(rows):
 @pytest.mark.blender
 def test_tables_and_their_markdown(rows):
     result = tables(rows)
-    assert list(result["overall"]) == list(METHODS)
-    for method in METHODS:
+    scored = ["model", "visible", "sphere"]
+    assert list(result["overall"]) == scored
+    for method in scored:
         for condition in CONDITIONS:
             group = result["overall"][method][condition]
             assert group["n"] == 3
@@ -92,7 +94,7 @@ def test_tables_and_their_markdown(rows):
     assert "| category | model clean | model occluded | visible clean" in text
     for category in ("chair", "table", "sofa"):
         assert f"| {category} |" in text
-    for method in METHODS:
+    for method in scored:
         for condition in CONDITIONS:
             assert f"| {method} | {condition} | 3 |" in text
 
@@ -131,12 +133,13 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     checkpoint = tiny_run.out / "model.safetensors"
     quick = ["--views-per-object", "1", "--resolution", "32", "--samples", "2000", "--device", "cpu", "--threads", "1"]
     result = run_cli(
-        "evaluate", "--checkpoint", str(checkpoint), "--data", str(tiny_run.data), *quick, "--out", str(out)
+        "evaluate", "--checkpoint", str(checkpoint), "--data", str(tiny_run.data), *quick, "--out", str(out), "--oracle"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| method | condition |" in result.stdout
+    assert "| oracle-all | clean | 3 |" in result.stdout
     lines = (out / "rows.jsonl").read_text().splitlines()
-    assert len(lines) == 18
+    assert len(lines) == 3 * 2 * len(METHODS)  # 3 views, clean and occluded, the model, 3 oracles, 2 baselines
     assert {json.loads(line)["method"] for line in lines} == set(METHODS)
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"overall", "per_category"}
@@ -154,3 +157,41 @@ def test_select_views_takes_every_nth_object_and_its_first_views():
     assert select_views(dataset, 1, object_stride=3) == [0, 8]  # objects a, d
     with pytest.raises(ValueError, match="object_stride must be at least 1"):
         select_views(dataset, 1, object_stride=0)
+
+
+@pytest.mark.blender
+def test_oracle_rows_use_the_truth_they_name(tiny_run, monkeypatch):
+    """--oracle adds one row per oracle on the same views, and each oracle encodes with exactly the true inputs
+    it names (the true visible mask is the occluded one under occlusion)."""
+    import training.evaluate as evaluate_module
+
+    model = load_checkpoint(tiny_run.out / "model.safetensors")
+    calls = []
+    original = evaluate_module.predict_mesh
+
+    def spy(model, image, prompt, resolution, level=None, truth=None):
+        calls.append(truth)
+        return original(model, image, prompt, resolution, level, truth)
+
+    monkeypatch.setattr(evaluate_module, "predict_mesh", spy)
+    options = EvalOptions(resolution=32, surface_samples=500, views_per_object=1, oracle=True, baselines=False)
+    with one_torch_thread():
+        rows = evaluate_dataset(model, [tiny_run.data], options, limit=1)
+    assert {r["method"] for r in rows} == {"model", *ORACLES}
+    assert len(rows) == 2 * (1 + len(ORACLES))  # one view, clean and occluded
+    assert [None if c is None else tuple(sorted(c)) for c in calls[: 1 + len(ORACLES)]] == [
+        None,
+        ("visible_mask",),
+        ("depth", "intrinsics"),
+        ("depth", "intrinsics", "visible_mask"),
+    ]
+    clean_mask, occluded_mask = calls[1]["visible_mask"], calls[1 + 1 + len(ORACLES)]["visible_mask"]
+    assert occluded_mask.sum() < clean_mask.sum()  # the cut-out hides part of the object
+    K = calls[2]["intrinsics"]
+    assert K.shape == (3, 3)
+    assert K[2, 2] == 1.0
+    assert set(METHODS) >= {"model", *ORACLES}
+    result = format_tables(tables(rows))
+    assert "| oracle-all | clean | 1 |" in result
+    with pytest.raises(ValueError, match="Pix3D"):
+        evaluate_module.evaluate_pix3d(model, tiny_run.data, options)

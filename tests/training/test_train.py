@@ -23,7 +23,19 @@ from backend.model.checkpoint import load_checkpoint, read_header
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS
 from tests.training.conftest import ROOT, cpu_options, one_torch_thread, run_cli
 from training.recipes import get_recipe
-from training.train import FINAL_CHECKPOINT, LAST_CHECKPOINT, STATE_FILE, TrainOptions, learning_rates, stage_of, train
+from training.train import (
+    FINAL_CHECKPOINT,
+    JOINT_STAGE,
+    LAST_CHECKPOINT,
+    PIXEL_STAGE,
+    SHAPE_STAGE,
+    STATE_FILE,
+    TrainOptions,
+    learning_rates,
+    resolve_recipe,
+    stage_of,
+    train,
+)
 
 RESUME_STEPS = 12
 
@@ -423,3 +435,111 @@ def test_train_cli_passes_loss_weights_and_clip_through(tiny_run, tmp_path):
     refused = run_cli(*train_args(tiny_run.data, tmp_path / "bad", "--loss-weight", "colour=1"))
     assert refused.returncode == 1
     assert "unknown loss term 'colour'" in refused.stderr
+
+
+# --------------------------------------------------------------------------------------------------- shape stage
+def test_the_shape_stage_runs_first_and_trains_only_the_shape_parts():
+    import dataclasses
+
+    recipe = dataclasses.replace(get_recipe("tiny"), shape_stage_fraction=0.2)
+    steps = 200
+    shape, pixel = round(steps * 0.2), round(steps * recipe.stage1_fraction)
+    assert stage_of(0, recipe, steps) == (SHAPE_STAGE, 0, shape)
+    assert stage_of(shape, recipe, steps) == (PIXEL_STAGE, shape, pixel)
+    assert stage_of(shape + pixel, recipe, steps) == (JOINT_STAGE, shape + pixel, steps - shape - pixel)
+    for step in range(shape):
+        pixel_lr, shape_lr, _ = learning_rates(step, recipe, steps, 1e-3)
+        assert pixel_lr == 0.0
+        assert shape_lr > 0.0
+    assert learning_rates(shape - 1, recipe, steps, 1e-3)[1] < learning_rates(shape // 2, recipe, steps, 1e-3)[1]
+    with pytest.raises(ValueError, match="more than the whole run"):
+        resolve_recipe(TrainOptions(data=("x",), out="y", config="tiny", shape_stage_fraction=0.9))
+
+
+@pytest.mark.blender
+def test_shape_stage_steps_leave_the_pixel_parts_alone(tiny_run, tmp_path):
+    """Two shape-stage steps (no backbone): only the coordinate encoder and decoder change, only occupancy is a
+    loss, and the options are recorded."""
+    seen = []
+    with one_torch_thread():
+        result = train(
+            cpu_options(
+                tiny_run.data,
+                tmp_path / "shape",
+                max_steps=4,
+                init=str(tiny_run.init),
+                shape_stage_fraction=0.5,
+                stage1_fraction=0.0,
+            ),
+            on_step=lambda step, losses: seen.append((step, set(losses))),
+        )
+    assert [losses for step, losses in seen[:2]] == [{"occupancy", "total"}] * 2
+    assert all("camera" in losses for step, losses in seen[2:])  # then the joint stage
+    before = load_file(tiny_run.init)
+    state = torch.load(tmp_path / "shape" / STATE_FILE, map_location="cpu", weights_only=True)
+    assert state["step"] == 4
+    options = json.loads((tmp_path / "shape" / "options.json").read_text())
+    assert options["recipe"]["shape_stage_fraction"] == 0.5
+    # A 2-step shape-only run: the pixel parts keep their initial weights exactly.
+    with one_torch_thread():
+        shape_only = train(
+            cpu_options(
+                tiny_run.data,
+                tmp_path / "shape-only",
+                max_steps=2,
+                init=str(tiny_run.init),
+                shape_stage_fraction=1.0,
+                stage1_fraction=0.0,
+            )
+        )
+    after = load_file(shape_only.checkpoint)
+    for name in before:
+        if "running_" in name or "num_batches" in name:
+            continue
+        same = torch.equal(before[name].float(), after[name].float())
+        if name.split(".")[0] in PIXEL_COMPONENTS or name.startswith("text_encoder."):
+            assert same, f"{name} changed in the shape stage"
+    assert any(
+        not torch.equal(before[n].float(), after[n].float()) for n in before if n.split(".")[0] in SHAPE_COMPONENTS
+    )
+    assert result.finished
+
+
+def test_warm_start_keeps_category_rows_by_name():
+    """An older table (fewer categories) warm-starts a newer one: shared categories keep their rows, new ones
+    start from "object", whatever the order."""
+    from backend.model.text import CategoryTableEncoder
+    from training.train import copy_matching_weights
+
+    old = CategoryTableEncoder(("object", "chair", "mug"), 8)
+    new = CategoryTableEncoder(("object", "mug", "chair", "stool"), 8)
+    copied, kept = copy_matching_weights(old, new)
+    assert "table.weight" in copied
+    assert not kept
+    old_rows, new_rows = old.table.weight, new.table.weight
+    assert torch.equal(new_rows[0], old_rows[0])
+    assert torch.equal(new_rows[1], old_rows[2])
+    assert torch.equal(new_rows[2], old_rows[1])
+    assert torch.equal(new_rows[3], old_rows[0])
+
+
+def test_pixel_aligned_override_changes_the_decoder_only():
+    from training.train import model_config
+
+    token_only = model_config(TrainOptions(data=("x",), out="y", config="small", pixel_aligned=False))
+    assert not token_only.decoder.pixel_aligned
+    assert token_only.backbone == get_recipe_config("small").backbone
+    assert model_config(TrainOptions(data=("x",), out="y", config="small")) == get_recipe_config("small")
+    parser = build_parser()
+    args = parser.parse_args(
+        ["train", "--data", "d", "--out", "o", "--no-pixel-aligned", "--shape-stage-fraction", "0.3"]
+    )
+    assert args.pixel_aligned is False
+    assert args.shape_stage_fraction == 0.3
+    assert build_parser().parse_args(["train", "--data", "d", "--out", "o"]).pixel_aligned is None
+
+
+def get_recipe_config(name: str):
+    from backend.model.config import get_config
+
+    return get_config(name)

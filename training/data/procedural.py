@@ -31,6 +31,8 @@ import numpy as np
 import trimesh
 from scipy.interpolate import PchipInterpolator
 
+from backend.model.config import AGNOSTIC_PROMPT, DEFAULT_CATEGORIES
+
 MAX_FACES = 5000
 """Upper bound on faces per object; the builders' parameter ranges are chosen to stay below it."""
 
@@ -1192,8 +1194,14 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], Parts]] = {
     "shelf": _shelf,
 }
 
-CATEGORIES: tuple[str, ...] = tuple(_BUILDERS)
-"""Every category `make_object` can build."""
+CATEGORIES: tuple[str, ...] = tuple(c for c in DEFAULT_CATEGORIES if c != AGNOSTIC_PROMPT)
+"""Every category `make_object` can build: the model's category table (one list for both), minus "object"."""
+if set(CATEGORIES) != set(_BUILDERS):
+    raise ImportError(
+        "backend.model.config.DEFAULT_CATEGORIES and the procedural builders disagree: "
+        f"no builder for {sorted(set(CATEGORIES) - set(_BUILDERS))}, not in the table: "
+        f"{sorted(set(_BUILDERS) - set(CATEGORIES))}"
+    )
 
 
 def _check_category(category: str) -> None:
