@@ -21,6 +21,8 @@ class ThroughputResult:
     batch_size: int
     query_points: int
     step_seconds: list[float]
+    stage: str = "joint"
+    precision: str = "fp32"
 
     @property
     def samples_per_second_median(self) -> float:
@@ -30,7 +32,7 @@ class ThroughputResult:
         times = ", ".join(f"{t:.3f}" for t in self.step_seconds)
         return (
             f"config={self.config} device={self.device} threads={self.threads} batch={self.batch_size} "
-            f"points/image={self.query_points}\n"
+            f"points/image={self.query_points} stage={self.stage} precision={self.precision}\n"
             f"step seconds: {times}\n"
             f"training throughput: {self.samples_per_second_median:.2f} samples/s (median step), "
             f"{self.batch_size / min(self.step_seconds):.2f} samples/s (best step)"
@@ -58,8 +60,19 @@ def train_throughput(
     device: str = "cpu",
     threads: int | None = None,
     seed: int = 0,
+    stage: str = "joint",
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> ThroughputResult:
-    """Time full optimisation steps (forward, backward, AdamW) on random inputs of the right shapes."""
+    """Time full optimisation steps (forward, backward, AdamW) on random inputs of the right shapes.
+
+    stage: "joint" runs the whole model (image → occupancy); "shape" the 3D half alone on a given visible
+    shape, as the shape stage of training does. precision: "fp32", or "bf16" autocast (on CPUs with bf16
+    instructions, e.g. AVX512-BF16 or AMX, as on a GPU). channels_last: the image-side tensors in NHWC."""
+    if stage not in ("joint", "shape"):
+        raise ValueError(f"unknown stage {stage!r}; choose joint or shape")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"training benchmarks run in fp32 or bf16, not {precision!r}")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -74,13 +87,26 @@ def train_throughput(
     occluder = (torch.rand(batch_size, 1, size, size, device=device) > 0.8).float()
     depth = torch.rand(batch_size, 1, size, size, device=device)
     prompts = ["object"] * batch_size
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        image = image.contiguous(memory_format=torch.channels_last)
+    K = torch.tensor([[1.4 * size, 0.0, size / 2], [0.0, 1.4 * size, size / 2], [0.0, 0.0, 1.0]], device=device)
+    K = K.expand(batch_size, 3, 3)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" else None
 
     def step() -> float:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        latent, logits = model(image, points, prompts, visible_mask=visible)
-        loss = stand_in_loss(latent, logits, occupancy, visible, occluder, depth)
+        with torch.autocast(device.split(":")[0], dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            if stage == "shape":
+                _, logits = model(
+                    None, points, prompts, visible_mask=visible, depth=depth + 1.0, intrinsics=K, occluder_mask=occluder
+                )
+                loss = F.binary_cross_entropy_with_logits(logits.float(), occupancy)
+            else:
+                latent, logits = model(image, points, prompts, visible_mask=visible)
+                loss = stand_in_loss(latent, logits.float(), occupancy, visible, occluder, depth)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -91,7 +117,9 @@ def train_throughput(
     for _ in range(warmup):
         step()
     times = [step() for _ in range(steps)]
-    return ThroughputResult(config_name, device, torch.get_num_threads(), batch_size, query_points, times)
+    return ThroughputResult(
+        config_name, device, torch.get_num_threads(), batch_size, query_points, times, stage, precision
+    )
 
 
 def forward_latency(

@@ -97,6 +97,9 @@ def command_benchmark(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         device=args.device,
         threads=args.threads,
+        stage=args.stage,
+        precision=args.precision,
+        channels_last=args.channels_last,
     )
     print(result.report())
     return 0
@@ -469,7 +472,19 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--checkpoint", type=Path, help="reconstruct mode: weights (default: random)")
     benchmark.add_argument("--all-configs", action="store_true", help="reconstruct mode: tiny, small and paper")
     benchmark.add_argument(
-        "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="reconstruct mode: network arithmetic"
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16"],
+        help="network arithmetic in reconstruct and train modes (train: fp32 or bf16 autocast)",
+    )
+    benchmark.add_argument(
+        "--stage",
+        default="joint",
+        choices=["joint", "shape"],
+        help="train mode: joint = the whole model; shape = the 3D half alone, as the shape stage trains it",
+    )
+    benchmark.add_argument(
+        "--channels-last", action="store_true", help="train mode: NHWC memory layout for the image side"
     )
     benchmark.add_argument(
         "--no-dense", action="store_true", help="reconstruct mode: skip the dense-grid comparison (IoU)"
