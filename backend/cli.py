@@ -317,6 +317,7 @@ def command_train(args: argparse.Namespace) -> int:
         shape_stage_fraction=args.shape_stage_fraction,
         pixel_aligned=args.pixel_aligned,
         teacher_forcing=tuple(args.teacher_forcing) if args.teacher_forcing else None,
+        corrupt_teacher_forcing=args.corrupt_teacher_forcing,
         loss_weights=parse_loss_weights(args.loss_weight),
         grad_clip=args.grad_clip,
         seed=args.seed,
@@ -673,6 +674,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar=("START", "END"),
         help="probability that a stage-2 step builds the visible shape from the true depth, camera and mask, at the "
         "stage's start and end, linear in between (default: the recipe's; e.g. 0.2 0.1 to continue a trained run)",
+    )
+    train.add_argument(
+        "--corrupt-teacher-forcing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stage-2 teacher forcing gives the true shape corrupted like predictions (as the shape stage does) "
+        "instead of the exact truth (default: the recipe's, off)",
     )
     train.add_argument(
         "--loss-weight",

@@ -34,6 +34,9 @@ class TrainRecipe:
     """Probability (start, end of stage 2, linear) that a step builds the visible shape from the true depth,
     camera and mask instead of the predicted ones: a from-scratch shape decoder first learns from clean
     shapes, then from the predictions it will see at inference."""
+    corrupt_teacher_forcing: bool = False
+    """Stage-2 teacher forcing gives the true shape corrupted like predictions (training.shape_augment) instead of
+    the exact truth, so a decoder that learned to read evidence in the shape stage keeps reading it."""
     prompt_dropout: float = 0.3
     """Probability that a sample's category prompt is replaced by "object" (keeps the agnostic setting working)."""
     box_fraction: float = 0.125

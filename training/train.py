@@ -73,6 +73,8 @@ class TrainOptions:
     teacher_forcing: tuple[float, float] | None = None
     """Teacher-forcing probability at the start and end of stage 2; default: the recipe's. A warm-started
     decoder already reads clean shapes, so continuing a run wants it low from the start."""
+    corrupt_teacher_forcing: bool | None = None
+    """Stage-2 teacher forcing with the truth corrupted like predictions; default: the recipe's."""
     loss_weights: tuple[tuple[str, float], ...] = ()
     """(term, weight) pairs that replace the recipe's loss weights, e.g. (("camera", 1.0),)."""
     grad_clip: float | None = None
@@ -336,6 +338,17 @@ def _load_state(path: Path) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------- loop
+def _corrupted_truth(tensors: dict[str, torch.Tensor], seed: int, step: int) -> dict[str, torch.Tensor]:
+    """The step's true depth, K and visible mask corrupted like predictions (training.shape_augment), as the
+    keyword arguments `ZeroShapeW.forward` takes them."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
+    depth, K, visible = corrupt_visible_shape(
+        tensors["depth"].cpu(), tensors["K"].cpu(), tensors["visible_mask"].cpu(), ShapeAugmentation(), generator
+    )
+    device = tensors["depth"].device
+    return {"visible_mask": visible.to(device), "depth": depth.to(device), "intrinsics": K.to(device)}
+
+
 def _shape_step(
     network: torch.nn.Module,
     model: ZeroShapeW,
@@ -348,20 +361,13 @@ def _shape_step(
     dist: _Distributed,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One shape-stage loss: occupancy from true visible shapes corrupted like predictions, no backbone."""
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + step + 7)
-    depth, K, visible = corrupt_visible_shape(
-        tensors["depth"].cpu(), tensors["K"].cpu(), tensors["visible_mask"].cpu(), ShapeAugmentation(), generator
-    )
-    device = tensors["depth"].device
     with autocast:
         _, logits = network(
             None,
             tensors["points"],
             prompts,
-            visible_mask=visible.to(device),
-            depth=depth.to(device),
-            intrinsics=K.to(device),
             occluder_mask=tensors["occluder_mask"],
+            **_corrupted_truth(tensors, seed, step),
         )
     occupancy = occupancy_loss(logits, tensors["occupancy"])
     loss = recipe.loss_weights.occupancy * occupancy
@@ -391,6 +397,8 @@ def resolve_recipe(options: TrainOptions) -> TrainRecipe:
         if not (0.0 <= start_p <= 1.0 and 0.0 <= end_p <= 1.0):
             raise ValueError(f"teacher_forcing probabilities must be in [0, 1], got {options.teacher_forcing}")
         recipe = dataclasses.replace(recipe, teacher_forcing=(float(start_p), float(end_p)))
+    if options.corrupt_teacher_forcing is not None:
+        recipe = dataclasses.replace(recipe, corrupt_teacher_forcing=options.corrupt_teacher_forcing)
     if options.loss_weights:
         known = [f.name for f in dataclasses.fields(LossWeights)]
         weights = {}
@@ -571,14 +579,21 @@ def train(
             if stage == SHAPE_STAGE:
                 loss, terms = _shape_step(network, model, tensors, prompts, recipe, options.seed, step, autocast, dist)
             else:
+                given = {}
+                if teacher:
+                    given = {
+                        "visible_mask": tensors["visible_mask"],
+                        "depth": tensors["depth"],
+                        "intrinsics": tensors["K"],
+                    }
+                    if stage == JOINT_STAGE and recipe.corrupt_teacher_forcing:
+                        given = _corrupted_truth(tensors, options.seed, step)
                 with autocast:
                     latent, logits = network(
                         tensors["image"],
                         tensors["points"] if stage == JOINT_STAGE else tensors["points"][:, :1],
                         prompts,
-                        visible_mask=tensors["visible_mask"] if teacher else None,
-                        depth=tensors["depth"] if teacher else None,
-                        intrinsics=tensors["K"] if teacher else None,
+                        **given,
                     )
                     pseudo = None
                     if aux_depth_model is not None:
