@@ -543,3 +543,27 @@ def get_recipe_config(name: str):
     from backend.model.config import get_config
 
     return get_config(name)
+
+
+@pytest.mark.blender
+def test_corrupted_teacher_forcing_feeds_the_corrupted_truth(tiny_run, tmp_path, monkeypatch):
+    """--corrupt-teacher-forcing: a teacher-forced stage-2 step goes through the shape corruption; without it, the
+    exact truth is given and nothing is corrupted."""
+    import training.train as train_module
+
+    calls = []
+    original = train_module.corrupt_visible_shape
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "corrupt_visible_shape", counting)
+    common = {"max_steps": 2, "init": str(tiny_run.init), "stage1_fraction": 0.0, "teacher_forcing": (1.0, 1.0)}
+    with one_torch_thread():
+        train(cpu_options(tiny_run.data, tmp_path / "exact", **common))
+        assert calls == []
+        train(cpu_options(tiny_run.data, tmp_path / "corrupted", corrupt_teacher_forcing=True, **common))
+    assert len(calls) == 2
+    recorded = json.loads((tmp_path / "corrupted" / "options.json").read_text())["recipe"]
+    assert recorded["corrupt_teacher_forcing"] is True
