@@ -89,7 +89,9 @@ class ServerProcess:
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
+    # A random tiny network has a surface for the coffee photo about half the time; seed 1 does (seed 0 stopped
+    # having one when the tiny decoder gained pixel-aligned layers). These tests check the wire, not the shape.
+    torch.manual_seed(1)
     path = tmp_path_factory.mktemp("server") / "tiny.safetensors"
     return save_checkpoint(ZeroShapeW(get_config("tiny")), path, provenance={"untrained": True})
 
