@@ -35,7 +35,7 @@ import torch
 
 from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from backend.model.config import AGNOSTIC_PROMPT, ModelConfig, get_config
-from backend.model.text import build_text_encoder
+from backend.model.text import CategoryTableEncoder, build_text_encoder
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShapeW
 from training.dataset import Augmentation, RenderedViews, SampleRequest, collate
 from training.losses import AuxiliaryDepthModel, LossWeights, occupancy_loss, zeroshape_w_loss
@@ -229,8 +229,6 @@ def copy_matching_weights(source: torch.nn.Module, target: torch.nn.Module) -> t
 
 def _category_tables(source: torch.nn.Module, target: torch.nn.Module) -> dict[str, torch.Tensor]:
     """{state-dict name: the target's category table filled from the source's rows by category name}."""
-    from backend.model.text import CategoryTableEncoder
-
     mine = dict(source.named_modules())
     tables = {}
     for name, module in target.named_modules():
@@ -580,14 +578,14 @@ def train(
                 loss, terms = _shape_step(network, model, tensors, prompts, recipe, options.seed, step, autocast, dist)
             else:
                 given = {}
-                if teacher:
+                if teacher and stage == JOINT_STAGE and recipe.corrupt_teacher_forcing:
+                    given = _corrupted_truth(tensors, options.seed, step)
+                elif teacher:
                     given = {
                         "visible_mask": tensors["visible_mask"],
                         "depth": tensors["depth"],
                         "intrinsics": tensors["K"],
                     }
-                    if stage == JOINT_STAGE and recipe.corrupt_teacher_forcing:
-                        given = _corrupted_truth(tensors, options.seed, step)
                 with autocast:
                     latent, logits = network(
                         tensors["image"],

@@ -141,17 +141,25 @@ class ZeroShapeW(nn.Module):
 
         visible_prob = torch.sigmoid(visible_logits)
         visible = visible_prob >= self.config.mask_threshold if visible_mask is None else visible_mask >= 0.5
-        shape = self.encode_shape(
+        points, normalisation, tokens, evidence = self._shape_half(
             predicted_depth if depth is None else depth.to(predicted_depth.dtype),
             K if intrinsics is None else intrinsics.to(K.dtype),
             visible,
+            visible_prob if visible_mask is None else visible.to(visible_prob.dtype),
             torch.sigmoid(occluder_logits),
-            text_embedding,
-            visible_prob=visible_prob if visible_mask is None else visible.to(visible_prob.dtype),
         )
-        shape.intrinsics, shape.depth = K, predicted_depth
-        shape.visible_mask_logits, shape.occluder_mask_logits = visible_logits, occluder_logits
-        return shape
+        return Latent(
+            intrinsics=K,
+            depth=predicted_depth,
+            visible_mask_logits=visible_logits,
+            occluder_mask_logits=occluder_logits,
+            visible_points=points,
+            visible=visible,
+            normalisation=normalisation,
+            tokens=tokens,
+            text_embedding=text_embedding,
+            evidence=evidence,
+        )
 
     def encode_shape(
         self,
@@ -176,10 +184,36 @@ class ZeroShapeW(nn.Module):
         Returns:
             a Latent whose pixel fields (intrinsics, depth, mask logits) are these inputs.
         """
+        if visible_prob is None:
+            visible_prob = visible.to(depth.dtype)
+        points, normalisation, tokens, evidence = self._shape_half(
+            depth, intrinsics, visible, visible_prob, occluder_prob
+        )
+        probability = lambda p: torch.logit(p.float().clamp(1e-4, 1 - 1e-4))  # noqa: E731
+        return Latent(
+            intrinsics=intrinsics,
+            depth=depth,
+            visible_mask_logits=probability(visible_prob),
+            occluder_mask_logits=probability(occluder_prob),
+            visible_points=points,
+            visible=visible,
+            normalisation=normalisation,
+            tokens=tokens,
+            text_embedding=text_embedding,
+            evidence=evidence,
+        )
+
+    def _shape_half(
+        self,
+        depth: torch.Tensor,
+        intrinsics: torch.Tensor,
+        visible: torch.Tensor,
+        visible_prob: torch.Tensor,
+        occluder_prob: torch.Tensor,
+    ) -> tuple[torch.Tensor, Normalisation, torch.Tensor, PixelEvidence | None]:
+        """Visible shape → (normalised points [B, 3, H, W], normalisation, tokens [B, T, C], evidence or None)."""
         points, normalisation = normalise_points(unproject_depth(depth, intrinsics), visible)
         weight = visible.to(points.dtype)
-        if visible_prob is None:
-            visible_prob = weight
         coord_size = self.config.coord_encoder.input_size
         coord_map = torch.cat(
             [
@@ -199,19 +233,7 @@ class ZeroShapeW(nn.Module):
                 ),
                 features=fine_features,
             )
-        probability = lambda p: torch.logit(p.float().clamp(1e-4, 1 - 1e-4))  # noqa: E731
-        return Latent(
-            intrinsics=intrinsics,
-            depth=depth,
-            visible_mask_logits=probability(visible_prob),
-            occluder_mask_logits=probability(occluder_prob),
-            visible_points=points,
-            visible=visible,
-            normalisation=normalisation,
-            tokens=tokens,
-            text_embedding=text_embedding,
-            evidence=evidence,
-        )
+        return points, normalisation, tokens, evidence
 
     def query(self, points: torch.Tensor, latent: Latent) -> torch.Tensor:
         """Occupancy logits of 3D points in the normalised frame.
