@@ -412,9 +412,9 @@ def command_release(args: argparse.Namespace) -> int:
 def command_data_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from training.data.render import RenderSettings, collect_sources, render_dataset, shard
+    from training.data.render import RenderSettings, collect_sources, render_dataset, shard, split
 
-    objects = collect_sources(args.source, args.per_category, args.seed, args.up_axis)
+    objects = split(collect_sources(args.source, args.per_category, args.seed, args.up_axis), args.split)
     manifest = "manifest.jsonl"
     if args.shard:
         objects = shard(objects, args.shard)
@@ -423,7 +423,14 @@ def command_data_render(args: argparse.Namespace) -> int:
     if args.limit:
         objects = objects[: args.limit]
     settings = RenderSettings(
-        views=args.views, samples=args.samples, own_appearance=args.own_appearance, timeout_s=args.timeout
+        views=args.views,
+        samples=args.samples,
+        own_appearance=args.own_appearance,
+        timeout_s=args.timeout,
+        clutter=args.clutter,
+        occlusion=args.occlusion,
+        hdri=args.hdri,
+        every_condition=args.every_condition,
     )
     bar = tqdm(total=len(objects), unit="object", dynamic_ncols=True)
 
@@ -597,8 +604,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         action="append",
         required=True,
-        help="a folder of assets (OBJ, GLB/GLTF, PLY, STL, OFF, FBX, .blend), 'procedural' or 'random-objects'; "
-        "repeatable",
+        help="a folder of assets (OBJ, GLB/GLTF, PLY, STL, OFF, FBX, .blend) or of Sweet Home 3D catalogues "
+        "(*.sh3f); 'procedural'; 'random-objects' (pybullet's 1000); 'sweethome3d' (Debian's "
+        "sweethome3d-furniture); '0ad' (Debian's 0ad-data: animals); repeatable",
+    )
+    render.add_argument(
+        "--split",
+        default="all",
+        choices=["all", "train", "val"],
+        help="asset objects held out for validation: 'val' keeps one object in ten (chosen by a hash of its id, "
+        "stable as sources grow), 'train' the other nine (default all)",
     )
     render.add_argument(
         "--up-axis",
@@ -622,6 +637,32 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FRACTION",
         help="share of textured assets (glTF, OBJ with materials, FBX, .blend) rendered with their own materials "
         "instead of a drawn colour × material (default 0.5)",
+    )
+    render.add_argument(
+        "--clutter",
+        type=float,
+        default=0.3,
+        metavar="FRACTION",
+        help="share of views with 2-4 other objects standing beside and behind the object (default 0.3)",
+    )
+    render.add_argument(
+        "--occlusion",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="share of views with clutter and a 3D object standing in front, hiding 15-60%% of it (default 0.2)",
+    )
+    render.add_argument(
+        "--hdri",
+        type=float,
+        default=0.3,
+        metavar="FRACTION",
+        help="share of objects lit by one of the 8 HDRIs inside the bpy wheel instead of a plain sky (default 0.3)",
+    )
+    render.add_argument(
+        "--every-condition",
+        action="store_true",
+        help="render each camera clean, cluttered and occluded (3 × --views views): for validation splits",
     )
     render.add_argument("--timeout", type=float, default=120.0, help="seconds per object before giving up")
     render.add_argument("--limit", type=int, help="only the first N objects (after sharding)")

@@ -17,8 +17,10 @@ ResNetBlock = Literal["basic", "bottleneck"]
 # The category-agnostic prompt of ZeroShape-W: with it the model needs no recognition step.
 AGNOSTIC_PROMPT = "object"
 
-# The one list of category names: the learned prompt table and the procedural data source both read it
-# (training.data.procedural refuses to import if its builders disagree). "object" is always first.
+# The one list of category names: the learned prompt table and every data source read it. The procedural
+# builders make a subset of it (training.data.procedural refuses to import a builder that is not here), and
+# the asset sources map their own names onto it (training.data.categories). "object" is always first; new
+# names are appended, so a checkpoint's table keeps its rows (warm starts copy rows by name anyway).
 DEFAULT_CATEGORIES: tuple[str, ...] = (
     AGNOSTIC_PROMPT,
     "chair",
@@ -36,6 +38,13 @@ DEFAULT_CATEGORIES: tuple[str, ...] = (
     "stool",
     "bench",
     "shelf",
+    "plant",
+    "animal",
+    "person",
+    "vehicle",
+    "appliance",
+    "toy",
+    "food",
 )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import trimesh
 from scipy.interpolate import PchipInterpolator
 
-from backend.model.config import AGNOSTIC_PROMPT, DEFAULT_CATEGORIES
+from backend.model.config import DEFAULT_CATEGORIES
 
 MAX_FACES = 5000
 """Upper bound on faces per object; the builders' parameter ranges are chosen to stay below it."""
@@ -1194,13 +1194,12 @@ _BUILDERS: dict[str, Callable[[np.random.Generator], Parts]] = {
     "shelf": _shelf,
 }
 
-CATEGORIES: tuple[str, ...] = tuple(c for c in DEFAULT_CATEGORIES if c != AGNOSTIC_PROMPT)
-"""Every category `make_object` can build: the model's category table (one list for both), minus "object"."""
-if set(CATEGORIES) != set(_BUILDERS):
+CATEGORIES: tuple[str, ...] = tuple(c for c in DEFAULT_CATEGORIES if c in _BUILDERS)
+"""Every category `make_object` can build, in the model's category table order (one list for both)."""
+if not set(_BUILDERS) <= set(DEFAULT_CATEGORIES):
     raise ImportError(
-        "backend.model.config.DEFAULT_CATEGORIES and the procedural builders disagree: "
-        f"no builder for {sorted(set(CATEGORIES) - set(_BUILDERS))}, not in the table: "
-        f"{sorted(set(_BUILDERS) - set(CATEGORIES))}"
+        "procedural builders for categories the model's table lacks (add them to "
+        f"backend.model.config.DEFAULT_CATEGORIES): {sorted(set(_BUILDERS) - set(DEFAULT_CATEGORIES))}"
     )
 
 

@@ -28,11 +28,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from .categories import category_for_name
 from .convert_blender import BLENDER_ONLY_SUFFIXES, convert_to_glb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +56,12 @@ class ObjectSource:
     seed: int = 0
     up_axis: str = "z"
     """Which axis of the file points up ("y" or "z"); meshes are turned to Z up when loaded."""
+    archive: str | None = None
+    """A zip (a Sweet Home 3D catalogue) that holds `path` as a member; unpacked when the object is prepared."""
+    upright: tuple[float, ...] | None = None
+    """16 floats, row-major 4×4 from the file's axes to Z up; overrides `up_axis` when given."""
+    name: str | None = None
+    """The asset's own name in its catalogue ("Winchester armchair"), kept in object.json."""
 
 
 def procedural_objects(per_category: int, seed: int = 0) -> list[ObjectSource]:
@@ -84,6 +91,33 @@ def random_urdf_objects() -> list[ObjectSource]:
     return objects
 
 
+def sweethome3d_objects(folder: Path | None = None) -> list[ObjectSource]:
+    """Every model of the Sweet Home 3D catalogues in `folder` (default: Debian's sweethome3d-furniture),
+    minus doors, windows and staircases."""
+    from .sweethome3d import catalogue_files, object_id, read_catalogue, upright_matrix
+
+    objects, seen = [], set()
+    for path in catalogue_files(folder):
+        for model in read_catalogue(path):
+            identifier = object_id(model)
+            if model.skipped or identifier in seen:
+                continue
+            seen.add(identifier)
+            objects.append(
+                ObjectSource(
+                    identifier,
+                    category_for_name(model.name),
+                    "sweethome3d",
+                    model.model,
+                    len(objects),
+                    archive=str(path.resolve()),
+                    upright=tuple(upright_matrix(model.rotation).ravel()),
+                    name=model.name,
+                )
+            )
+    return objects
+
+
 def folder_objects(folder: Path, up_axis: str = "auto") -> list[ObjectSource]:
     """A user's assets: the category is a sidecar `<file>.category` text, else the subfolder's name.
 
@@ -110,11 +144,16 @@ def collect_sources(sources: list[str], per_category: int, seed: int, up_axis: s
             objects += procedural_objects(per_category, seed)
         elif source == "random-objects":
             objects += random_urdf_objects()
+        elif source == "sweethome3d":
+            objects += sweethome3d_objects()
         else:
             folder = Path(source)
             if not folder.is_dir():
-                raise FileNotFoundError(f"{source}: not a folder of assets, 'procedural' or 'random-objects'")
-            objects += folder_objects(folder, up_axis)
+                raise FileNotFoundError(
+                    f"{source}: not a folder of assets, 'procedural', 'random-objects' or 'sweethome3d'"
+                )
+            # A folder of Sweet Home 3D catalogues is read as catalogues, anything else as loose assets.
+            objects += sweethome3d_objects(folder) if any(folder.glob("*.sh3f")) else folder_objects(folder, up_axis)
     return objects
 
 
@@ -129,6 +168,21 @@ def shard(objects: list[ObjectSource], spec: str) -> list[ObjectSource]:
     return objects[index::count]
 
 
+VALIDATION_EVERY = 10
+
+
+def split(objects: list[ObjectSource], which: str) -> list[ObjectSource]:
+    """'all', or the held-out 'val' objects (one in VALIDATION_EVERY by a hash of the id) or the 'train' rest.
+
+    A hash, not a position: adding objects to a source never moves an object between the splits."""
+    if which == "all":
+        return objects
+    if which not in ("train", "val"):
+        raise ValueError(f"split must be all, train or val, got {which!r}")
+    held_out = [_stable_seed("split:" + source.object_id) % VALIDATION_EVERY == 0 for source in objects]
+    return [source for source, out in zip(objects, held_out, strict=True) if out == (which == "val")]
+
+
 Y_UP_TO_Z_UP = np.array([[1, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
 """(x, y, z) with Y up → (x, −z, y) with Z up: the rotation Blender's glTF importer applies (glTF's front, +Z,
 becomes −Y, the dataset's front)."""
@@ -137,6 +191,23 @@ becomes −Y, the dataset's front)."""
 TEXTURED_SUFFIXES = {".glb": "gltf", ".gltf": "gltf", ".obj": "obj"}
 """Formats whose own materials Blender can render: glTF and OBJ directly; FBX and .blend through the GLB they
 are converted to (kept next to the object as asset.glb)."""
+
+
+def upright_matrix(source: ObjectSource) -> np.ndarray:
+    """4×4 from the asset file's axes to the dataset's Z-up axes."""
+    if source.upright is not None:
+        return np.asarray(source.upright, dtype=np.float64).reshape(4, 4)
+    return Y_UP_TO_Z_UP if source.up_axis == "y" else np.eye(4)
+
+
+def unpack_archived(source: ObjectSource, folder: Path) -> ObjectSource:
+    """A source whose mesh lives in a zip → the same source pointing at its copy unpacked in folder/asset/."""
+    if source.archive is None:
+        return source
+    from .sweethome3d import extract_model
+
+    extracted = extract_model(Path(source.archive), source.path, folder / "asset")
+    return replace(source, path=str(extracted), archive=None)
 
 
 def load_mesh(source: ObjectSource, keep_converted: Path | None = None):
@@ -159,8 +230,7 @@ def load_mesh(source: ObjectSource, keep_converted: Path | None = None):
         loaded = trimesh.load(source.path, force="mesh")
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
         raise ValueError(f"{source.path}: no triangles in this file")
-    if source.up_axis == "y":
-        loaded.apply_transform(Y_UP_TO_Z_UP)
+    loaded.apply_transform(upright_matrix(source))
     return loaded
 
 
@@ -170,8 +240,11 @@ def prepare_object(source: ObjectSource, folder: Path, occupancy_points: int, su
 
     rng = np.random.default_rng(_stable_seed(source.object_id))
     folder.mkdir(parents=True, exist_ok=True)
+    source = unpack_archived(source, folder)
     mesh, centre, scale = normalise_mesh(load_mesh(source, keep_converted=folder / "asset.glb"))
     info = {"object_id": source.object_id, "category": source.category, "source": source.source}
+    if source.name:
+        info["name"] = source.name
     textured = textured_asset(source, folder, centre, scale)
     if textured:
         info["textured"] = textured
@@ -201,7 +274,7 @@ def textured_asset(source: ObjectSource, folder: Path, centre: np.ndarray, scale
     if kind == "obj" and not _obj_has_materials(path):
         return None
     raw_from_import = np.linalg.inv(Y_UP_TO_Z_UP) if kind == "gltf" else np.eye(4)
-    upright = Y_UP_TO_Z_UP if source.up_axis == "y" else np.eye(4)
+    upright = upright_matrix(source)
     normalise = np.diag([scale, scale, scale, 1.0])
     normalise[:3, 3] = -np.asarray(centre) * scale
     return {"path": str(path.resolve()), "format": kind, "matrix": (normalise @ upright @ raw_from_import).tolist()}
@@ -256,6 +329,14 @@ class RenderSettings:
     surface_points: int = 20_000
     timeout_s: float = 120.0
     """Per object: a Blender process silent for longer is killed and the object skipped."""
+    clutter: float = 0.3
+    """Share of views in a scene: 2–4 other objects standing beside and behind the object on the ground."""
+    occlusion: float = 0.2
+    """Share of views with clutter and a 3D occluder standing between the camera and the object."""
+    hdri: float = 0.3
+    """Share of objects lit (and, without a photo behind, surrounded) by one of the bpy wheel's HDRIs."""
+    every_condition: bool = False
+    """Render every camera three times, clean, cluttered and occluded (a validation split): 3 × views."""
 
 
 def _run_blender(job: dict, timeout_s: float, scratch: Path) -> Iterator[tuple[str, str | None]]:
@@ -296,6 +377,30 @@ def _run_blender(job: dict, timeout_s: float, scratch: Path) -> Iterator[tuple[s
     process.wait()
 
 
+CLUTTER_POOL_PER_CATEGORY = 2
+CLUTTER_POOL_SEED = 9173
+"""The clutter and occluders of scenes are procedural objects of their own seed: the same pool for every
+dataset and shard, whatever the sources, so a resumed or sharded render stages the same scenes."""
+
+
+def prepare_clutter_pool(out: Path) -> list[str]:
+    """Normalised meshes of the scenes' other objects, written once to out/clutter/; returns their paths."""
+    from .geometry import normalise_mesh
+    from .procedural import build, procedural_specs
+
+    folder = out / "clutter"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for spec in procedural_specs(CLUTTER_POOL_PER_CATEGORY, CLUTTER_POOL_SEED):
+        path = folder / f"{spec.object_id}.ply"
+        if not path.is_file():
+            partial = folder / f".{spec.object_id}.partial.ply"
+            normalise_mesh(build(spec))[0].export(partial)
+            os.replace(partial, path)
+        paths.append(str(path.resolve()))
+    return paths
+
+
 def write_manifest(objects: list[ObjectSource], out: Path, name: str = "manifest.jsonl") -> Path:
     """Rebuilt from what is on disk (DONE markers), in the objects' order: a run that was killed and resumed
     writes exactly what an uninterrupted run writes."""
@@ -333,6 +438,8 @@ def render_dataset(
     for object_id in done:  # a run killed between an object's DONE and its cut-out: finish the cut-out
         if not (out / "occluders" / f"{object_id}.json").is_file():
             save_occluder(out / "objects" / object_id, out / "occluders", object_id)
+    scenes = settings.every_condition or settings.clutter > 0 or settings.occlusion > 0
+    clutter_pool = prepare_clutter_pool(out) if scenes and todo else []
     failed: list[str] = []
     started = time.perf_counter()
     views_rendered = 0
@@ -369,6 +476,11 @@ def render_dataset(
             remaining = list(batch)
             while remaining:
                 job = {
+                    "clutter": settings.clutter,
+                    "occlusion": settings.occlusion,
+                    "hdri": settings.hdri,
+                    "every_condition": settings.every_condition,
+                    "clutter_pool": clutter_pool,
                     "own_appearance": settings.own_appearance,
                     "output_size": settings.output_size,
                     "samples": settings.samples,

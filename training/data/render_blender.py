@@ -25,6 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
+from .scene_blender import (
+    OCCLUDER,
+    TARGET,
+    add_clutter,
+    add_occluder,
+    bvh_of,
+    light_with_hdri,
+    plan_conditions,
+    stage_condition,
+    world_vertices,
+)
+
 # Appearance vocabulary of ZeroShape-W's data synthesis ("a [color] [material] [object]").
 COLOURS = {
     "red": (0.6, 0.05, 0.04),
@@ -139,18 +151,6 @@ def _aim_camera(camera, camera_data, pose: np.ndarray, K: np.ndarray, size: int)
     camera.matrix_world = _matrix(pose)
 
 
-def _world_vertices(objects) -> np.ndarray:
-    """[N, 3] world coordinates of every vertex of the given mesh objects."""
-    chunks = []
-    for obj in objects:
-        count = len(obj.data.vertices)
-        local = np.empty(count * 3, dtype=np.float64)
-        obj.data.vertices.foreach_get("co", local)
-        matrix = np.asarray(obj.matrix_world, dtype=np.float64)
-        chunks.append(local.reshape(count, 3) @ matrix[:3, :3].T + matrix[:3, 3])
-    return np.concatenate(chunks) if chunks else np.zeros((0, 3))
-
-
 def _background_photos() -> list[np.ndarray]:
     """Real photographs available offline: scikit-image's colour sample images."""
     from skimage import data
@@ -223,7 +223,7 @@ def _import_textured(bpy, textured: dict) -> list:
         obj.matrix_world = _matrix(matrix @ worlds[obj.name])
     if not meshes:
         return []
-    vertices = _world_vertices(meshes)
+    vertices = world_vertices(meshes)
     low, high = vertices.min(axis=0), vertices.max(axis=0)
     if np.abs((low + high) / 2).max() > 0.01 or abs(float((high - low).max()) - 1.0) > 0.01:
         for obj in meshes:
@@ -241,11 +241,18 @@ def _matrix(array: np.ndarray):
 
 def render_object(bpy, job: dict, item: dict, out: Path) -> None:
     """Render every view of one object into out/view_XXX/."""
-    from PIL import Image
 
     rng = np.random.default_rng(item["seed"])
+    # Scenes draw from a stream of their own: with clutter, occlusion and HDRIs switched off, `rng` is consumed
+    # exactly as before they existed, so older datasets (the first validation split) render identically.
+    scene_rng = np.random.default_rng([item["seed"], 7])
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
+    conditions = plan_conditions(job, scene_rng)
+    pool = job.get("clutter_pool") or []
+    if not pool:
+        conditions = [["clean"] * len(group) for group in conditions]
+    with_scene = any(condition != "clean" for group in conditions for condition in group)
 
     rendered_objects, appearance = [], {}
     textured = item.get("textured")
@@ -264,13 +271,13 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         rendered_objects, appearance = [obj], {"colour": colour_name, "material": kind}
     for obj in rendered_objects:
         obj.pass_index = 1  # the mask is Cycles' object-index pass == 1
-    vertices = _world_vertices(rendered_objects)  # [N, 3]: the floor height here, every view's crop below
+    vertices = world_vertices(rendered_objects)  # [N, 3]: the floor height here, every view's crop below
     floor = float(vertices[:, 2].min())
 
     # Backgrounds: a photograph (the sky rendered transparent and the photo composited behind it; ZeroShape-W
     # outpaints backgrounds with a diffusion model, unavailable offline), a procedural texture, or a plain sky.
     photo_background = job.get("photo_backgrounds", 0.3) > rng.random()
-    if rng.random() < 0.6:  # a ground plane catches the object's shadow
+    if rng.random() < 0.6 or with_scene:  # a ground plane catches the object's shadow (and carries clutter)
         bpy.ops.mesh.primitive_plane_add(size=20, location=(0, 0, floor))
         ground = bpy.context.active_object
         # In front of a photo the ground only darkens it where the shadow falls.
@@ -289,12 +296,27 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
     textured_sky = not photo_background and rng.random() < 0.5
     if textured_sky:
         _procedural_sky(world, rng)
+    hdri = light_with_hdri(bpy, world, scene_rng) if scene_rng.random() < job.get("hdri", 0.0) else None
     sun_data = bpy.data.lights.new("sun", "SUN")
     sun_data.energy = float(rng.uniform(1.5, 5.0))
     sun = bpy.data.objects.new("sun", sun_data)
     sun.rotation_euler = (float(rng.uniform(0.1, 1.0)), 0.0, float(rng.uniform(0, 2 * math.pi)))
     scene.collection.objects.link(sun)
     appearance["background"] = "photo" if photo_background else ("texture" if textured_sky else "sky")
+    if hdri:
+        appearance["background"] = "photo" if photo_background else "hdri"
+    appearance["lighting"] = f"hdri:{hdri}" if hdri else "sun and sky"
+
+    def drawn_material():
+        return _material(
+            bpy, "drawn", COLOURS[str(scene_rng.choice(list(COLOURS)))], str(scene_rng.choice(MATERIALS)), scene_rng
+        )
+
+    clutter, occluder, target_bvh = [], None, None
+    if with_scene:
+        clutter = add_clutter(bpy, pool, scene_rng, vertices, drawn_material)
+        occluder = add_occluder(bpy, pool, scene_rng, drawn_material)
+        target_bvh = bvh_of(rendered_objects)
 
     camera_data = bpy.data.cameras.new("camera")
     camera_data.sensor_fit = "HORIZONTAL"
@@ -330,7 +352,8 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
 
     out_size = job["output_size"]
     r.resolution_x = r.resolution_y = out_size
-    for view in range(job["views"]):
+    view = -1
+    for group in conditions:
         focal_mm = float(rng.uniform(30, 70))
         elevation = math.radians(rng.uniform(5, 65))
         azimuth = float(rng.uniform(0, 2 * math.pi))
@@ -354,39 +377,77 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         box = _crop_box(vertices, world_to_camera, K_frame, float(rng.uniform(1.1, 1.4)))
         K_crop = _crop_intrinsics(K_frame, box, out_size)
         _aim_camera(camera, camera_data, pose, K_crop, out_size)
+        for condition in group:
+            view += 1
+            staging = (
+                stage_condition(
+                    bpy,
+                    condition,
+                    clutter,
+                    occluder,
+                    target_bvh,
+                    scene_rng,
+                    vertices,
+                    location,
+                    world_to_camera,
+                    K_crop,
+                    out_size,
+                )
+                if with_scene
+                else {}
+            )
+            render_view(
+                bpy,
+                scene,
+                file_output,
+                rng,
+                out / f"view_{view:03d}",
+                photo_background,
+                {
+                    "K": K_crop.tolist(),
+                    "world_to_camera": world_to_camera.tolist(),
+                    "focal_mm": focal_mm,
+                    "sensor_mm": 35.0,
+                    "elevation_deg": math.degrees(elevation),
+                    "azimuth_deg": math.degrees(azimuth),
+                    **appearance,
+                    "scene": condition,
+                    **staging,
+                },
+            )
 
-        with tempfile.TemporaryDirectory() as scratch:
-            file_output.directory = scratch
-            file_output.file_name = "pass_"
-            r.filepath = str(Path(scratch) / "rgb.png")
-            bpy.ops.render.render(write_still=True)
-            rendered = Image.open(r.filepath)
-            rgb = np.asarray(rendered.convert("RGB"))
-            if photo_background:
-                rgb = _over_photo(np.asarray(rendered.convert("RGBA")), rng)
-            depth = _read_exr_channel(bpy, next(Path(scratch).glob("pass_Depth*.exr")))
-            index = _read_exr_channel(bpy, next(Path(scratch).glob("pass_Object Index*.exr")))
 
-        mask = np.abs(index - 1.0) < 0.5
-        depth = np.where(mask, depth, 0.0).astype(np.float32)
-        if not mask.any():
-            continue  # the object left the frame: skip the view rather than write an empty one
+def render_view(bpy, scene, file_output, rng, view_dir: Path, photo_background: bool, camera_info: dict) -> None:
+    """Render the scene as staged into view_dir: rgb.png, depth.npy, mask.png, occluder.png (scenes only),
+    camera.json. A view where the target left the frame is skipped."""
+    from PIL import Image
 
-        view_dir = out / f"view_{view:03d}"
-        view_dir.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rgb).save(view_dir / "rgb.png")
-        np.save(view_dir / "depth.npy", depth)
-        Image.fromarray(mask.astype(np.uint8) * 255).save(view_dir / "mask.png")
-        camera_info = {
-            "K": K_crop.tolist(),
-            "world_to_camera": world_to_camera.tolist(),
-            "focal_mm": focal_mm,
-            "sensor_mm": 35.0,
-            "elevation_deg": math.degrees(elevation),
-            "azimuth_deg": math.degrees(azimuth),
-            **appearance,
-        }
-        (view_dir / "camera.json").write_text(json.dumps(camera_info, indent=1))
+    r = scene.render
+    with tempfile.TemporaryDirectory() as scratch:
+        file_output.directory = scratch
+        file_output.file_name = "pass_"
+        r.filepath = str(Path(scratch) / "rgb.png")
+        bpy.ops.render.render(write_still=True)
+        rendered = Image.open(r.filepath)
+        rgb = np.asarray(rendered.convert("RGB"))
+        if photo_background:
+            rgb = _over_photo(np.asarray(rendered.convert("RGBA")), rng)
+        depth = _read_exr_channel(bpy, next(Path(scratch).glob("pass_Depth*.exr")))
+        index = _read_exr_channel(bpy, next(Path(scratch).glob("pass_Object Index*.exr")))
+
+    mask = np.abs(index - TARGET) < 0.5
+    occluding = np.abs(index - OCCLUDER) < 0.5
+    depth = np.where(mask, depth, 0.0).astype(np.float32)
+    if not mask.any():
+        return  # the object left the frame (or is hidden): skip the view rather than write an empty one
+
+    view_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rgb).save(view_dir / "rgb.png")
+    np.save(view_dir / "depth.npy", depth)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(view_dir / "mask.png")
+    if camera_info["scene"] != "clean":
+        Image.fromarray(occluding.astype(np.uint8) * 255).save(view_dir / "occluder.png")
+    (view_dir / "camera.json").write_text(json.dumps(camera_info, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,3 +112,103 @@ def test_views_have_rgb_of_the_output_size_and_metadata(rendered):
         assert 5 <= camera["elevation_deg"] <= 65
         assert K[0, 0] > 0
     assert (folder / "box" / "DONE").is_file()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Targets rendered clean, cluttered and occluded (every condition) with a pool of boxes and cylinders."""
+    folder = tmp_path_factory.mktemp("scenes")
+    pool = []
+    for index, mesh in enumerate(
+        [
+            trimesh.creation.box(extents=(0.6, 0.5, 1.0)),
+            trimesh.creation.cylinder(radius=0.3, height=1.0),
+            trimesh.creation.box(extents=(1.0, 0.3, 0.8)),
+        ]
+    ):
+        pool.append(str(folder / f"pool-{index}.ply"))
+        mesh.export(pool[-1])
+    meshes = {
+        "sphere": trimesh.creation.icosphere(subdivisions=3, radius=0.45),
+        "box": trimesh.creation.box(extents=(0.9, 0.5, 0.7)),
+    }
+    objects = []
+    for index, (name, mesh) in enumerate(meshes.items()):
+        mesh.export(folder / f"{name}.ply")
+        objects.append(
+            {"object_id": name, "mesh": str(folder / f"{name}.ply"), "seed": 10 + index, "out": str(folder / name)}
+        )
+    job = {
+        "output_size": 224,
+        "samples": 2,
+        "views": 3,
+        "every_condition": True,
+        "hdri": 1.0,
+        "clutter_pool": pool,
+        "objects": objects,
+    }
+    (folder / "job.json").write_text(json.dumps(job))
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "blender"))
+    result = subprocess.run(
+        [sys.executable, "-m", "training.data.render_blender", str(folder / "job.json")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder, meshes
+
+
+def silhouette_of(mesh: trimesh.Trimesh, K: np.ndarray, world_to_camera: np.ndarray) -> np.ndarray:
+    """[224, 224] bool: the pixels the mesh's surface projects to (the object's full, amodal silhouette)."""
+    points = trimesh.sample.sample_surface(mesh, 400_000, seed=1)[0]
+    camera = (world_to_camera @ np.hstack([points, np.ones((len(points), 1))]).T)[:3]
+    u = np.round(K[0, 0] * camera[0] / camera[2] + K[0, 2]).astype(int)
+    v = np.round(K[1, 1] * camera[1] / camera[2] + K[1, 2]).astype(int)
+    inside = (u >= 0) & (u < 224) & (v >= 0) & (v < 224)
+    silhouette = np.zeros((224, 224), dtype=bool)
+    silhouette[v[inside], u[inside]] = True
+    return silhouette
+
+
+@pytest.mark.parametrize("name", ["sphere", "box"])
+def test_scene_views_agree_with_the_geometry(scenes, name):
+    """In clean, cluttered and occluded views alike: depth unprojects onto the target, the visible mask is the
+    target's silhouette minus what the occluder mask covers, every occluder blob hides part of the target, and
+    occluded views hide the share camera.json records."""
+    from scipy.ndimage import label
+
+    folder, meshes = scenes
+    mesh = meshes[name]
+    surface = cKDTree(trimesh.sample.sample_surface(mesh, 300_000, seed=0)[0])
+    seen = {"clean": 0, "cluttered": 0, "occluded": 0}
+    for view, K, world_to_camera, depth, mask in views(folder, name):
+        camera = json.loads((view / "camera.json").read_text())
+        seen[camera["scene"]] += 1
+        assert camera["lighting"].startswith("hdri:")
+        assert np.array_equal(mask, depth > 0), view
+        rows, cols = np.nonzero(depth > 0)
+        points = np.linalg.inv(K) @ np.stack([cols, rows, np.ones_like(cols)]).astype(np.float64) * depth[rows, cols]
+        world = (np.linalg.inv(world_to_camera) @ np.vstack([points, np.ones(points.shape[1])]))[:3].T
+        assert np.median(surface.query(world)[0]) < 0.01 * np.linalg.norm(mesh.extents), view
+        occluder_file = view / "occluder.png"
+        assert occluder_file.is_file() == (camera["scene"] != "clean"), view
+        occluder = np.asarray(Image.open(occluder_file)) > 127 if occluder_file.is_file() else np.zeros_like(mask)
+        assert not (occluder & mask).any(), view
+        silhouette = silhouette_of(mesh, K, world_to_camera)
+        hidden = silhouette & ~binary_dilation(mask, iterations=1)
+        # Whatever hides the target is labelled occluder (one pixel of slack at the boundaries).
+        assert (hidden & ~binary_dilation(occluder, iterations=1)).sum() <= 0.01 * silhouette.sum(), view
+        blobs, count = label(occluder)
+        for blob in range(1, count + 1):
+            if (blobs == blob).sum() > 30:
+                assert (binary_dilation(blobs == blob, iterations=2) & silhouette).any(), (view, "hides nothing")
+        share = hidden.sum() / silhouette.sum()
+        if camera["scene"] == "occluded":
+            assert abs(share - camera["hidden_fraction"]) < 0.08, (view, share, camera["hidden_fraction"])
+        if camera["scene"] == "clean":
+            assert share < 0.02, view
+    assert seen == {"clean": 3, "cluttered": 3, "occluded": 3}
