@@ -783,7 +783,12 @@ def build_parser() -> argparse.ArgumentParser:
         "the objects the model was trained on",
     )
     evaluate.add_argument(
-        "--conditions", nargs="+", default=["clean", "occluded"], choices=["clean", "occluded"], help="what to score"
+        "--conditions",
+        nargs="+",
+        default=["clean", "cluttered", "occluded"],
+        choices=["clean", "cluttered", "occluded"],
+        help="what to score (default all): a split rendered with --every-condition is scored as rendered, each "
+        "view under its own condition; a split of clean renders is scored clean and occluded by a pasted cut-out",
     )
     evaluate.add_argument("--rotation-search", action="store_true", help="also search rotations about the up axis")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the visible-surface and sphere baselines")

@@ -76,6 +76,10 @@ class ViewRecord:
     """The view folder (rgb.png, depth.npy, mask.png, camera.json)."""
     object_folder: Path
     focal_mm: float
+    source: str = ""
+    """The object's source ("procedural", "sweethome3d", a folder, …), from object.json."""
+    scene: str = "clean"
+    """How the view was staged: "clean", "cluttered" or "occluded" (a 3D occluder); camera.json's "scene"."""
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,17 @@ def scan_dataset(roots: Sequence[str | Path]) -> tuple[list[ViewRecord], list[Oc
             info = json.loads((object_folder / "object.json").read_text())
             for view in sorted(object_folder.glob("view_*")):
                 camera = json.loads((view / "camera.json").read_text())
-                views.append(ViewRecord(info["object_id"], info["category"], view, object_folder, camera["focal_mm"]))
+                views.append(
+                    ViewRecord(
+                        info["object_id"],
+                        info["category"],
+                        view,
+                        object_folder,
+                        camera["focal_mm"],
+                        info.get("source", ""),
+                        camera.get("scene", "clean"),
+                    )
+                )
         for meta in sorted((root / "occluders").glob("*.json")):
             info = json.loads(meta.read_text())
             image = meta.with_suffix(".png")
@@ -135,12 +149,17 @@ def _load_cutout(path: Path) -> np.ndarray:
 
 
 def load_view(view: ViewRecord) -> dict[str, np.ndarray]:
-    """rgb float32 [H, W, 3] in [0, 1], depth float32 [H, W], mask bool [H, W], K [3, 3], world_to_camera [4, 4]."""
+    """rgb float32 [H, W, 3] in [0, 1], depth float32 [H, W], mask bool [H, W] (the visible object), occluder
+    bool [H, W] (rendered 3D occluders; all False for views without occluder.png), K [3, 3], world_to_camera
+    [4, 4]."""
     camera = json.loads((view.folder / "camera.json").read_text())
+    mask = np.asarray(Image.open(view.folder / "mask.png")) > 127
+    occluder_file = view.folder / "occluder.png"
     return {
         "rgb": np.asarray(Image.open(view.folder / "rgb.png").convert("RGB"), dtype=np.float32) / 255.0,
         "depth": np.load(view.folder / "depth.npy").astype(np.float32),
-        "mask": np.asarray(Image.open(view.folder / "mask.png")) > 127,
+        "mask": mask,
+        "occluder": np.asarray(Image.open(occluder_file)) > 127 if occluder_file.is_file() else np.zeros_like(mask),
         "K": np.asarray(camera["K"], dtype=np.float64),
         "world_to_camera": np.asarray(camera["world_to_camera"], dtype=np.float64),
     }
@@ -162,6 +181,7 @@ def resize_view(data: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]
         "rgb": _resize(data["rgb"], size, size)[..., :3],
         "depth": nearest(data["depth"]),
         "mask": nearest(data["mask"]),
+        "occluder": nearest(data["occluder"]),
         "K": K,
     }
 
@@ -353,6 +373,7 @@ class RenderedViews(torch.utils.data.Dataset):
             augmentation.occluder_scale,
             augmentation.min_visible_fraction,
         )
+        occluder |= data["occluder"]  # rendered 3D occluders, beside any pasted cut-outs
         rgb = colour_jitter(rgb, rng, augmentation)
         centroid, scale = visible_frame(data["depth"], visible, data["K"])
         points, labels = occupancy_queries(

@@ -15,8 +15,11 @@ intrinsics (`oracle-depth-K`), and all three (`oracle-all`). A shape decoder tha
 with better input; how much higher says how much of the error lives in the pixel heads and how much in the 3D
 half.
 
-Each rendered view is evaluated clean and, with a fixed seed, occluded by one Copy-Paste cut-out, so the
-tables can compare both conditions on the same objects and cameras.
+Conditions. A split rendered with scenes (`data render --every-condition`) is evaluated as rendered: each view
+once, under its own condition, "clean", "cluttered" (other objects around it) or "occluded" (a 3D object in
+front of it), on the same cameras. A split of clean renders is evaluated clean and, with a fixed seed,
+occluded by one Copy-Paste cut-out (the "occluded" rows of the first validation split). Tables are given
+overall, per category and per source.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ ORACLES: dict[str, tuple[str, ...]] = {
 }
 """Oracle rows: which true inputs replace the model's predictions (keyword arguments of `ZeroShapeW.encode`)."""
 METHODS = ("model", *ORACLES, "visible", "sphere")
-CONDITIONS = ("clean", "occluded")
+CONDITIONS = ("clean", "cluttered", "occluded")
 METRIC_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd")
 
 
@@ -57,6 +60,7 @@ class EvalOptions:
     """Evaluate every N-th object only (in dataset order, from the first): a fixed subset of a large split,
     e.g. of the training set to see how well the model fits what it was trained on."""
     conditions: tuple[str, ...] = CONDITIONS
+    """Conditions to score. Clean-only splits: "occluded" pastes a cut-out. Scene splits: each view has one."""
     rotation_search: bool = False
     baselines: bool = True
     category_prompt: bool = True
@@ -156,21 +160,29 @@ def evaluate_dataset(
     model.eval()
     occluding = Augmentation(max_occluders=1, brightness=0.0, contrast=0.0, saturation=0.0)
     dataset = RenderedViews(data, model.config.image_size, query_points=1, augmentation=occluding)
-    indices = select_views(dataset, options.views_per_object, options.object_stride)[:limit]
-    jobs = [(index, condition) for index in indices for condition in options.conditions]
+    indices = select_views(dataset, options.views_per_object, options.object_stride)
+    staged = any(view.scene != "clean" for view in dataset.views)
+    if staged:  # a scene split: every view once, under the condition it was rendered in
+        jobs = [(index, dataset.views[index].scene) for index in indices]
+        jobs = [(index, condition) for index, condition in jobs if condition in options.conditions][:limit]
+    else:  # clean renders: clean, and occluded by a pasted cut-out
+        jobs = [(index, condition) for index in indices[:limit] for condition in options.conditions]
+        jobs = [(index, condition) for index, condition in jobs if condition != "cluttered"]
     rows = []
     for index, condition in progress(jobs) if progress else jobs:
         view = dataset.views[index]
         seed = _view_seed(view.object_id, view.folder.name, options.seed)
-        sample = dataset[SampleRequest(index, seed, occluders=1 if condition == "occluded" else 0)]
+        pasted = 1 if condition == "occluded" and not staged else 0
+        sample = dataset[SampleRequest(index, seed, occluders=pasted)]
         camera = load_view(view)
         gt = ground_truth_cloud(view.object_folder, camera["world_to_camera"], options.surface_samples, seed)
         base = {
             "object_id": view.object_id,
             "view": view.folder.name,
             "category": view.category,
+            "source": view.source,
             "condition": condition,
-            "occluders": sample["occluders"],
+            "occluders": sample["occluders"] + int(bool(sample["occluder_mask"].any()) and staged),
         }
         truth = {"visible_mask": sample["visible_mask"], "depth": sample["depth"], "intrinsics": sample["K"]}
         rows += score_view(model, sample["image"], gt, base, options, seed, truth)
@@ -210,12 +222,16 @@ def score_view(
 
 def tables(rows: list[dict]) -> dict:
     """Means per method and condition, and FS@τ per category (clean and occluded) for every method."""
-    result: dict = {"overall": {}, "per_category": {}}
+    result: dict = {"overall": {}, "per_category": {}, "per_source": {}}
     for method in sorted({r["method"] for r in rows}, key=lambda m: METHODS.index(m) if m in METHODS else 99):
         mine = [r for r in rows if r["method"] == method]
         result["overall"][method] = summarise(mine, "condition", keys=METRIC_KEYS)
         result["per_category"][method] = {
             condition: summarise([r for r in mine if r["condition"] == condition], "category", keys=METRIC_KEYS)
+            for condition in sorted({r["condition"] for r in mine})
+        }
+        result["per_source"][method] = {
+            condition: summarise([r for r in mine if r["condition"] == condition], "source", keys=METRIC_KEYS)
             for condition in sorted({r["condition"] for r in mine})
         }
     return result
@@ -246,6 +262,19 @@ def format_tables(result: dict) -> str:
                 group = result["per_category"][method].get(condition, {}).get(category)
                 cells.append(f"{group['fscore@0.05']:.3f}" if group else "–")
         lines.append(f"| {category} | " + " | ".join(cells) + " |")
+    sources = sorted(
+        {k for m in methods for c in conditions for k in result.get("per_source", {}).get(m, {}).get(c, {})} - {"all"}
+    )
+    if len(sources) > 1:
+        lines += ["", "FS@τ per source:", "", "| source | " + " | ".join(header) + " |"]
+        lines.append("|---|" + "---|" * len(header))
+        for source in sources:
+            cells = []
+            for method in methods:
+                for condition in conditions:
+                    group = result["per_source"][method].get(condition, {}).get(source)
+                    cells.append(f"{group['fscore@0.05']:.3f} ({int(group['n'])})" if group else "–")
+            lines.append(f"| {source} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

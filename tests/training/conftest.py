@@ -50,14 +50,30 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def rendered_dataset(tmp_path_factory) -> Path:
-    """3 procedural objects (chair, table, sofa), 2 views each, rendered once per session (~20 s on 2 cores)."""
+    """3 procedural objects (chair, table, sofa), 2 clean views each (no scenes, no HDRI), rendered once per
+    session (~20 s on 2 cores)."""
     if importlib.util.find_spec("bpy") is None:
         pytest.skip("bpy is not installed: the rendered dataset cannot be made")
     out = tmp_path_factory.mktemp("rendered") / "dataset"
     options = ["--per-category", "1", "--limit", "3", "--views", "2", "--samples", "2"]
+    options += ["--clutter", "0", "--occlusion", "0", "--hdri", "0"]
     result = run_cli("data", "render", "--source", "procedural", *options, "--out", str(out))
     if result.returncode != 0:
         pytest.fail(f"rendering the test dataset failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def scene_dataset(tmp_path_factory) -> Path:
+    """2 procedural objects (chair, table), 1 camera each rendered clean, cluttered and occluded
+    (`--every-condition`), once per session (~15 s on 2 cores)."""
+    if importlib.util.find_spec("bpy") is None:
+        pytest.skip("bpy is not installed: the scene dataset cannot be made")
+    out = tmp_path_factory.mktemp("scenes") / "dataset"
+    options = ["--per-category", "1", "--limit", "2", "--views", "1", "--samples", "2", "--every-condition"]
+    result = run_cli("data", "render", "--source", "procedural", *options, "--out", str(out))
+    if result.returncode != 0:
+        pytest.fail(f"rendering the scene dataset failed (exit {result.returncode}):\n{result.stderr[-4000:]}")
     return out
 
 

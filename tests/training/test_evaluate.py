@@ -27,6 +27,8 @@ from training.evaluate import (
 )
 from training.metrics import EMPTY_CHAMFER
 
+CLEAN_SPLIT_CONDITIONS = ("clean", "occluded")
+"""What a split of clean renders is scored under: as rendered, and occluded by a pasted cut-out."""
 QUICK = EvalOptions(resolution=32, surface_samples=2000, views_per_object=1)
 """Coarse meshes and few samples: the protocol's wiring, not its numbers, is under test here."""
 
@@ -46,7 +48,7 @@ def test_rows_cover_every_method_condition_and_view(rows):
     assert len(keys) == len(rows)
     assert {r["view"] for r in rows} == {"view_000"}
     assert {r["method"] for r in rows} == {"model", "visible", "sphere"}  # no oracle rows unless asked
-    assert {r["condition"] for r in rows} == set(CONDITIONS)
+    assert {r["condition"] for r in rows} == set(CLEAN_SPLIT_CONDITIONS)
     assert {r["category"] for r in rows} == {"chair", "table", "sofa"}
     for row in rows:
         assert row["occluders"] == (0 if row["condition"] == "clean" else 1), row
@@ -69,7 +71,7 @@ def test_the_sphere_baseline_ignores_the_occluders(rows):
                 for r in rows
                 if (r["object_id"], r["view"]) == view and r["method"] == "sphere" and r["condition"] == c
             )
-            for c in CONDITIONS
+            for c in CLEAN_SPLIT_CONDITIONS
         )
         assert {k: clean[k] for k in METRIC_KEYS} == {k: occluded[k] for k in METRIC_KEYS}
     # …while what the model sees does change with them: its visible-surface rows differ somewhere.
@@ -83,7 +85,7 @@ def test_tables_and_their_markdown(rows):
     scored = ["model", "visible", "sphere"]
     assert list(result["overall"]) == scored
     for method in scored:
-        for condition in CONDITIONS:
+        for condition in CLEAN_SPLIT_CONDITIONS:
             group = result["overall"][method][condition]
             assert group["n"] == 3
             mine = [r["fscore@0.05"] for r in rows if r["method"] == method and r["condition"] == condition]
@@ -95,8 +97,33 @@ def test_tables_and_their_markdown(rows):
     for category in ("chair", "table", "sofa"):
         assert f"| {category} |" in text
     for method in scored:
-        for condition in CONDITIONS:
+        for condition in CLEAN_SPLIT_CONDITIONS:
             assert f"| {method} | {condition} | 3 |" in text
+    assert "FS@τ per source:" not in text  # one source: no per-source table
+
+
+@pytest.mark.blender
+def test_a_scene_split_is_scored_as_rendered(tiny_run, scene_dataset):
+    """Views rendered clean, cluttered and occluded are each scored once under their own condition, with
+    nothing pasted; the occluded ones carry their rendered occluder; tables break results down by source."""
+    model = load_checkpoint(tiny_run.out / "model.safetensors")
+    options = EvalOptions(resolution=32, surface_samples=2000, baselines=False)
+    with one_torch_thread():
+        rows = evaluate_dataset(model, [scene_dataset], options)
+    assert sorted((r["object_id"], r["view"], r["condition"]) for r in rows) == sorted(
+        (object_id, f"view_{k:03d}", condition)
+        for object_id in ("procedural-chair-0000", "procedural-table-0000")
+        for k, condition in enumerate(CONDITIONS)
+    )
+    for row in rows:
+        assert row["source"] == "procedural"
+        camera = json.loads((scene_dataset / "objects" / row["object_id"] / row["view"] / "camera.json").read_text())
+        assert camera["scene"] == row["condition"]
+        assert row["occluders"] == (1 if camera["hidden_fraction"] > 0 else 0), (row, camera)
+    text = format_tables(tables(rows + [{**r, "source": "elsewhere"} for r in rows]))
+    assert "FS@τ per source:" in text
+    assert "| procedural |" in text
+    assert "| elsewhere |" in text
 
 
 @pytest.mark.blender
@@ -142,7 +169,7 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     assert len(lines) == 3 * 2 * len(METHODS)  # 3 views, clean and occluded, the model, 3 oracles, 2 baselines
     assert {json.loads(line)["method"] for line in lines} == set(METHODS)
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"overall", "per_category"}
+    assert set(summary) == {"overall", "per_category", "per_source"}
     assert set(summary["overall"]) == set(METHODS)
     assert "FS@τ per category:" in (out / "tables.md").read_text()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,23 @@ def sweethome3d_objects(folder: Path | None = None) -> list[ObjectSource]:
     return objects
 
 
+def zero_ad_objects(archive: Path | None = None) -> list[ObjectSource]:
+    """Animals and a stride of props from 0 A.D.'s public.zip (default: Debian's 0ad-data); PMD is Y up."""
+    from .zero_ad import INSTALLED, members
+
+    path = (archive or INSTALLED).resolve() if (archive or INSTALLED).exists() else archive
+    objects = []
+    for member, name in members(path if archive else None):
+        identifier = "0ad-" + re.sub(r"[^a-z0-9]+", "-", member.split("art/meshes/", 1)[-1].split(".")[0].lower())
+        category = category_for_name(name)
+        objects.append(
+            ObjectSource(
+                identifier, category, "0ad", member, len(objects), "y", archive=str(path or INSTALLED), name=name
+            )
+        )
+    return objects
+
+
 def folder_objects(folder: Path, up_axis: str = "auto") -> list[ObjectSource]:
     """A user's assets: the category is a sidecar `<file>.category` text, else the subfolder's name.
 
@@ -146,6 +164,10 @@ def collect_sources(sources: list[str], per_category: int, seed: int, up_axis: s
             objects += random_urdf_objects()
         elif source == "sweethome3d":
             objects += sweethome3d_objects()
+        elif source == "0ad":
+            objects += zero_ad_objects()
+        elif source.endswith(".zip") and Path(source).is_file():
+            objects += zero_ad_objects(Path(source))  # 0 A.D.'s public.zip, or a copy of part of it
         else:
             folder = Path(source)
             if not folder.is_dir():
@@ -201,12 +223,18 @@ def upright_matrix(source: ObjectSource) -> np.ndarray:
 
 
 def unpack_archived(source: ObjectSource, folder: Path) -> ObjectSource:
-    """A source whose mesh lives in a zip → the same source pointing at its copy unpacked in folder/asset/."""
+    """A source whose mesh lives in a zip → the same source pointing at its copy unpacked in folder/asset/
+    (a Sweet Home 3D model's folder as it is; a 0 A.D. PMD mesh converted to PLY)."""
     if source.archive is None:
         return source
-    from .sweethome3d import extract_model
+    if source.path.endswith(".pmd"):
+        from .zero_ad import extract_pmd_as_ply
 
-    extracted = extract_model(Path(source.archive), source.path, folder / "asset")
+        extracted = extract_pmd_as_ply(Path(source.archive), source.path, folder / "asset")
+    else:
+        from .sweethome3d import extract_model
+
+        extracted = extract_model(Path(source.archive), source.path, folder / "asset")
     return replace(source, path=str(extracted), archive=None)
 
 
@@ -277,7 +305,15 @@ def textured_asset(source: ObjectSource, folder: Path, centre: np.ndarray, scale
     upright = upright_matrix(source)
     normalise = np.diag([scale, scale, scale, 1.0])
     normalise[:3, 3] = -np.asarray(centre) * scale
-    return {"path": str(path.resolve()), "format": kind, "matrix": (normalise @ upright @ raw_from_import).tolist()}
+    # Inside the object's folder (unpacked or converted assets) the path is kept relative to it, so the dataset
+    # can move, and a resumed dataset equals an uninterrupted one wherever each was written.
+    resolved = path.resolve()
+    stored = (
+        resolved.relative_to(folder.resolve()).as_posix()
+        if resolved.is_relative_to(folder.resolve())
+        else str(resolved)
+    )
+    return {"path": stored, "format": kind, "matrix": (normalise @ upright @ raw_from_import).tolist()}
 
 
 def _obj_has_materials(path: Path) -> bool:
@@ -490,9 +526,7 @@ def render_dataset(
                             "object_id": s.object_id,
                             "mesh": str(out / "objects" / s.object_id / "mesh.ply"),
                             "seed": _stable_seed(s.object_id),
-                            "textured": json.loads((out / "objects" / s.object_id / "object.json").read_text()).get(
-                                "textured"
-                            ),
+                            "textured": _textured_for_job(out / "objects" / s.object_id),
                             "out": str(out / "objects" / s.object_id),
                         }
                         for s in remaining
@@ -525,6 +559,15 @@ def render_dataset(
         "seconds": seconds,
         "views_per_second": views_rendered / seconds if seconds > 0 else 0.0,
     }
+
+
+def _textured_for_job(folder: Path) -> dict | None:
+    """object.json's "textured" entry with its path made absolute (it is stored relative to the object's folder
+    when the asset lives there)."""
+    textured = json.loads((folder / "object.json").read_text()).get("textured")
+    if textured:
+        textured = {**textured, "path": str((folder / textured["path"]).resolve())}
+    return textured
 
 
 def _log_error(out: Path, object_id: str, message: str) -> None:

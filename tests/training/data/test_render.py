@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from training.data.render import folder_objects, shard
+from training.data.render import ObjectSource, folder_objects, shard, split
 
 pytestmark = [
     pytest.mark.blender,
@@ -70,6 +70,19 @@ def test_sources_categories_and_shards(tmp_path):
         shard(objects, "2")
 
 
+def test_validation_split_is_one_in_ten_and_stable():
+    objects = [ObjectSource(f"thing-{index:04d}", "object", "test") for index in range(2000)]
+    held_out = {o.object_id for o in split(objects, "val")}
+    trained = {o.object_id for o in split(objects, "train")}
+    assert not held_out & trained
+    assert len(held_out) + len(trained) == 2000
+    assert 150 < len(held_out) < 250
+    # Growing the source never moves an object between the splits.
+    assert {o.object_id for o in split(objects[:500], "val")} == {i for i in held_out if int(i[-4:]) < 500}
+    with pytest.raises(ValueError, match="all, train or val"):
+        split(objects, "test")
+
+
 def test_render_writes_the_dataset_and_skips_bad_assets(tmp_path):
     assets = asset_folder(tmp_path)
     out = tmp_path / "dataset"
@@ -93,8 +106,17 @@ def test_render_writes_the_dataset_and_skips_bad_assets(tmp_path):
         assert json.loads((out / "occluders" / f"{record['object_id']}.json").read_text())["focal_px"] > 0
 
 
-def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    assets = asset_folder(tmp_path)
+def catalogue_folder(tmp_path: Path) -> Path:
+    from tests.training.data.asset_fixtures import make_catalogue
+
+    make_catalogue(tmp_path / "catalogues")
+    return tmp_path / "catalogues"
+
+
+@pytest.mark.parametrize("make_assets", [asset_folder, catalogue_folder], ids=["asset-folder", "sweethome3d"])
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, make_assets):
+    """Scenes included (the default shares of clutter and occlusion): a resumed run stages the same scenes."""
+    assets = make_assets(tmp_path)
     reference = tmp_path / "reference"
     run(assets, reference)
 

@@ -1,0 +1,88 @@
+"""The 0ad source: the PMD reader, member selection, and `data render` on a zip made by the test."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import struct
+
+import numpy as np
+import pytest
+import trimesh
+
+from tests.training.conftest import run_cli
+from tests.training.data.asset_fixtures import make_zero_ad_zip
+from training.data.render import load_mesh, unpack_archived, zero_ad_objects
+from training.data.zero_ad import PmdError, read_pmd, write_pmd
+
+
+def test_pmd_round_trip():
+    box = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
+    mesh = read_pmd(write_pmd(box.vertices, box.faces))
+    np.testing.assert_allclose(mesh.vertices, box.vertices, atol=1e-6)
+    np.testing.assert_array_equal(mesh.faces, box.faces)
+
+
+def test_pmd_version_3_has_one_uv_set_and_no_count():
+    """Before version 4 the UV-set count is absent and every vertex has exactly one UV pair."""
+    vertices = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype="<f4")
+    faces = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]] * 6, dtype="<u2")
+    body = struct.pack("<I", len(vertices))
+    for position in vertices:
+        body += position.tobytes() + bytes(12) + bytes(8) + bytes([255] * 4) + bytes(16)
+    body += struct.pack("<I", len(faces)) + faces.tobytes() + struct.pack("<II", 0, 0)
+    mesh = read_pmd(b"PSMD" + struct.pack("<II", 3, len(body)) + body)
+    np.testing.assert_array_equal(mesh.vertices, vertices)
+    np.testing.assert_array_equal(mesh.faces, faces)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"NOPE" + bytes(40), "no PSMD header"),
+        (b"PSMD" + struct.pack("<III", 9, 0, 3) + bytes(40), "version 9"),
+        (write_pmd(np.zeros((30, 3)), np.zeros((30, 3), dtype=int))[:200], "truncated"),
+        (write_pmd(np.zeros((3, 3)), [[0, 1, 2]] * 19 + [[0, 1, 7]]), "vertex the mesh does not have"),
+        (write_pmd(np.eye(3), [[0, 1, 2]]), "not an object"),
+        (write_pmd(np.full((3, 3), np.nan), [[0, 1, 2]] * 20), "not finite"),
+    ],
+)
+def test_malformed_pmd_is_refused_with_a_reason(data, message):
+    with pytest.raises(PmdError, match=message):
+        read_pmd(data)
+
+
+def test_members_animals_and_a_stride_of_props(tmp_path):
+    objects = zero_ad_objects(make_zero_ad_zip(tmp_path / "public.zip"))
+    assert [(o.object_id, o.category) for o in objects] == [
+        ("0ad-skeletal-animal-horse", "animal"),
+        ("0ad-skeletal-fish-shoal", "animal"),
+        ("0ad-props-shield-shield-a", "object"),
+        ("0ad-props-shield-shield-d", "object"),
+    ]
+    horse = unpack_archived(objects[0], tmp_path / "horse")
+    # Stored Y up, 1.0 high and 1.2 long along z; upright, Z up: 1.2 long along y and 1.0 high.
+    np.testing.assert_allclose(load_mesh(horse).extents, (0.4, 1.2, 1.0), atol=1e-6)
+
+
+def test_a_missing_zip_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"public\.zip"):
+        zero_ad_objects(tmp_path / "public.zip")
+
+
+@pytest.mark.blender
+@pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")
+def test_render_the_zip(tmp_path):
+    archive = make_zero_ad_zip(tmp_path / "0ad" / "public.zip")
+    out = tmp_path / "dataset"
+    result = run_cli("data", "render", "--source", str(archive), "--out", str(out), "--views", "1", "--samples", "2")
+    assert result.returncode == 1  # the one-face marker fails, the rest render
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [m["object_id"] for m in manifest] == [
+        "0ad-skeletal-animal-horse",
+        "0ad-props-shield-shield-a",
+        "0ad-props-shield-shield-d",
+    ]
+    assert "0ad-skeletal-fish-shoal: cannot prepare: 1 faces" in (out / "errors.log").read_text()
+    mesh = trimesh.load(out / "objects" / "0ad-skeletal-animal-horse" / "mesh.ply", force="mesh")
+    assert mesh.extents.argmax() == 1  # Y up in the file: the horse's length lies along y once upright
