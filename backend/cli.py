@@ -412,7 +412,8 @@ def command_release(args: argparse.Namespace) -> int:
 def command_data_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from training.data.render import RenderSettings, collect_sources, render_dataset, shard, split
+    from training.data.render import RenderSettings, render_dataset
+    from training.data.sources import collect_sources, shard, split
 
     objects = split(collect_sources(args.source, args.per_category, args.seed, args.up_axis), args.split)
     manifest = "manifest.jsonl"

@@ -1,4 +1,5 @@
-"""Small stand-ins for Debian's asset packages, made by the tests: a Sweet Home 3D catalogue and a 0 A.D. zip."""
+"""Assets made by the tests: a folder of loose meshes, and small stand-ins for Debian's asset packages (a Sweet
+Home 3D catalogue and a 0 A.D. zip)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,19 @@ import trimesh
 from PIL import Image
 
 from training.data.zero_ad import write_pmd
+
+
+def asset_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "assets"
+    (folder / "ball").mkdir(parents=True)
+    (folder / "crate").mkdir()
+    trimesh.creation.icosphere(subdivisions=2, radius=0.3).export(folder / "ball" / "small.ply")
+    trimesh.creation.box(extents=(1.0, 0.6, 0.4)).export(folder / "crate" / "long.obj")
+    trimesh.creation.cylinder(radius=0.2, height=0.9).export(folder / "pillar.stl")
+    (folder / "pillar.stl.category").write_text("column\n")
+    (folder / "crate" / "broken.obj").write_text("this is not a mesh\n")
+    return folder
+
 
 CATALOGUE_PROPERTIES = r"""# A test catalogue in Sweet Home 3D's format
 id=Test#catalogue

@@ -13,7 +13,8 @@ import pytest
 import trimesh
 
 from training.data.convert_blender import ConversionError, convert_to_glb
-from training.data.render import ObjectSource, folder_objects, load_mesh
+from training.data.render import load_mesh
+from training.data.sources import ObjectSource, folder_objects
 
 ROOT = Path(__file__).resolve().parents[3]
 needs_bpy = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed")

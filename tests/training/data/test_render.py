@@ -16,25 +16,14 @@ import numpy as np
 import pytest
 import trimesh
 
-from training.data.render import ObjectSource, folder_objects, shard, split
+from tests.training.data.asset_fixtures import asset_folder
+from training.data.sources import folder_objects
 
 pytestmark = [
     pytest.mark.blender,
     pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="bpy is not installed"),
 ]
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def asset_folder(tmp_path: Path) -> Path:
-    folder = tmp_path / "assets"
-    (folder / "ball").mkdir(parents=True)
-    (folder / "crate").mkdir()
-    trimesh.creation.icosphere(subdivisions=2, radius=0.3).export(folder / "ball" / "small.ply")
-    trimesh.creation.box(extents=(1.0, 0.6, 0.4)).export(folder / "crate" / "long.obj")
-    trimesh.creation.cylinder(radius=0.2, height=0.9).export(folder / "pillar.stl")
-    (folder / "pillar.stl.category").write_text("column\n")
-    (folder / "crate" / "broken.obj").write_text("this is not a mesh\n")
-    return folder
 
 
 def command(assets: Path, out: Path) -> list[str]:
@@ -54,33 +43,6 @@ def dataset_digest(out: Path) -> dict[str, str]:
         for path in sorted(out.rglob("*"))
         if path.is_file() and path.name != "errors.log"
     }
-
-
-def test_sources_categories_and_shards(tmp_path):
-    objects = folder_objects(asset_folder(tmp_path))
-    categories = {o.object_id: o.category for o in objects}
-    assert categories == {
-        "asset-ball-small": "ball",
-        "asset-crate-broken": "crate",
-        "asset-crate-long": "crate",
-        "asset-pillar": "column",
-    }
-    assert [o.object_id for o in shard(objects, "1/2")] == [objects[1].object_id, objects[3].object_id]
-    with pytest.raises(ValueError, match="i/N"):
-        shard(objects, "2")
-
-
-def test_validation_split_is_one_in_ten_and_stable():
-    objects = [ObjectSource(f"thing-{index:04d}", "object", "test") for index in range(2000)]
-    held_out = {o.object_id for o in split(objects, "val")}
-    trained = {o.object_id for o in split(objects, "train")}
-    assert not held_out & trained
-    assert len(held_out) + len(trained) == 2000
-    assert 150 < len(held_out) < 250
-    # Growing the source never moves an object between the splits.
-    assert {o.object_id for o in split(objects[:500], "val")} == {i for i in held_out if int(i[-4:]) < 500}
-    with pytest.raises(ValueError, match="all, train or val"):
-        split(objects, "test")
 
 
 def test_render_writes_the_dataset_and_skips_bad_assets(tmp_path):
@@ -144,12 +106,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, make_asset
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pybullet_data") is None, reason="pybullet is not installed")
-def test_random_objects_source(tmp_path):
-    from training.data.render import random_urdf_objects
-
-    objects = random_urdf_objects()
-    assert len(objects) == 1000
-    assert {o.category for o in objects} == {"object"}
+def test_random_objects_render(tmp_path):
     out = tmp_path / "random"
     options = ["--views", "1", "--samples", "2", "--limit", "2"]
     result = subprocess.run(

@@ -15,7 +15,8 @@ from PIL import Image
 from backend.model.config import DEFAULT_CATEGORIES
 from tests.training.conftest import run_cli
 from tests.training.data.asset_fixtures import CATALOGUE_MESHES, make_catalogue
-from training.data.render import load_mesh, sweethome3d_objects, unpack_archived
+from training.data.render import load_mesh, unpack_archived
+from training.data.sources import sweethome3d_objects
 from training.data.sweethome3d import catalogue_files, extract_model, read_catalogue, read_properties
 
 

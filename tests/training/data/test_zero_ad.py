@@ -12,7 +12,8 @@ import trimesh
 
 from tests.training.conftest import run_cli
 from tests.training.data.asset_fixtures import make_zero_ad_zip
-from training.data.render import load_mesh, unpack_archived, zero_ad_objects
+from training.data.render import load_mesh, unpack_archived
+from training.data.sources import zero_ad_objects
 from training.data.zero_ad import PmdError, read_pmd, write_pmd
 
 
