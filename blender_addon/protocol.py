@@ -199,6 +199,13 @@ def _decode_header(frame: bytes) -> dict[str, Any]:
     request_id = header.get("id") if isinstance(header.get("id"), str) else None
     if request_id is not None and not _REQUEST_ID.fullmatch(request_id):
         raise ProtocolError("bad_id", "id must be 1-64 characters of A-Z a-z 0-9 _ . : -")
+    for key, value in header.items():
+        problem = _unusable_value(value)
+        if problem:
+            code = "bad_options" if key == "options" else "bad_header"
+            raise ProtocolError(code, f"{key}: {problem}", request_id)
+    if any(_unusable_value(key) for key in header):
+        raise ProtocolError("bad_header", "a header field name is not text", request_id)
     version = header.get("v")
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
@@ -207,6 +214,39 @@ def _decode_header(frame: bytes) -> dict[str, Any]:
     if request_id is None:
         raise ProtocolError("bad_id", "id must be a string")
     return header
+
+
+MAX_JSON_INTEGER = 2**63
+"""Larger JSON integers are refused wherever they appear: no field needs them, and Python would carry them
+into arithmetic (float(10**400) raises) far from the validation that should have stopped them."""
+
+
+def _unusable_value(value: Any) -> str | None:
+    """Why a decoded JSON value cannot be used safely, or None: lone UTF-16 surrogates in a string ("\\ud800"
+    decodes to a str that cannot be encoded again), integers beyond ±2**63, and numbers that overflow to
+    infinity (1e999). Checked everywhere in the header, so no handler meets them."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone surrogate, which is not text"
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if not -MAX_JSON_INTEGER <= item <= MAX_JSON_INTEGER:
+                return "a number is too large"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return "a number is too large to be finite"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _refuse_constant(name: str) -> Any:

@@ -137,6 +137,26 @@ def test_ping_info_and_progress_heartbeat(server):
     assert max(np.diff(times), default=0.0) < 2.0
 
 
+UNUSABLE_VALUES = ('"\\ud800"', '"x\\udfffy"', "1" + "0" * 400, "-1e999", "1e999", "18446744073709551616")
+OPTION_FIELDS = {
+    "reconstruct": ("resolution", "category", "frame", "color", "box", "max_faces", "precision", "deadline_s"),
+    "shutdown": ("token",),
+    "cancel": ("target",),
+    "ping": ("anything",),
+    "info": ("anything",),
+}
+
+
+def unusable_header(rng: random.Random) -> bytes:
+    """A request header with one unusable value in one option (or inside the box list)."""
+    op = rng.choice(list(OPTION_FIELDS))
+    field = rng.choice(OPTION_FIELDS[op])
+    value = rng.choice(UNUSABLE_VALUES)
+    if field == "box":
+        value = f"[0, 0, {value}, 1]"
+    return f'{{"v": 1, "id": "x", "op": "{op}", "options": {{"{field}": {value}}}}}'.encode()
+
+
 def garbage_messages(rng: random.Random, count: int):
     valid = protocol.encode_request(Request("job1", "reconstruct", {"resolution": 32}, [b"\xff\xd8 not really"]))
     pickle_payload = bytes.fromhex("80049515000000000000008c0862756977746e73948c046576616c9493942e")
@@ -156,6 +176,10 @@ def garbage_messages(rng: random.Random, count: int):
         lambda: [b"", b'{"v": 1, "id": "x", "op": "reconstruct", "options": {}}', pickle_payload],
         lambda: [valid[0], valid[1][: rng.randint(0, len(valid[1]))], *valid[2:]],
         lambda: [b"", b"{" * 5000],
+        # Values no handler should meet (issue 21), in every field of every op: lone surrogates, huge integers,
+        # numbers that overflow to infinity.
+        lambda: [b"", unusable_header(rng), b"img"],
+        lambda: [b"", unusable_header(rng)],
     ]
     for _ in range(count):
         yield templates[rng.randrange(len(templates))]()
@@ -166,6 +190,7 @@ def test_malformed_messages_never_crash_the_server(server):
     rng = random.Random(0)
     sock = raw_socket(server.address)
     errors = replies = 0
+    internal = []
     for _ in range(10):
         for frames in garbage_messages(rng, 1000):
             sock.send_multipart(frames)
@@ -175,9 +200,12 @@ def test_malformed_messages_never_crash_the_server(server):
             response = protocol.decode_response(body)
             replies += 1
             errors += response.type in ("error", "busy", "cancelled")
+            if response.fields.get("code") == "internal":
+                internal.append(response.fields.get("message"))
         assert Client(server.address).ping(timeout_s=5, retries=2) < 5
         assert server.process.poll() is None
     assert replies > 9000
+    assert not internal, internal[:5]  # every malformed message is refused by validation, none by accident
     sock.close()
 
 
@@ -367,6 +395,15 @@ def test_broker_spreads_jobs_over_workers_and_clients_are_unchanged(checkpoint, 
     try:
         client = Client(process.address, heartbeat_timeout_s=60)
         assert client.ping() < 2
+        # The 62-byte message that once stopped the broker and all its workers: a lone surrogate as the token.
+        sock = raw_socket(process.address)
+        sock.send_multipart([b"", b'{"v":1,"id":"t","op":"shutdown","options":{"token":"\\ud800"}}'])
+        assert sock.poll(10_000)
+        reply = protocol.decode_response(protocol.split_envelope(sock.recv_multipart())[1])
+        assert (reply.type, reply.fields["code"]) == ("error", "bad_options")
+        sock.close()
+        assert client.ping() < 2
+        assert process.process.poll() is None
         image = PHOTO.read_bytes()
         results = []
 

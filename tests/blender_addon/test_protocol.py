@@ -10,6 +10,7 @@ import copy
 import json
 import pickle
 import random
+import re
 
 import numpy as np
 import pytest
@@ -831,9 +832,15 @@ JSON_VALUES = [
     {},
     {"a": 1},
     {"target": "req-1"},
+    "\udfff",
+    "ok\ud800ok",
+    {"\ud800": 1},
+    10**400,
+    -(10**30),
+    2**63 + 1,
 ]
-# Integers beyond float range (10**400) are left out on purpose: they hit the OverflowError bug that
-# test_box_with_huge_integers_is_a_protocol_error pins down, and would mask every other finding here.
+HUGE_FLOAT_LITERALS = ("1e999", "-1e999", "1" + "0" * 400 + ".5")
+"""JSON numbers that Python parses to ±inf or to a float beyond range; spliced into headers as raw text."""
 
 
 def _paths(value, prefix=()):
@@ -867,7 +874,7 @@ def _mutate_json(rng: random.Random, head: dict) -> dict:
 
 
 def _random_message(rng: random.Random, valid: list[bytes]) -> list[bytes]:
-    kind = rng.randrange(7)
+    kind = rng.randrange(8)
     if kind == 0:  # random frames of random bytes
         return [rng.randbytes(rng.choice([0, 1, 2, 8, 40, 300])) for _ in range(rng.randrange(7))]
     body = list(valid)
@@ -884,11 +891,16 @@ def _random_message(rng: random.Random, valid: list[bytes]) -> list[bytes]:
             del body[index]
         else:
             body.insert(index, body[index])
-    elif kind in (4, 5):  # replace, delete or add values
+    elif kind in (4, 5, 7):  # replace, delete or add values
         head = json.loads(body[0])
         for _ in range(rng.randint(1, 3)):
             head = _mutate_json(rng, head)
         body[0] = json.dumps(head).encode("utf-8", "surrogatepass")
+    elif kind == 6 and rng.random() < 0.5:  # a number literal that overflows to infinity, anywhere
+        text = body[0].decode("utf-8")
+        numbers = [m.span() for m in re.finditer(r"(?<=[:\[,])-?\d+(\.\d+)?", text)]
+        start, end = rng.choice(numbers)
+        body[0] = (text[:start] + rng.choice(HUGE_FLOAT_LITERALS) + text[end:]).encode("utf-8")
     else:  # random image bytes and a random extra routing-ish prefix frame
         body[1] = rng.randbytes(rng.randrange(0, 64))
         if rng.random() < 0.5:
@@ -921,6 +933,9 @@ def test_fuzz_decode_request_raises_only_protocol_errors():
             if request.op == "reconstruct":
                 assert 0 < len(request.payload[0]) <= protocol.MAX_IMAGE_BYTES
                 ReconstructOptions.from_json(request.options, request.request_id)
+            # …and safe to use: every string encodes again, every number is finite and in range.
+            protocol._encode_header({"options": request.options})
+            assert protocol._unusable_value(request.options) is None
         # The response decoder sees the same garbage on the client side.
         try:
             decode_response(body)
@@ -1004,3 +1019,53 @@ def test_protocol_error_fields():
     error = ProtocolError("bad_id", "message", "job-1")
     assert (error.code, error.request_id, str(error)) == ("bad_id", "job-1", "message")
     assert ProtocolError("x", "y").request_id is None
+
+
+# ------------------------------------------------------------- values no handler should meet (issue 21)
+UNUSABLE_TEXT = (
+    '"\\ud800"',  # a lone high surrogate
+    '"a\\udfffb"',  # a lone low surrogate inside text
+    "1" + "0" * 400,  # an integer far beyond 2**63
+    "-9223372036854775809",  # one below -2**63
+    "1e999",  # overflows to infinity
+    "-1e999",
+)
+
+
+@pytest.mark.parametrize("value", UNUSABLE_TEXT)
+@pytest.mark.parametrize(
+    ("op", "field"),
+    [
+        ("reconstruct", "category"),
+        ("reconstruct", "resolution"),
+        ("reconstruct", "deadline_s"),
+        ("reconstruct", "max_faces"),
+        ("reconstruct", "frame"),
+        ("reconstruct", "precision"),
+        ("shutdown", "token"),
+        ("cancel", "target"),
+    ],
+)
+def test_unusable_values_in_any_option_are_bad_options(op, field, value):
+    """The 62-byte message that stopped the broker ({"token": "\\ud800"}) and its relatives: refused by the
+    protocol with bad_options, so no handler ever calls .encode() on a lone surrogate or float() on 10**400."""
+    raw = f'{{"v":1,"id":"{RID}","op":"{op}","options":{{"{field}":{value}}}}}'.encode()
+    refused(decode_request, [raw, IMAGE] if op == "reconstruct" else [raw], "bad_options")
+
+
+@pytest.mark.parametrize("value", UNUSABLE_TEXT)
+def test_unusable_values_elsewhere_in_the_header_are_bad_header(value):
+    raw = f'{{"v":1,"id":"{RID}","op":"ping","extra":[{value}]}}'.encode()
+    refused(decode_request, [raw], "bad_header")
+    raw = f'{{"v":1,"id":"{RID}","type":"pong","note":{{"k":{value}}}}}'.encode()
+    refused(decode_response, [raw], "bad_header")
+
+
+def test_a_lone_surrogate_as_a_field_name_is_refused():
+    raw = f'{{"v":1,"id":"{RID}","op":"ping","\\ud800":1}}'.encode()
+    refused(decode_request, [raw], "bad_header")
+
+
+def test_large_but_sane_numbers_still_pass():
+    request = decode_request([b'{"v":1,"id":"t","op":"info","options":{"n":9223372036854775807,"x":1e308}}'])
+    assert request.options == {"n": 2**63 - 1, "x": 1e308}
