@@ -140,7 +140,11 @@ class Broker:
                         outstanding[worker] = max(0, outstanding[worker] - 1)
                     send(frontend, rest)
                 if frontend in ready:
-                    frames = frontend.recv_multipart()
+                    try:
+                        frames = protocol.receive_request_frames(frontend)
+                    except ProtocolError as error:  # too many frames or bytes: dropped, sender told
+                        reply_error(error.envelope, "unknown", error.code, str(error))
+                        continue
                     try:
                         envelope, body = protocol.split_envelope(frames)
                         request = protocol.decode_request(body)

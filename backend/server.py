@@ -25,6 +25,7 @@ import os
 import queue
 import secrets
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -116,6 +117,30 @@ class Job:
     started: float | None = None
 
 
+def return_large_buffers_to_the_system() -> bool:
+    """Make glibc give every buffer over 256 KiB back to the system when it is freed (Linux only).
+
+    glibc raises its mmap threshold each time a large block is freed, up to 32 MiB: after one 300-frame
+    message of 1 MB, later megabyte frames come from the heap and the server's memory stays up by the whole
+    message (measured: +546 MB retained). A fixed threshold keeps large frames and images in their own
+    mappings, released on free. Returns whether the setting took (False off glibc)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 256 * 1024))
+    except (OSError, AttributeError):
+        return False
+
+
+M_MMAP_THRESHOLD = -3
+"""glibc's mallopt parameter number (malloc.h)."""
+
+
 def default_token_file(address: str) -> Path:
     runtime = os.environ.get("XDG_RUNTIME_DIR") or str(Path.home() / ".cache")
     safe = "".join(c if c.isalnum() else "_" for c in address)
@@ -139,6 +164,7 @@ class Server:
     def load(self) -> None:
         from backend.pipeline import Reconstructor
 
+        return_large_buffers_to_the_system()
         self.reconstructor = Reconstructor(self.config.checkpoint, self.config.device, self.config.open_clip_weights)
         if self.config.warmup:
             self._warm_up()
@@ -208,9 +234,14 @@ class Server:
                 if router in ready:
                     for _ in range(100):  # drain a burst without starving the event socket
                         try:
-                            frames = router.recv_multipart(zmq.NOBLOCK)
+                            frames = protocol.receive_request_frames(router, zmq.NOBLOCK)
                         except zmq.Again:
                             break
+                        except ProtocolError as error:  # too many frames or bytes: dropped, sender told
+                            self._send(
+                                router, error.envelope, Response("unknown", "error", _error(error.code, str(error)))
+                            )
+                            continue
                         self._handle(router, frames)
                 if events in ready:
                     while True:

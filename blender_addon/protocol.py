@@ -43,6 +43,9 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 """Largest image file a request may carry (a 50-megapixel JPEG is about 20 MB)."""
 MAX_MESSAGE_BYTES = MAX_IMAGE_BYTES + MAX_HEADER_BYTES + 1024
 """Default ZMQ_MAXMSGSIZE: a larger message makes ZeroMQ drop the connection before it is buffered."""
+MAX_REQUEST_FRAMES = 8
+"""Frames of one request, routing envelopes included: a broker adds two (the client's identity and a
+delimiter) to the client's [b"", header, image]; anything longer is not a request."""
 MAX_RESULT_VERTICES = 20_000_000
 """Sanity bound a client applies to a result's declared sizes."""
 
@@ -177,6 +180,34 @@ class Response:
 
 def _encode_header(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def receive_request_frames(socket, flags: int = 0) -> list[bytes]:
+    """One message from a ZeroMQ socket, frame by frame, bounded as a whole: at most MAX_REQUEST_FRAMES frames
+    and MAX_MESSAGE_BYTES in all. ZMQ_MAXMSGSIZE bounds each frame only, and `recv_multipart` would copy every
+    frame of a 300-frame message before anyone counts them. Past a bound, the rest of the message is received
+    and dropped frame by frame (ZeroMQ delivers whole messages, so it must be read to get past it) and
+    ProtocolError("message_too_large") carries the routing frame, so the sender can be told.
+
+    `flags` go to the first receive (e.g. zmq.NOBLOCK, whose zmq.Again propagates); the rest of a message is
+    already there."""
+    first = socket.recv(flags, copy=False)
+    frames, total, more = [first.bytes], len(first), first.more
+    too_large = None
+    while more:
+        frame = socket.recv(copy=False)
+        more = frame.more
+        total += len(frame)
+        if too_large is None and (len(frames) >= MAX_REQUEST_FRAMES or total > MAX_MESSAGE_BYTES):
+            too_large = f"a request is at most {MAX_REQUEST_FRAMES} frames and {MAX_MESSAGE_BYTES} bytes"
+        if too_large is None:
+            frames.append(frame.bytes)
+        del frame  # returned to ZeroMQ at once: a dropped message is never held in full by Python
+    if too_large is not None:
+        error = ProtocolError("message_too_large", too_large)
+        error.envelope = frames[:1]
+        raise error
+    return frames
 
 
 def split_envelope(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:

@@ -234,6 +234,18 @@ def test_image_bomb_and_oversized_message_are_refused_without_memory_growth(serv
     assert Client(server.address).ping() < 2
     assert rss_mb(server.pid) - before < 100
 
+    # 300 frames of 1 MB: each frame under ZMQ_MAXMSGSIZE, the whole over any request. Refused with a reply,
+    # and the memory goes back (it once stayed up by ~550 MB).
+    sock = raw_socket(server.address)
+    sock.send_multipart([b"", b'{"v":1,"id":"wide","op":"reconstruct","options":{}}', *[b"\1" * 2**20] * 300])
+    assert sock.poll(20_000)
+    reply = protocol.decode_response(protocol.split_envelope(sock.recv_multipart())[1])
+    assert (reply.type, reply.fields["code"]) == ("error", "message_too_large")
+    sock.close()
+    assert Client(server.address).ping() < 2
+    time.sleep(0.5)
+    assert rss_mb(server.pid) - before < 100
+
 
 def test_concurrent_clients_get_every_answer_unmixed(server):
     image = PHOTO.read_bytes()

@@ -1069,3 +1069,43 @@ def test_a_lone_surrogate_as_a_field_name_is_refused():
 def test_large_but_sane_numbers_still_pass():
     request = decode_request([b'{"v":1,"id":"t","op":"info","options":{"n":9223372036854775807,"x":1e308}}'])
     assert request.options == {"n": 2**63 - 1, "x": 1e308}
+
+
+# --------------------------------------------------------------------- whole-message bounds (issue 21)
+@pytest.fixture
+def socket_pair():
+    zmq = pytest.importorskip("zmq")
+    context = zmq.Context()
+    sender, receiver = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+    receiver.bind("inproc://bounds")
+    sender.connect("inproc://bounds")
+    yield sender, receiver
+    sender.close(linger=0)
+    receiver.close(linger=0)
+    context.term()
+
+
+def test_receive_request_frames_bounds_the_frame_count(socket_pair):
+    sender, receiver = socket_pair
+    limit = protocol.MAX_REQUEST_FRAMES
+    sender.send_multipart([b"id", *[b"x"] * (limit - 1)])
+    assert protocol.receive_request_frames(receiver) == [b"id", *[b"x"] * (limit - 1)]
+    sender.send_multipart([b"id", *[b"x"] * limit])
+    sender.send_multipart([b"next", b"", b"ok"])
+    with pytest.raises(ProtocolError) as info:
+        protocol.receive_request_frames(receiver)
+    assert info.value.code == "message_too_large"
+    assert info.value.envelope == [b"id"]  # who to tell
+    # The refused message was read to its end: the next one arrives whole.
+    assert protocol.receive_request_frames(receiver) == [b"next", b"", b"ok"]
+
+
+def test_receive_request_frames_bounds_the_total_size(socket_pair, monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_MESSAGE_BYTES", 1000)
+    sender, receiver = socket_pair
+    sender.send_multipart([b"id", b"", b"h" * 400, b"i" * 590])
+    assert len(protocol.receive_request_frames(receiver)) == 4
+    sender.send_multipart([b"id", b"", b"h" * 400, b"i" * 600])  # each frame small, the whole too large
+    with pytest.raises(ProtocolError, match="1000 bytes") as info:
+        protocol.receive_request_frames(receiver)
+    assert info.value.code == "message_too_large"
