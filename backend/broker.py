@@ -10,7 +10,6 @@ added the same way by pointing `worker_of` at a tcp endpoint (with CURVE).
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
@@ -26,7 +25,7 @@ from pathlib import Path
 from blender_addon import protocol
 from blender_addon.protocol import ProtocolError, Response
 
-from .server import ServerConfig, ServerError, _error, check_security, default_token_file, open_router
+from .server import ServerConfig, ServerError, _error, check_security, default_token_file, deliver, open_router
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +111,8 @@ class Broker:
         # connects, before it prints "ready", so every worker is known here already or very soon.
         print(f"zeroshape-w broker ready on {self.config.address} with {len(workers)} workers", flush=True)
 
-        def send(socket, frames) -> None:
-            with contextlib.suppress(zmq.ZMQError):  # a vanished peer must not stop the broker
-                socket.send_multipart(frames, zmq.NOBLOCK)
+        def send(socket, frames) -> bool:
+            return deliver(socket, frames)  # a vanished peer must not stop the broker; False: it is gone
 
         def reply_error(envelope, request_id, code, message) -> None:
             send(frontend, [*envelope, *protocol.encode_response(Response(request_id, "error", _error(code, message)))])
@@ -136,9 +134,14 @@ class Broker:
                     except (ProtocolError, ValueError, IndexError):
                         continue
                     key = (envelope[0] if envelope else b"", header.get("id"))
-                    if header.get("type") in FINAL_TYPES and jobs.pop(key, None) is not None:
+                    final = header.get("type") in FINAL_TYPES
+                    if final and jobs.pop(key, None) is not None:
                         outstanding[worker] = max(0, outstanding[worker] - 1)
-                    send(frontend, rest)
+                    if not send(frontend, rest) and not final and key in jobs:
+                        # The client is gone: its worker should stop computing (the worker answers "cancelled",
+                        # which is dropped here like anything else addressed to that client).
+                        cancel = protocol.Request(f"drop-{key[1]}"[:64], "cancel", {"target": key[1]})
+                        send(backend, [worker, *envelope, *protocol.encode_request(cancel)])
                 if frontend in ready:
                     try:
                         frames = protocol.receive_request_frames(frontend)

@@ -113,8 +113,14 @@ class Job:
     image: bytes
     options: protocol.ReconstructOptions
     deadline_s: float
+    """Seconds from acceptance: time waiting in the queue counts, as it does for the client waiting."""
     cancel: threading.Event = field(default_factory=threading.Event)
+    accepted_at: float = field(default_factory=time.monotonic)
     started: float | None = None
+    abandoned: bool = False
+    """Stopped because its client was gone, not because anyone asked."""
+    answered: bool = False
+    """Its final answer is already sent (a queued job past its deadline): the worker skips it silently."""
 
 
 def return_large_buffers_to_the_system() -> bool:
@@ -159,6 +165,9 @@ class Server:
         self.stop_requested_at: float | None = None
         self.token = secrets.token_urlsafe(24)
         self.reconstructor = None
+        self.last_queue_heartbeat = 0.0
+        self.counts = {"done": 0, "failed": 0, "cancelled": 0, "abandoned": 0, "expired": 0}
+        """Jobs by outcome since start; "abandoned": dropped or stopped because their client was gone."""
 
     # ------------------------------------------------------------------------------------ start-up
     def load(self) -> None:
@@ -300,12 +309,10 @@ class Server:
         return now - self.stop_requested_at > self.config.grace_s + 30  # a stuck job cannot hold us forever
 
     # ------------------------------------------------------------------------------------ requests
-    def _send(self, router, envelope: list[bytes], response: Response) -> None:
-        import zmq
-
-        # A client that is gone or not reading gets nothing: that must not stop the server.
-        with contextlib.suppress(zmq.ZMQError):
-            router.send_multipart([*envelope, *protocol.encode_response(response)], zmq.NOBLOCK)
+    def _send(self, router, envelope: list[bytes], response: Response) -> bool:
+        """Send without blocking; False only when the client is gone (its connection closed), which the
+        public ROUTER reports (ZMQ_ROUTER_MANDATORY). A client that is slow to read is not gone."""
+        return deliver(router, [*envelope, *protocol.encode_response(response)])
 
     def _handle(self, router, frames: list[bytes]) -> None:
         envelope, body = [], frames
@@ -346,6 +353,7 @@ class Server:
             "untrained": r.untrained,
             "device": str(r.device),
             "queue_length": self.jobs.qsize() + (1 if self.running else 0),
+            "jobs": dict(self.counts),
             "queue_size": self.config.queue_size,
             "max_resolution": self.config.max_resolution,
             "auth": self.config.auth,
@@ -412,18 +420,45 @@ class Server:
         if header["type"] == "progress":
             self.last_progress = (header["stage"], header["fraction"])
         self.last_event = time.monotonic()
-        import zmq
+        if not deliver(router, [*envelope, *body]):
+            self._abandon(self.running, header["id"], envelope)
 
-        with contextlib.suppress(zmq.ZMQError):
-            router.send_multipart([*envelope, *body], zmq.NOBLOCK)
+    def _abandon(self, job: Job | None, request_id: str, envelope: list[bytes]) -> None:
+        """The client of this job is gone: stop the job (running) or drop it (queued); nobody waits for it."""
+        if job is not None and job.request_id == request_id and job.envelope == envelope and not job.cancel.is_set():
+            log.info("client of job %s is gone: dropping it", request_id)
+            job.cancel.set()
+            job.abandoned = True
 
     def _heartbeat(self, router) -> None:
+        """Progress at least every heartbeat_s: the running job's last stage, and each queued job's place in the
+        queue (a client waiting behind others must not mistake the silence for a dead server). A heartbeat
+        that finds its client gone drops the job."""
+        now = time.monotonic()
         job = self.running
-        if job is None or time.monotonic() - self.last_event < self.config.heartbeat_s:
+        if job is not None and now - self.last_event >= self.config.heartbeat_s:
+            stage, fraction = self.last_progress
+            fields = {"stage": stage, "fraction": fraction}
+            if not self._send(router, job.envelope, Response(job.request_id, "progress", fields)):
+                self._abandon(job, job.request_id, job.envelope)
+            self.last_event = now
+        if now - self.last_queue_heartbeat < self.config.heartbeat_s:
             return
-        stage, fraction = self.last_progress
-        self._send(router, job.envelope, Response(job.request_id, "progress", {"stage": stage, "fraction": fraction}))
-        self.last_event = time.monotonic()
+        self.last_queue_heartbeat = now
+        ahead = 1 if self.running is not None else 0
+        for position, queued in enumerate(list(self.jobs.queue), start=ahead + 1):
+            if queued.cancel.is_set():
+                continue
+            if now - queued.accepted_at > queued.deadline_s:  # answered now, not when its turn comes
+                queued.answered = True
+                queued.cancel.set()
+                self.counts["expired"] += 1
+                message = f"the job waited in the queue longer than its {queued.deadline_s:g} s deadline"
+                self._send(router, queued.envelope, Response(queued.request_id, "error", _error("deadline", message)))
+                continue
+            fields = {"stage": "queued", "fraction": 0.0, "queue_position": position}
+            if not self._send(router, queued.envelope, Response(queued.request_id, "progress", fields)):
+                self._abandon(queued, queued.request_id, queued.envelope)
 
     # ------------------------------------------------------------------------------------ worker
     def _worker(self, context) -> None:
@@ -443,18 +478,30 @@ class Server:
                     break
                 continue
             if job.cancel.is_set():
-                emit(job, Response(job.request_id, "cancelled", _error("cancelled", "cancelled before it started")))
+                if not job.answered:
+                    self.counts["abandoned" if job.abandoned else "cancelled"] += 1
+                    emit(job, Response(job.request_id, "cancelled", _error("cancelled", "cancelled before it started")))
+                continue
+            if time.monotonic() - job.accepted_at > job.deadline_s:
+                self.counts["expired"] += 1
+                message = f"the job waited in the queue longer than its {job.deadline_s:g} s deadline"
+                emit(job, Response(job.request_id, "error", _error("deadline", message)))
                 continue
             self.running = job
             self.last_progress = ("started", 0.0)
             self.last_event = time.monotonic()
             try:
-                emit(job, self._run(job, lambda response, job=job: emit(job, response)))
+                response = self._run(job, lambda response, job=job: emit(job, response))
+                self.counts["done" if response.type == "result" else "failed"] += 1
+                emit(job, response)
             except JobAbortedError as aborted:
                 kind = "cancelled" if aborted.code == "cancelled" else "error"
+                outcome = "abandoned" if job.abandoned else "cancelled" if kind == "cancelled" else "expired"
+                self.counts[outcome] += 1
                 emit(job, Response(job.request_id, kind, _error(aborted.code, str(aborted))))
             except Exception as error:  # one bad job must never take the server down
                 log.exception("job %s failed", job.request_id)
+                self.counts["failed"] += 1
                 emit(job, Response(job.request_id, "error", _error("internal", f"{type(error).__name__}: {error}")))
             finally:
                 self.running = None
@@ -469,8 +516,8 @@ class Server:
         def progress(stage: str, fraction: float) -> None:
             if job.cancel.is_set():
                 raise JobAbortedError("cancelled", "cancelled")
-            if time.monotonic() - job.started > job.deadline_s:
-                raise JobAbortedError("deadline", f"the job ran longer than its {job.deadline_s:.0f} s deadline")
+            if time.monotonic() - job.accepted_at > job.deadline_s:
+                raise JobAbortedError("deadline", f"the job took longer than its {job.deadline_s:.0f} s deadline")
             emit(Response(job.request_id, "progress", {"stage": stage, "fraction": round(float(fraction), 4)}))
 
         try:
@@ -504,6 +551,7 @@ def open_router(context, config: ServerConfig):
     import zmq
 
     router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a client that is gone fails: see `deliver`
     router.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
     router.setsockopt(zmq.LINGER, 1000)
     router.setsockopt(zmq.RCVHWM, 1000)
@@ -529,6 +577,21 @@ def open_router(context, config: ServerConfig):
             authenticator.stop()
         raise ServerError(f"cannot listen on {config.address}: {error}") from error
     return router, authenticator
+
+
+def deliver(socket, frames: list[bytes]) -> bool:
+    """Send without blocking; False only when the addressed peer is gone (EHOSTUNREACH from a ROUTER with
+    ZMQ_ROUTER_MANDATORY). A full queue to a slow peer, or any other failure to send, drops the message but
+    reports the peer as present: a vanished client must never stop the server, a slow one is not vanished."""
+    import errno
+
+    import zmq
+
+    try:
+        socket.send_multipart(frames, zmq.NOBLOCK)
+    except zmq.ZMQError as error:
+        return error.errno != errno.EHOSTUNREACH
+    return True
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

@@ -6,12 +6,15 @@ background thread and reports through a queue that Blender's timer can drain on 
 
 Reliability (zguide's Lazy Pirate, for the idempotent `ping` and `info`): wait a short time, then close the
 socket, open a new one and ask again, a few times, then give up with a clear error. A reconstruction is not
-retried (it is not idempotent); instead the client expects a message at least every 2 s while the job runs
-and gives up with a clear error when the server has been silent for `heartbeat_timeout_s`.
+retried (it is not idempotent); instead the client expects a message at least every 2 s while the job runs or
+waits in the server's queue, and gives up with a clear error when the server has been silent for
+`heartbeat_timeout_s`. A client that gives up on a job for any reason (silence, an exception, its caller
+going away) sends `cancel` first, so the server does not go on computing a mesh nobody will read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -44,6 +47,15 @@ class JobFailedError(BackendError):
 
 class JobCancelledError(BackendError):
     pass
+
+
+def _stage_text(fields: dict[str, Any]) -> str:
+    """A progress event's stage for people: a queued job says its place ("queued (2 ahead)")."""
+    stage = str(fields.get("stage", ""))
+    position = fields.get("queue_position")
+    if stage == "queued" and type(position) is int and position > 0:
+        return f"queued ({position - 1} ahead)" if position > 1 else "queued (next)"
+    return stage
 
 
 def _zmq():
@@ -199,6 +211,12 @@ class Client:
         options = options or ReconstructOptions()
         request_id = request_id or uuid.uuid4().hex
         socket = self._socket()
+        finished = cancel_sent = False
+
+        def send_cancel() -> None:
+            cancel_request = Request(uuid.uuid4().hex, "cancel", {"target": request_id})
+            socket.send_multipart(protocol.encode_request(cancel_request), _zmq().NOBLOCK)
+
         try:
             request = Request(request_id, "reconstruct", options.to_json(), [image])
             socket.send_multipart(protocol.encode_request(request))
@@ -208,10 +226,10 @@ class Client:
                     f"no answer from the ZeroShape-W backend at {self.address} within {accept_timeout_s:.0f} s; "
                     "is it running? Start it with `zeroshape-w serve`"
                 )
-            cancel_sent = False
             while True:
                 if response.request_id == request_id:
                     kind = response.type
+                    finished = kind in ("busy", "error", "cancelled", "result")
                     if kind == "busy":
                         raise BackendBusyError(f"the backend is busy: {response.fields.get('message', '')}")
                     if kind == "error":
@@ -219,13 +237,12 @@ class Client:
                     if kind == "cancelled":
                         raise JobCancelledError("the job was cancelled")
                     if kind == "progress" and progress is not None:
-                        progress(response.fields.get("stage", ""), float(response.fields.get("fraction", 0.0)))
+                        progress(_stage_text(response.fields), float(response.fields.get("fraction", 0.0)))
                     if kind == "result":
                         vertices, faces, colors = protocol.result_arrays(response)
                         return MeshResult(vertices, faces, colors, response.fields.get("metadata", {}))
                 if cancel is not None and cancel.is_set() and not cancel_sent:
-                    cancel_request = Request(uuid.uuid4().hex, "cancel", {"target": request_id})
-                    socket.send_multipart(protocol.encode_request(cancel_request))
+                    send_cancel()
                     cancel_sent = True
                 wait = 0.25 if cancel is not None and not cancel_sent else self.heartbeat_timeout_s
                 silent_since = time.monotonic()
@@ -240,11 +257,17 @@ class Client:
                             f"(no message for {self.heartbeat_timeout_s:.0f} s); it may have crashed"
                         )
                     if cancel is not None and cancel.is_set() and not cancel_sent:
-                        cancel_request = Request(uuid.uuid4().hex, "cancel", {"target": request_id})
-                        socket.send_multipart(protocol.encode_request(cancel_request))
+                        send_cancel()
                         cancel_sent = True
         finally:
-            socket.close(linger=0)
+            if not finished and not cancel_sent:
+                # Giving up (silence, an exception here or in the caller's progress callback): tell the server,
+                # and give the message a moment to leave before the socket closes.
+                with contextlib.suppress(Exception):
+                    send_cancel()
+                socket.close(linger=500)
+            else:
+                socket.close(linger=0)
 
     def submit(self, image: bytes, options: ReconstructOptions | None = None) -> Job:
         """Start a reconstruction in a background thread; read `job.events` (e.g. from a Blender timer)."""

@@ -12,14 +12,16 @@ raw bytes whose count and sizes the header declares and the receiver checks.
 Requests (client → server), header {"v": 1, "id": REQUEST_ID, "op": OP, "options": {...}}:
     ping, info                     no payload
     reconstruct                    one frame: the image file's bytes (JPEG, PNG, WebP, TIFF or BMP)
-    cancel                         options {"target": REQUEST_ID}
+    cancel                         options {"target": REQUEST_ID}; a client that gives up on a job sends it
+                                   (a server also drops the jobs of clients whose connection is gone)
     shutdown                       options {"token": the server's shutdown token}
 
 Responses (server → client), header {"v": 1, "id": REQUEST_ID, "type": TYPE, ...}:
     pong / info                    {"info": {...}} for info
     accepted                       {"queue_position": int}: the job is queued; events follow
     busy                           {"message": str}: the queue is full; try later
-    progress                       {"stage": str, "fraction": float}: at least every 2 s while a job runs
+    progress                       {"stage": str, "fraction": float}: at least every 2 s while a job runs,
+                                   and while it waits ({"stage": "queued", "queue_position": int, 1 = next})
     result                         {"vertex_count", "face_count", "has_colors", "metadata"} and frames:
                                    vertices float32 [V, 3], faces uint32 [F, 3], colours uint8 [V, 4] if any
     cancelled, error               {"code": str, "message": str}
