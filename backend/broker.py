@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +26,16 @@ from pathlib import Path
 from blender_addon import protocol
 from blender_addon.protocol import ProtocolError, Response
 
-from .server import ServerConfig, ServerError, _error, check_security, default_token_file, deliver, open_router
+from .server import (
+    ServerConfig,
+    ServerError,
+    _error,
+    check_security,
+    default_token_file,
+    deliver,
+    open_router,
+    worker_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,29 +64,34 @@ class Broker:
         self.stopping = threading.Event()
         self.token = os.urandom(18).hex()
 
+    def _start_worker(self, endpoint: str, device: str) -> subprocess.Popen:
+        command = [sys.executable, "-m", "backend", "serve", "--worker-of", endpoint, "--device", device]
+        command += ["--queue-size", str(self.config.queue_size), "--max-resolution", str(self.config.max_resolution)]
+        command += ["--deadline", str(self.config.job_deadline_s), "--grace", str(self.config.grace_s)]
+        if self.config.checkpoint:
+            command += ["--checkpoint", str(self.config.checkpoint)]
+        if self.config.open_clip_weights:
+            command += ["--open-clip-weights", str(self.config.open_clip_weights)]
+        log.info("starting a worker on %s", device)
+        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+
     def _start_workers(self, endpoint: str) -> list[subprocess.Popen]:
+        """Every worker, each waited for until it prints "ready"; if one fails, none is left running."""
         processes = []
-        for index, device in enumerate(worker_devices(self.worker_count, self.config.device)):
-            command = [sys.executable, "-m", "backend", "serve", "--worker-of", endpoint, "--device", device]
-            command += [
-                "--queue-size",
-                str(self.config.queue_size),
-                "--max-resolution",
-                str(self.config.max_resolution),
-            ]
-            command += ["--deadline", str(self.config.job_deadline_s), "--grace", str(self.config.grace_s)]
-            if self.config.checkpoint:
-                command += ["--checkpoint", str(self.config.checkpoint)]
-            if self.config.open_clip_weights:
-                command += ["--open-clip-weights", str(self.config.open_clip_weights)]
-            log.info("starting worker %d on %s", index, device)
-            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
-        for process in processes:
-            for line in process.stdout:
-                if "ready" in line:
-                    break
-            else:
-                raise ServerError(f"a worker exited before it was ready (status {process.wait()})")
+        try:
+            for device in worker_devices(self.worker_count, self.config.device):
+                processes.append(self._start_worker(endpoint, device))
+            for process in processes:
+                for line in process.stdout:
+                    if "ready" in line:
+                        break
+                else:
+                    raise ServerError(f"a worker exited before it was ready (status {process.wait()})")
+        except BaseException:
+            for process in processes:
+                process.kill()
+                process.wait()
+            raise
         return processes
 
     def serve(self) -> int:
@@ -89,8 +104,27 @@ class Broker:
         backend = context.socket(zmq.ROUTER)
         backend.setsockopt(zmq.LINGER, 0)
         backend.bind(endpoint)
-        workers = self._start_workers(endpoint)
-        frontend, authenticator = open_router(context, self.config)
+        try:  # the public address first: a broker that cannot listen must not leave workers behind
+            frontend, authenticator = open_router(context, self.config)
+        except ServerError:
+            backend.close(linger=0)
+            context.term()
+            shutil.rmtree(private, ignore_errors=True)
+            raise
+        try:
+            workers = self._start_workers(endpoint)
+        except BaseException:
+            frontend.close(linger=0)
+            backend.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
+            context.term()
+            shutil.rmtree(private, ignore_errors=True)
+            raise
+        devices = {
+            process.pid: device
+            for process, device in zip(workers, worker_devices(self.worker_count, self.config.device), strict=True)
+        }
         token_path = self.config.token_file or default_token_file(self.config.address)
         token_path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -117,8 +151,31 @@ class Broker:
         def reply_error(envelope, request_id, code, message) -> None:
             send(frontend, [*envelope, *protocol.encode_response(Response(request_id, "error", _error(code, message)))])
 
+        def replace_dead_workers() -> None:
+            """A worker process that died: forget it, answer its unfinished jobs, start another in its place."""
+            for index, process in enumerate(workers):
+                if process.poll() is None:
+                    continue
+                dead = worker_identity(process.pid)
+                log.warning(
+                    "worker %d (pid %d) died with status %s; restarting it", index, process.pid, process.returncode
+                )
+                if dead in outstanding:
+                    identities.remove(dead)
+                    del outstanding[dead]
+                for key, worker in list(jobs.items()):
+                    if worker == dead:
+                        del jobs[key]
+                        message = "the worker running this job stopped; the broker is restarting it: try again"
+                        reply_error([key[0]], key[1], "worker_died", message)
+                device = devices.pop(process.pid)
+                replacement = self._start_worker(endpoint, device)
+                devices[replacement.pid] = device
+                workers[index] = replacement  # it greets the backend socket when it is up
+
         try:
             while not self.stopping.is_set():
+                replace_dead_workers()
                 ready = dict(poller.poll(200))
                 if backend in ready:
                     frames = backend.recv_multipart()

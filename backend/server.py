@@ -207,11 +207,27 @@ class Server:
             # [client identity, b"", header, ...] and replies go back the same way.
             dealer = context.socket(zmq.DEALER)
             dealer.setsockopt(zmq.LINGER, 1000)
+            # Named after the process, so the broker can tell which worker a dead process was.
+            dealer.setsockopt(zmq.ROUTING_ID, worker_identity(os.getpid()))
             dealer.connect(self.config.worker_of)
             dealer.send(b"hello")  # tells the broker this worker exists
+            self._die_with_parent()
             return dealer
         router, self.authenticator = open_router(context, self.config)
         return router
+
+    def _die_with_parent(self) -> None:
+        """A broker's worker has no purpose without its broker: when the parent process is gone (killed, or
+        failed to start), the worker exits within a second instead of holding its memory as an orphan."""
+        parent = os.getppid()
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            log.warning("the broker (pid %d) is gone: this worker exits", parent)
+            os._exit(0)
+
+        threading.Thread(target=watch, name="zeroshape-parent-watch", daemon=True).start()
 
     # ------------------------------------------------------------------------------------ main loop
     def serve(self, ready_callback=None) -> int:
@@ -573,10 +589,16 @@ def open_router(context, config: ServerConfig):
     try:
         router.bind(config.address)
     except zmq.ZMQError as error:
+        router.close(linger=0)  # an open socket would keep context.term() waiting for ever
         if authenticator is not None:
             authenticator.stop()
         raise ServerError(f"cannot listen on {config.address}: {error}") from error
     return router, authenticator
+
+
+def worker_identity(pid: int) -> bytes:
+    """The ZeroMQ routing id of a broker's worker process."""
+    return f"worker-{pid}".encode()
 
 
 def deliver(socket, frames: list[bytes]) -> bool:

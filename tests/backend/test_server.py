@@ -543,3 +543,61 @@ def test_broker_spreads_jobs_over_workers_and_clients_are_unchanged(checkpoint, 
         process.stop()
     workers = subprocess.run(["pgrep", "-f", "worker-of ipc"], capture_output=True, text=True, check=False)
     assert workers.stdout.strip() == ""
+
+
+def broker_workers(broker_pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(broker_pid)], capture_output=True, text=True, check=False)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def test_a_dead_worker_is_answered_for_and_restarted_and_workers_die_with_their_broker(checkpoint, tmp_path):
+    process = ServerProcess(checkpoint, tmp_path, "--workers", "2").wait_ready(timeout=120)
+    try:
+        workers = broker_workers(process.pid)
+        assert len(workers) == 2
+        outcomes: list[str] = []
+
+        def one() -> None:
+            try:
+                Client(process.address).reconstruct(PHOTO.read_bytes(), ReconstructOptions(resolution=128))
+                outcomes.append("result")
+            except JobFailedError as error:
+                outcomes.append(error.code)
+            except Exception as error:
+                outcomes.append(f"{type(error).__name__}: {error}")
+
+        threads = [threading.Thread(target=one) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(3)  # jobs accepted and running on both workers
+        os.kill(workers[0], signal.SIGKILL)
+        for thread in threads:
+            thread.join(timeout=300)
+        # Every job is answered: a mesh, or a clear error for those the dead worker held.
+        assert len(outcomes) == 4
+        assert set(outcomes) <= {"result", "worker_died"}, outcomes
+        assert "worker_died" in outcomes
+        # The broker replaced the worker, and serves as before.
+        assert wait_for(lambda: len(broker_workers(process.pid)) == 2, timeout_s=30)
+        assert workers[0] not in broker_workers(process.pid)
+        result = Client(process.address, heartbeat_timeout_s=60).reconstruct(PHOTO.read_bytes(), SMALL_JOB)
+        assert len(result.faces) > 0
+        survivors = broker_workers(process.pid)
+    finally:
+        process.process.kill()  # no shutdown, no SIGTERM: the broker simply vanishes
+        process.process.wait()
+    # Its workers notice and exit instead of staying behind as orphans.
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in survivors), timeout_s=15)
+
+
+def test_a_broker_that_cannot_listen_starts_no_workers(checkpoint, tmp_path):
+    blocker = ServerProcess(checkpoint, tmp_path / "first").wait_ready()
+    try:
+        second = ServerProcess(checkpoint, tmp_path / "second", "--workers", "2", address=blocker.address)
+        assert second.process.wait(timeout=120) != 0
+        assert "cannot listen" in second.process.stderr.read()
+        assert broker_workers(second.pid) == []
+        lingering = subprocess.run(["pgrep", "-f", "worker-of ipc"], capture_output=True, text=True, check=False)
+        assert lingering.stdout.strip() == ""
+    finally:
+        blocker.stop()
