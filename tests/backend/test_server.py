@@ -339,7 +339,11 @@ def test_jobs_of_a_client_that_left_are_dropped(stock_server):
     for number in range(4):
         request = Request(f"gone-{number}", "reconstruct", {"resolution": 256}, [PHOTO.read_bytes()])
         sock.send_multipart(protocol.encode_request(request))
-    assert sock.poll(10_000)  # accepted
+    accepted = 0
+    while accepted < 4 and sock.poll(10_000):  # all four queued or running before the client leaves
+        reply = protocol.decode_response(protocol.split_envelope(sock.recv_multipart())[1])
+        accepted += reply.type == "accepted"
+    assert accepted == 4
     sock.close()
     client = Client(stock_server.address)
     assert wait_for(lambda: client.info()["queue_length"] == 0, timeout_s=30)
