@@ -221,24 +221,22 @@ def score_view(
 
 
 def tables(rows: list[dict]) -> dict:
-    """Means per method and condition, and FS@τ per category (clean and occluded) for every method."""
+    """Means per method and condition, and FS@τ per category and per source (each condition) for every method."""
     result: dict = {"overall": {}, "per_category": {}, "per_source": {}}
     for method in sorted({r["method"] for r in rows}, key=lambda m: METHODS.index(m) if m in METHODS else 99):
         mine = [r for r in rows if r["method"] == method]
         result["overall"][method] = summarise(mine, "condition", keys=METRIC_KEYS)
-        result["per_category"][method] = {
-            condition: summarise([r for r in mine if r["condition"] == condition], "category", keys=METRIC_KEYS)
-            for condition in sorted({r["condition"] for r in mine})
-        }
-        result["per_source"][method] = {
-            condition: summarise([r for r in mine if r["condition"] == condition], "source", keys=METRIC_KEYS)
-            for condition in sorted({r["condition"] for r in mine})
-        }
+        for table, key in (("per_category", "category"), ("per_source", "source")):
+            result[table][method] = {
+                condition: summarise([r for r in mine if r["condition"] == condition], key, keys=METRIC_KEYS)
+                for condition in sorted({r["condition"] for r in mine})
+            }
     return result
 
 
 def format_tables(result: dict) -> str:
-    """Markdown tables: overall (per method × condition), then FS@τ per category."""
+    """Markdown tables: overall (per method × condition), then FS@τ per category, then per source (when the
+    rows come from more than one)."""
     lines = ["| method | condition | views | FS@τ | FS@2τ | FS@3τ | FS@5τ | CD |", "|---|---|---|---|---|---|---|---|"]
     for method, groups in result["overall"].items():
         for condition in [c for c in (*CONDITIONS, "all") if c in groups]:
@@ -247,35 +245,31 @@ def format_tables(result: dict) -> str:
                 f"| {method} | {condition} | {int(g['n'])} | {g['fscore@0.05']:.3f} | {g['fscore@0.1']:.3f} | "
                 f"{g['fscore@0.15']:.3f} | {g['fscore@0.25']:.3f} | {g['cd']:.4f} |"
             )
-    methods = list(result["per_category"])
-    conditions = sorted({c for m in methods for c in result["per_category"][m]}, key=CONDITIONS.index)
-    categories = sorted(
-        {k for m in methods for c in conditions for k in result["per_category"][m].get(c, {}) if k != "all"}
-    )
+    lines += _fscore_table(result["per_category"], "category", with_counts=False, at_least=1)
+    lines += _fscore_table(result.get("per_source", {}), "source", with_counts=True, at_least=2)
+    return "\n".join(lines)
+
+
+def _fscore_table(groups: dict, name: str, with_counts: bool, at_least: int) -> list[str]:
+    """FS@τ per value of `name` (rows) × method and condition (columns); [] with fewer than `at_least` values.
+
+    groups: {method: {condition: {value: summary}}}, as `tables` makes them."""
+    methods = list(groups)
+    conditions = sorted({c for m in methods for c in groups[m]}, key=CONDITIONS.index)
+    values = sorted({k for m in methods for c in conditions for k in groups[m].get(c, {})} - {"all"})
+    if len(values) < at_least:
+        return []
     header = [f"{m} {c}" for m in methods for c in conditions]
-    lines += ["", "FS@τ per category:", "", "| category | " + " | ".join(header) + " |"]
-    lines.append("|---|" + "---|" * len(header))
-    for category in categories:
+    lines = ["", f"FS@τ per {name}:", "", f"| {name} | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    for value in values:
         cells = []
         for method in methods:
             for condition in conditions:
-                group = result["per_category"][method].get(condition, {}).get(category)
-                cells.append(f"{group['fscore@0.05']:.3f}" if group else "–")
-        lines.append(f"| {category} | " + " | ".join(cells) + " |")
-    sources = sorted(
-        {k for m in methods for c in conditions for k in result.get("per_source", {}).get(m, {}).get(c, {})} - {"all"}
-    )
-    if len(sources) > 1:
-        lines += ["", "FS@τ per source:", "", "| source | " + " | ".join(header) + " |"]
-        lines.append("|---|" + "---|" * len(header))
-        for source in sources:
-            cells = []
-            for method in methods:
-                for condition in conditions:
-                    group = result["per_source"][method].get(condition, {}).get(source)
-                    cells.append(f"{group['fscore@0.05']:.3f} ({int(group['n'])})" if group else "–")
-            lines.append(f"| {source} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+                group = groups[method].get(condition, {}).get(value)
+                count = f" ({int(group['n'])})" if group and with_counts else ""
+                cells.append(f"{group['fscore@0.05']:.3f}{count}" if group else "–")
+        lines.append(f"| {value} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_results(rows: list[dict], result: dict, out: Path) -> None:
