@@ -75,11 +75,11 @@ class Broker:
         log.info("starting a worker on %s", device)
         return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
-    def _start_workers(self, endpoint: str) -> list[subprocess.Popen]:
-        """Every worker, each waited for until it prints "ready"; if one fails, none is left running."""
+    def _start_workers(self, endpoint: str, devices: list[str]) -> list[subprocess.Popen]:
+        """A worker per device, each waited for until it prints "ready"; if one fails, none is left running."""
         processes = []
         try:
-            for device in worker_devices(self.worker_count, self.config.device):
+            for device in devices:
                 processes.append(self._start_worker(endpoint, device))
             for process in processes:
                 for line in process.stdout:
@@ -111,8 +111,9 @@ class Broker:
             context.term()
             shutil.rmtree(private, ignore_errors=True)
             raise
+        device_list = worker_devices(self.worker_count, self.config.device)
         try:
-            workers = self._start_workers(endpoint)
+            workers = self._start_workers(endpoint, device_list)
         except BaseException:
             frontend.close(linger=0)
             backend.close(linger=0)
@@ -121,10 +122,7 @@ class Broker:
             context.term()
             shutil.rmtree(private, ignore_errors=True)
             raise
-        devices = {
-            process.pid: device
-            for process, device in zip(workers, worker_devices(self.worker_count, self.config.device), strict=True)
-        }
+        devices = {process.pid: device for process, device in zip(workers, device_list, strict=True)}
         token_path = self.config.token_file or default_token_file(self.config.address)
         token_path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,6 +18,7 @@ token that the server writes to a file only its user can read.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import ipaddress
 import logging
@@ -605,8 +606,6 @@ def deliver(socket, frames: list[bytes]) -> bool:
     """Send without blocking; False only when the addressed peer is gone (EHOSTUNREACH from a ROUTER with
     ZMQ_ROUTER_MANDATORY). A full queue to a slow peer, or any other failure to send, drops the message but
     reports the peer as present: a vanished client must never stop the server, a slow one is not vanished."""
-    import errno
-
     import zmq
 
     try:

@@ -219,19 +219,21 @@ def place_occluder(
     rays: tuple[np.ndarray, np.ndarray],
     target: np.ndarray,
     attempts: int = 12,
-) -> tuple[float, np.ndarray, float]:
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Stand the occluder on the floor in front of a visible point of the target, on that point's camera ray,
     so that it hides part of the object: random sizes, turns and sideways offsets are tried until it hides a
     share in OCCLUDED_RANGE without touching the target (else the try closest to the range is kept).
 
     The point is drawn from the lower half of the target's visible surface: a standing occluder can only
-    reach the rays that pass low over the floor. Returns (hidden share, footprint centre, footprint radius)."""
+    reach the rays that pass low over the floor. Returns (the rays it hides [rays] bool, footprint centre,
+    footprint radius)."""
     origin, directions = rays
     seen = np.flatnonzero(np.isfinite(target))
     points = origin + directions[seen] * target[seen, None]  # [n, 3] visible target points, world
     low_points = points[np.argsort(points[:, 2])[: max(1, len(points) // 3)]]
     low, high = OCCLUDED_RANGE
-    best: tuple[float, tuple] | None = None
+    best: tuple[float, tuple, np.ndarray | None] | None = None
+    placement = None
     for _ in range(attempts):
         point = low_points[int(rng.integers(len(low_points)))]
         towards = origin[:2] - point[:2]
@@ -244,19 +246,24 @@ def place_occluder(
             float(rng.uniform(0.02, 0.15)),  # gap between the point and the occluder's footprint
             float(rng.uniform(-0.5, 0.5)),  # sideways offset, in footprint radii
         )
-        share = _try_occluder(bpy, occluder, floor, target_bvh, rays, target, *placement)
+        hidden = _try_occluder(bpy, occluder, floor, target_bvh, rays, target, *placement)
+        share = share_of_target(hidden, target) if hidden is not None else -1.0
         miss = np.inf if share < 0 else 0.0 if low <= share <= high else min(abs(share - low), abs(share - high))
         if best is None or miss < best[0]:
-            best = (miss, placement)
+            best = (miss, placement, hidden)
         if miss == 0.0:
             break
-    share = _try_occluder(bpy, occluder, floor, target_bvh, rays, target, *best[1])
+    _, kept, hidden = best
+    if kept is not placement:  # the occluder stands where the last try put it: move it back to the best one
+        hidden = _try_occluder(bpy, occluder, floor, target_bvh, rays, target, *kept)
+    if hidden is None:  # every try cut into the target: it stands as the best one left it, labelled as it is
+        hidden = hidden_rays(bvh_of([occluder]), origin, directions, target)
     centre, radius = _footprint(world_vertices([occluder]))
-    return max(share, 0.0), centre, radius
+    return hidden, centre, radius
 
 
 def _try_occluder(bpy, occluder, floor, target_bvh, rays, target, point_xy, towards, scale, turn, gap, sideways):
-    """Place the occluder as described; its hidden share of the target, or −1 if it cuts into the target
+    """Place the occluder as described; the rays of the target it hides, or None if it cuts into the target
     however far it is pushed towards the camera."""
     occluder.scale = (scale, scale, scale)
     occluder.rotation_euler = (0.0, 0.0, turn)
@@ -271,8 +278,8 @@ def _try_occluder(bpy, occluder, floor, target_bvh, rays, target, point_xy, towa
         if not bvh.overlap(target_bvh):
             break
     else:
-        return -1.0
-    return share_of_target(hidden_rays(bvh, rays[0], rays[1], target), target)
+        return None
+    return hidden_rays(bvh, rays[0], rays[1], target)
 
 
 def plan_conditions(job: dict, rng: np.random.Generator) -> list[list[str]]:
@@ -306,8 +313,7 @@ def stage_condition(
     hidden = np.zeros(len(target), dtype=bool)
     if condition == "occluded":
         floor = float(vertices[:, 2].min())
-        _, centre, radius = place_occluder(bpy, occluder, rng, floor, target_bvh, rays, target)
-        occluder_hidden = hidden_rays(bvh_of([occluder]), *rays, target)
+        occluder_hidden, centre, radius = place_occluder(bpy, occluder, rng, floor, target_bvh, rays, target)
         occluder.pass_index = OCCLUDER if occluder_hidden.any() else CLUTTER
         hidden |= occluder_hidden
         for item in clutter:  # clutter standing where the occluder stands is left out of this view
