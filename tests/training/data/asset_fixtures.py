@@ -115,3 +115,29 @@ def make_zero_ad_zip(path: Path) -> Path:
         archive.writestr("art/meshes/skeletal/fish_shoal.pmd", write_pmd(np.eye(3), [[0, 1, 2]]))
         archive.writestr("art/textures/skins/horse.dds", b"DDS not read")
     return path
+
+
+def check_own_red_texture(folder: Path) -> int:
+    """Every view of a rendered object (its dataset folder) shows the asset's own red texture, and its depth
+    unprojects onto the object's normalised mesh. Returns the number of views checked."""
+    import json
+
+    from scipy.spatial import cKDTree
+
+    mesh = trimesh.load(folder / "mesh.ply", force="mesh")
+    surface = cKDTree(trimesh.sample.sample_surface(mesh, 100_000, seed=0)[0])
+    views = sorted(folder.glob("view_*"))
+    for view in views:
+        camera = json.loads((view / "camera.json").read_text())
+        assert camera["material"] == "own", camera
+        rgb = np.asarray(Image.open(view / "rgb.png")).astype(float)
+        depth = np.load(view / "depth.npy")
+        red, green, blue = np.median(rgb[depth > 0], axis=0)
+        assert red > 1.5 * green, (view, red, green, blue)
+        assert red > 1.5 * blue, (view, red, green, blue)
+        rows, cols = np.nonzero(depth > 0)
+        K, world_to_camera = np.asarray(camera["K"]), np.asarray(camera["world_to_camera"])
+        points = np.linalg.inv(K) @ np.stack([cols, rows, np.ones_like(cols)]).astype(float) * depth[rows, cols]
+        world = (np.linalg.inv(world_to_camera) @ np.vstack([points, np.ones(points.shape[1])]))[:3].T
+        assert np.median(surface.query(world)[0]) < 0.01 * np.linalg.norm(mesh.extents)
+    return len(views)

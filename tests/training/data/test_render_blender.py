@@ -37,7 +37,12 @@ def rendered(tmp_path_factory):
         objects.append(
             {"object_id": name, "mesh": str(folder / f"{name}.ply"), "seed": index, "out": str(folder / name)}
         )
-    job = {"output_size": 224, "samples": 4, "views": 2, "objects": objects}
+    render_job(folder, {"output_size": 224, "samples": 4, "views": 2, "objects": objects})
+    return folder, meshes
+
+
+def render_job(folder: Path, job: dict) -> None:
+    """Run the Blender side of the renderer on `job` in its own process, as `data render` does."""
     (folder / "job.json").write_text(json.dumps(job))
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "blender"))
     result = subprocess.run(
@@ -46,11 +51,10 @@ def rendered(tmp_path_factory):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return folder, meshes
 
 
 def views(folder: Path, name: str):
@@ -82,17 +86,10 @@ def test_depth_unprojects_onto_the_mesh_surface(rendered, name):
 @pytest.mark.parametrize("name", ["sphere", "box", "torus"])
 def test_mask_is_depth_above_zero_and_the_silhouette(rendered, name):
     folder, meshes = rendered
-    points = trimesh.sample.sample_surface(meshes[name], 400_000, seed=1)[0]
     for view, K, world_to_camera, depth, mask in views(folder, name):
         assert np.array_equal(mask, depth > 0), view
         assert 0.05 < mask.mean() < 0.95
-        # Project the surface: the pixels it covers are the silhouette.
-        camera = (world_to_camera @ np.hstack([points, np.ones((len(points), 1))]).T)[:3]
-        u = np.round(K[0, 0] * camera[0] / camera[2] + K[0, 2]).astype(int)
-        v = np.round(K[1, 1] * camera[1] / camera[2] + K[1, 2]).astype(int)
-        inside = (u >= 0) & (u < 224) & (v >= 0) & (v < 224)
-        silhouette = np.zeros_like(mask)
-        silhouette[v[inside], u[inside]] = True
+        silhouette = silhouette_of(meshes[name], K, world_to_camera)
         # Agreement up to one pixel: rounding projected points to pixels blurs the boundary by that much.
         near_mask = binary_dilation(mask, iterations=1)
         near_silhouette = binary_dilation(silhouette, iterations=1)
@@ -138,27 +135,18 @@ def scenes(tmp_path_factory):
         objects.append(
             {"object_id": name, "mesh": str(folder / f"{name}.ply"), "seed": 10 + index, "out": str(folder / name)}
         )
-    job = {
-        "output_size": 224,
-        "samples": 2,
-        "views": 3,
-        "every_condition": True,
-        "hdri": 1.0,
-        "clutter_pool": pool,
-        "objects": objects,
-    }
-    (folder / "job.json").write_text(json.dumps(job))
-    env = dict(os.environ, BLENDER_USER_RESOURCES=str(folder / "blender"))
-    result = subprocess.run(
-        [sys.executable, "-m", "training.data.render_blender", str(folder / "job.json")],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+    render_job(
+        folder,
+        {
+            "output_size": 224,
+            "samples": 2,
+            "views": 3,
+            "every_condition": True,
+            "hdri": 1.0,
+            "clutter_pool": pool,
+            "objects": objects,
+        },
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     return folder, meshes
 
 

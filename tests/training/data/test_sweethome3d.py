@@ -9,12 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import trimesh
-from PIL import Image
 
 from backend.model.config import DEFAULT_CATEGORIES
 from tests.training.conftest import run_cli
-from tests.training.data.asset_fixtures import CATALOGUE_MESHES, make_catalogue
+from tests.training.data.asset_fixtures import CATALOGUE_MESHES, check_own_red_texture, make_catalogue
 from training.data.render import load_mesh, unpack_archived
 from training.data.sources import sweethome3d_objects
 from training.data.sweethome3d import catalogue_files, extract_model, read_catalogue, read_properties
@@ -77,7 +75,6 @@ def test_a_folder_without_catalogues_says_what_it_expected(tmp_path):
 def test_render_a_catalogue_with_its_own_textures(tmp_path):
     """`data render --source FOLDER-OF-CATALOGUES`: every model but the door rendered, with its own red texture,
     depth on the normalised mesh, and object.json keeping the catalogue's name."""
-    from scipy.spatial import cKDTree
 
     make_catalogue(tmp_path / "catalogues")
     out = tmp_path / "dataset"
@@ -94,18 +91,4 @@ def test_render_a_catalogue_with_its_own_textures(tmp_path):
         info = json.loads((folder / "object.json").read_text())
         assert info["name"] in ("Café chair", "Teddy bear")
         assert info["textured"]["format"] == "obj"
-        mesh = trimesh.load(folder / "mesh.ply", force="mesh")
-        surface = cKDTree(trimesh.sample.sample_surface(mesh, 100_000, seed=0)[0])
-        for view in sorted(folder.glob("view_*")):
-            camera = json.loads((view / "camera.json").read_text())
-            assert camera["material"] == "own"
-            rgb = np.asarray(Image.open(view / "rgb.png")).astype(float)
-            depth = np.load(view / "depth.npy")
-            red, green, blue = np.median(rgb[depth > 0], axis=0)
-            assert red > 1.5 * green, (record, red, green, blue)
-            assert red > 1.5 * blue, (record, red, green, blue)
-            rows, cols = np.nonzero(depth > 0)
-            K, world_to_camera = np.asarray(camera["K"]), np.asarray(camera["world_to_camera"])
-            points = np.linalg.inv(K) @ np.stack([cols, rows, np.ones_like(cols)]).astype(float) * depth[rows, cols]
-            world = (np.linalg.inv(world_to_camera) @ np.vstack([points, np.ones(points.shape[1])]))[:3].T
-            assert np.median(surface.query(world)[0]) < 0.01 * np.linalg.norm(mesh.extents)
+        check_own_red_texture(folder)
