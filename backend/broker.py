@@ -35,6 +35,7 @@ from .server import (
     deliver,
     open_router,
     worker_identity,
+    write_token_file,
 )
 
 log = logging.getLogger(__name__)
@@ -123,11 +124,7 @@ class Broker:
             shutil.rmtree(private, ignore_errors=True)
             raise
         devices = {process.pid: device for process, device in zip(workers, device_list, strict=True)}
-        token_path = self.config.token_file or default_token_file(self.config.address)
-        token_path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(token_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(self.token)
+        token_path = write_token_file(self.config.token_file or default_token_file(self.config.address), self.token)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stopping.set())

@@ -162,7 +162,7 @@ def command_reconstruct(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from backend.export import write_reconstruction
-    from backend.pipeline import EmptyMeshError, ReconstructOptions, Reconstructor
+    from backend.pipeline import BadBoxError, EmptyMeshError, ReconstructOptions, Reconstructor
     from backend.preprocess import ImageError, load_photo
 
     images, unmatched = expand_inputs(args.images, args.recursive)
@@ -212,7 +212,7 @@ def command_reconstruct(args: argparse.Namespace) -> int:
                     message += f" (no preview: {error})"
             if not args.quiet:
                 tqdm.write(message)
-        except (ImageError, EmptyMeshError) as error:
+        except (ImageError, EmptyMeshError, BadBoxError) as error:
             failures += 1
             tqdm.write(f"zeroshape-w: error: {error}", file=sys.stderr)
         except OSError as error:

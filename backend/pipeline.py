@@ -169,7 +169,7 @@ class Reconstructor:
             clock = now
 
         report("locate", 0.0)
-        box = square_box_around(options.box, self.preprocess.crop_margin) if options.box else None
+        box = self._user_box(photo, options.box) if options.box else None
         box = box or self.locate(photo, options.category)
         crop = crop_photo(photo, box, self.preprocess)
         lap("preprocess")
@@ -237,8 +237,26 @@ class Reconstructor:
         metadata = self._metadata(photo, options, crop, K, centroid, scale, matrix, result, timings, faces, vertices)
         return Reconstruction(vertices=vertices, faces=faces, colors=colors, metadata=metadata)
 
+    def _user_box(self, photo: Photo, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A box (x0, y0, x1, y1) in the file's pixels → the square crop window in `photo.rgb` pixels. Raises
+        BadBoxError unless it is ordered, overlaps the photo and is at most 4× the photo's longer side."""
+        x0, y0, x1, y1 = (photo.from_file_pixels(float(v)) for v in box)
+        width, height = photo.size
+        if not (x0 < x1 and y0 < y1):
+            raise BadBoxError(f"{photo.source}: box {list(box)} must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+        if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+            raise BadBoxError(f"{photo.source}: box {list(box)} lies outside the {_size_text(photo)} photo")
+        if max(x1 - x0, y1 - y0) > 4 * max(width, height):
+            raise BadBoxError(f"{photo.source}: box {list(box)} is more than 4 times the size of the photo")
+        return square_box_around((x0, y0, x1, y1), self.preprocess.crop_margin)
+
     def _metadata(self, photo, options, crop: Crop, K, centroid, scale, matrix, result, timings, faces, vertices):
         photo_per_input = 1.0 / crop.scale
+
+        def file_coordinate(value: float) -> float:
+            """A pixel-centre coordinate in `photo.rgb` → the same in the file's pixels."""
+            return photo.to_file_pixels(value + 0.5) - 0.5
+
         focal = float(K[0, 0])
         size = self.preprocess.image_size
         return {
@@ -252,11 +270,12 @@ class Reconstructor:
                 "principal_point_px": [round(float(K[0, 2]), 4), round(float(K[1, 2]), 4)],
                 "image_size_px": size,
                 "field_of_view_deg": round(float(np.degrees(2 * np.arctan(size / (2 * focal)))), 3),
-                "crop_box_photo_px": [round(v, 2) for v in crop.box],
-                "focal_length_photo_px": round(focal * photo_per_input, 3),
+                "photo_size_px": list(photo.size_in_file),
+                "crop_box_photo_px": [round(photo.to_file_pixels(v), 2) for v in crop.box],
+                "focal_length_photo_px": round(photo.to_file_pixels(focal * photo_per_input), 3),
                 "principal_point_photo_px": [
-                    round(crop.box[0] + (float(K[0, 2]) + 0.5) * photo_per_input - 0.5, 3),
-                    round(crop.box[1] + (float(K[1, 2]) + 0.5) * photo_per_input - 0.5, 3),
+                    round(file_coordinate(crop.box[0] + (float(K[0, 2]) + 0.5) * photo_per_input - 0.5), 3),
+                    round(file_coordinate(crop.box[1] + (float(K[1, 2]) + 0.5) * photo_per_input - 0.5), 3),
                 ],
                 "note": "similar to the true camera up to the depth/focal ambiguity: not metric",
             },
@@ -280,3 +299,12 @@ class Reconstructor:
 
 class EmptyMeshError(Exception):
     """The occupancy field has no surface for this photo."""
+
+
+def _size_text(photo: Photo) -> str:
+    width, height = photo.size_in_file
+    return f"{width}×{height}"
+
+
+class BadBoxError(ValueError):
+    """The user's object box cannot be cropped from this photo; the message says why."""

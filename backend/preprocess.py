@@ -2,7 +2,9 @@
 
 Accepted: JPEG, PNG (8/16-bit, palette, RGBA, greyscale), WebP, TIFF, BMP. EXIF orientation is applied.
 A real alpha channel (one that is not fully opaque) is kept as the object's mask. The decoded size is
-bounded by Pillow's decompression-bomb limit, lowered here and treated as an error.
+bounded by Pillow's decompression-bomb limit, lowered here and treated as an error, and a photo larger than
+WORKING_MAX_SIDE is downscaled while it is decoded (JPEG: by the decoder itself), so a small file that claims
+a huge size costs little memory: the network sees 224 pixels, and `Photo.scale` maps back to the file's pixels.
 """
 
 from __future__ import annotations
@@ -15,10 +17,18 @@ import numpy as np
 
 from backend.model.config import PreprocessConfig
 
-SUPPORTED_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF", "BMP", "MPO"}
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP")
+"""Pillow's decoders tried on a file, and no other (Image.open(formats=...)); JPEG also opens MPO, the
+multi-picture JPEG of some cameras."""
 SUPPORTED_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp"}
 MAX_PIXELS = 64_000_000
-"""Largest decoded image accepted (64 MP: beyond any camera a user would photograph an object with)."""
+"""Largest image accepted (64 MP: beyond any camera a user would photograph an object with). JPEGs are
+decoded at a reduced scale (libjpeg's DCT scaling), so this size costs little memory for them."""
+MAX_FULL_DECODE_PIXELS = 24_000_000
+"""Largest image of a format that must be decoded at full size before it can be downscaled (PNG, WebP,
+TIFF, BMP): 24 MP is 6000×4000, and costs at most ~100 MB while decoding."""
+WORKING_MAX_SIDE = 2048
+"""Photos whose longer side is larger are downscaled to it on decoding (float32 RGB: at most 48 MB)."""
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MIN_SIDE = 32
 """Smaller images carry too little of the object to reconstruct."""
@@ -35,11 +45,29 @@ class Photo:
     alpha: np.ndarray | None
     """[H, W] float32 in [0, 1] when the file has a real (not fully opaque) alpha channel."""
     source: str
+    scale: float = 1.0
+    """Pixels of `rgb` per pixel of the file (below 1 when a large photo was downscaled on decoding). Boxes,
+    focal lengths and principal points reported to the user are in the file's pixels: see `to_file_pixels`."""
+    file_size: tuple[int, int] | None = None
+    """(width, height) of the file's image, orientation applied; None: the same as `size`."""
 
     @property
     def size(self) -> tuple[int, int]:
-        """(width, height) in pixels."""
+        """(width, height) of `rgb` in pixels."""
         return self.rgb.shape[1], self.rgb.shape[0]
+
+    @property
+    def size_in_file(self) -> tuple[int, int]:
+        """(width, height) of the image in the file, orientation applied."""
+        return self.file_size or self.size
+
+    def to_file_pixels(self, value: float) -> float:
+        """A length or an edge coordinate in `rgb` pixels → the same in the file's pixels."""
+        return value / self.scale
+
+    def from_file_pixels(self, value: float) -> float:
+        """A length or an edge coordinate in the file's pixels → the same in `rgb` pixels."""
+        return value * self.scale
 
 
 def load_photo(path: str | Path) -> Photo:
@@ -63,7 +91,7 @@ def decode_photo(data: bytes, source: str = "<image>") -> Photo:
     """Decode image bytes (from a file or the network) with bounded size and accepted formats only."""
     import io
 
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise ImageError(f"{source}: the image is empty (0 bytes)")
@@ -72,20 +100,8 @@ def decode_photo(data: bytes, source: str = "<image>") -> Photo:
         with warnings.catch_warnings():
             # Pillow only warns between the limit and twice it; any bomb warning is an error here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                if image.format not in SUPPORTED_FORMATS:
-                    raise ImageError(
-                        f"{source}: {image.format or 'unknown'} images are not supported "
-                        f"(use JPEG, PNG, WebP, TIFF or BMP)"
-                    )
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise ImageError(
-                        f"{source}: {width}×{height} pixels is more than the {MAX_PIXELS // 10**6} MP limit; "
-                        "downscale the photo first"
-                    )
-                image.load()
-                image = ImageOps.exif_transpose(image)
+            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
+                image, scale, file_size = _decode_bounded(image, source)
                 rgb, alpha = _to_float_arrays(image)
     except ImageError:
         raise
@@ -99,12 +115,78 @@ def decode_photo(data: bytes, source: str = "<image>") -> Photo:
             "downscale the photo first"
         ) from error
     except UnidentifiedImageError:
-        raise ImageError(f"{source}: not an image file Pillow can read (is it really an image?)") from None
+        kind = _sniff_unsupported_format(data)
+        if kind:
+            raise ImageError(f"{source}: {kind} images are not supported (use JPEG, PNG, WebP, TIFF or BMP)") from None
+        raise ImageError(
+            f"{source}: not an image file this program can read (is it really an image? JPEG, PNG, WebP, TIFF "
+            "and BMP are)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{source}: the image is damaged or truncated ({error})") from error
     if min(rgb.shape[:2]) < MIN_SIDE:
-        raise ImageError(f"{source}: {rgb.shape[1]}×{rgb.shape[0]} pixels is too small (at least {MIN_SIDE} per side)")
-    return Photo(rgb=rgb, alpha=alpha, source=source)
+        raise ImageError(
+            f"{source}: too thin: {rgb.shape[1]}×{rgb.shape[0]} pixels once its longer side is brought to "
+            f"{WORKING_MAX_SIDE} (at least {MIN_SIDE} per side)"
+        )
+    if not (np.isfinite(rgb).all() and (alpha is None or np.isfinite(alpha).all())):
+        raise ImageError(f"{source}: the image holds NaN or infinite pixel values (a floating-point TIFF?)")
+    return Photo(rgb=rgb, alpha=alpha, source=source, scale=scale, file_size=file_size)
+
+
+def _sniff_unsupported_format(data: bytes) -> str | None:
+    """The name of a common image format no decoder here opens, from its first bytes; None if not one."""
+    if data[:4] == b"GIF8":
+        return "GIF"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"hevc"):
+            return "HEIC"
+        if brand in (b"avif", b"avis"):
+            return "AVIF"
+    if data[:4] == b"8BPS":
+        return "Photoshop (PSD)"
+    if data[:4] in (b"\x00\x00\x01\x00", b"icns"):
+        return "icon"
+    return None
+
+
+def _decode_bounded(image, source: str):
+    """An opened Pillow image → (the decoded image, oriented and at most WORKING_MAX_SIDE on its longer side;
+    pixels of it per pixel of the file; the file's (width, height) oriented). Sizes are checked before any
+    pixel is decoded."""
+    from PIL import Image, ImageOps
+
+    width, height = image.size
+    full_decode = image.format not in ("JPEG", "MPO")
+    limit = min(MAX_FULL_DECODE_PIXELS, MAX_PIXELS) if full_decode else MAX_PIXELS
+    if width * height > limit:
+        raise ImageError(
+            f"{source}: {width}×{height} pixels is more than the {limit // 10**6} MP limit for "
+            f"{image.format} images; downscale the photo first"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(f"{source}: {width}×{height} pixels is too small (at least {MIN_SIDE} per side)")
+    if max(width, height) <= WORKING_MAX_SIDE:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return image, 1.0, image.size
+    if not full_decode:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 of the size directly: the full-size image never exists.
+        image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, (WORKING_MAX_SIDE,) * 2)
+    image.load()
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "F") or "transparency" in image.info:
+        # Palettes resize by nearest neighbour only, 16-bit and CMYK not at all, and a colour key means nothing
+        # after resampling: convert to plain RGB(A) first.
+        keeps_alpha = image.mode in ("P", "PA", "RGBA", "LA") or "transparency" in image.info
+        image = image.convert("RGBA" if keeps_alpha else "RGB")
+    drafted = image.size
+    image = ImageOps.exif_transpose(image)
+    turned = image.size != drafted  # a quarter turn swapped width and height
+    file_size = (height, width) if turned else (width, height)
+    scale = WORKING_MAX_SIDE / max(width, height)
+    target = tuple(max(1, round(side * scale)) for side in file_size)
+    return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0), scale, file_size
 
 
 def _to_float_arrays(image) -> tuple[np.ndarray, np.ndarray | None]:

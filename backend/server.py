@@ -83,6 +83,20 @@ def is_loopback(address: str) -> bool:
 
 
 def check_security(config: ServerConfig) -> None:
+    """Refuses (ServerError) a configuration that is unsafe or cannot work, before anything is loaded."""
+    limits = (
+        (config.queue_size >= 1, f"--queue-size must be at least 1 (got {config.queue_size})"),
+        (
+            32 <= config.max_resolution <= 512,
+            f"--max-resolution must be from 32 to 512 (got {config.max_resolution})",
+        ),
+        (config.job_deadline_s > 0, f"--deadline must be a positive number of seconds (got {config.job_deadline_s})"),
+        (config.max_message_bytes >= 2**20, "--max-message-mb must be at least 1"),
+        (config.grace_s >= 0, f"--grace must not be negative (got {config.grace_s})"),
+    )
+    for ok, message in limits:
+        if not ok:
+            raise ServerError(message)
     if config.worker_of is not None:
         return  # a worker only connects to its broker's private endpoint
     if not is_loopback(config.address) and not config.auth:
@@ -192,13 +206,7 @@ class Server:
             self.reconstructor.reconstruct(photo, ReconstructOptions(resolution=32))
 
     def _write_token(self) -> Path:
-        path = self.config.token_file or default_token_file(self.config.address)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(self.token)
-        os.chmod(path, 0o600)
-        return path
+        return write_token_file(self.config.token_file or default_token_file(self.config.address), self.token)
 
     def _open_socket(self, context):
         import zmq
@@ -568,6 +576,7 @@ def open_router(context, config: ServerConfig):
     import zmq
 
     router = context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.IPV6, int(protocol.is_ipv6_endpoint(config.address)))
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a client that is gone fails: see `deliver`
     router.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
     router.setsockopt(zmq.LINGER, 1000)
@@ -617,6 +626,17 @@ def deliver(socket, frames: list[bytes]) -> bool:
 
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
+
+
+def write_token_file(path: Path, token: str) -> Path:
+    """Write the shutdown token readable by its owner only (0600), also when the file already existed with
+    wider permissions (O_CREAT's mode applies only to a new file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # before the token is written, not after
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token)
+    return path
 
 
 def generate_keys(folder: Path, name: str) -> tuple[Path, Path]:

@@ -132,6 +132,7 @@ class Client:
         if self._context is None:
             self._context = zmq.Context.instance()
         socket = self._context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.IPV6, int(protocol.is_ipv6_endpoint(self.address)))
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, self.max_result_bytes)
         if self.curve is not None:

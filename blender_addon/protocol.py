@@ -55,7 +55,14 @@ REQUEST_OPS = ("ping", "info", "reconstruct", "cancel", "shutdown")
 RESPONSE_TYPES = ("pong", "info", "accepted", "busy", "progress", "result", "cancelled", "error", "ok")
 FRAMES = ("blender", "camera")
 PRECISIONS = ("fp32", "bf16", "fp16")
+_OPTIONS_OF = {"ping": set(), "info": set(), "cancel": {"target"}, "shutdown": {"token"}}
+"""The options each op other than reconstruct takes (reconstruct's: `ReconstructOptions`)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # used with fullmatch: no trailing newline slips through
+
+
+def is_ipv6_endpoint(address: str) -> bool:
+    """True for tcp://[IPv6]:PORT: ZeroMQ binds and connects to such addresses only with ZMQ_IPV6 set."""
+    return address.startswith("tcp://[")
 
 
 class ProtocolError(Exception):
@@ -316,6 +323,10 @@ def decode_request(body: list[bytes]) -> Request:
         if len(payload[0]) > MAX_IMAGE_BYTES:
             raise ProtocolError("image_too_large", f"image is over {MAX_IMAGE_BYTES} bytes", request_id)
         ReconstructOptions.from_json(options, request_id)
+    if op in _OPTIONS_OF:
+        unknown_options = set(options) - _OPTIONS_OF[op]
+        if unknown_options:
+            raise ProtocolError("bad_options", f"{op} takes no options {sorted(unknown_options)}", request_id)
     if op == "cancel" and not (isinstance(options.get("target"), str) and _REQUEST_ID.fullmatch(options["target"])):
         raise ProtocolError("bad_options", "cancel needs options.target, a request id", request_id)
     if op == "shutdown" and not isinstance(options.get("token"), str):

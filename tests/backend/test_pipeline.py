@@ -7,6 +7,7 @@ is the real code path.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zlib
 
@@ -101,6 +102,43 @@ def test_user_box_overrides_the_automatic_crop(checkpoint, photo_path, sphere_mo
     assert (x0 + x1) / 2 == pytest.approx(80)
     assert (y0 + y1) / 2 == pytest.approx(60)
     assert x1 - x0 == pytest.approx(60 * 1.2)
+
+
+def test_a_downscaled_photo_reports_its_camera_in_the_file_pixels(checkpoint, photo_path, sphere_model, tmp_path):
+    # The same photo at 20× (3200 × 2400): decoded at 2048 wide, it must report the same camera in its own
+    # pixels as the small one does in its, times 20, and take the user's box in its own pixels.
+    small = load_photo(photo_path)
+    big_path = tmp_path / "mug-20x.png"
+    Image.open(photo_path).resize((3200, 2400), Image.Resampling.BICUBIC).save(big_path)
+    big = load_photo(big_path)
+    assert big.scale < 1
+    assert big.size_in_file == (3200, 2400)
+    reconstructor = Reconstructor(checkpoint, device="cpu")
+    options = ReconstructOptions(resolution=32, frame="camera", color=False)
+    small_camera = reconstructor.reconstruct(small, dataclasses.replace(options, box=(50, 30, 110, 90))).metadata[
+        "camera"
+    ]
+    big_camera = reconstructor.reconstruct(big, dataclasses.replace(options, box=(1000, 600, 2200, 1800))).metadata[
+        "camera"
+    ]
+    assert big_camera["photo_size_px"] == [3200, 2400]
+    assert big_camera["crop_box_photo_px"] == pytest.approx([20 * v for v in small_camera["crop_box_photo_px"]])
+    assert big_camera["focal_length_photo_px"] == pytest.approx(20 * small_camera["focal_length_photo_px"], rel=0.05)
+    for small_value, big_value in zip(
+        small_camera["principal_point_photo_px"], big_camera["principal_point_photo_px"], strict=True
+    ):
+        assert (big_value + 0.5) == pytest.approx(20 * (small_value + 0.5), rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("box", "reason"),
+    [((0, 0, 1e15, 1e15), "4 times"), ((500, 500, 600, 600), "outside"), ((80, 30, 50, 90), "x0 < x1")],
+)
+def test_a_box_that_cannot_be_cropped_is_a_clear_error(checkpoint, photo_path, sphere_model, box, reason):
+    with pytest.raises(ValueError, match=reason):
+        Reconstructor(checkpoint, device="cpu").reconstruct(
+            load_photo(photo_path), ReconstructOptions(resolution=32, box=box)
+        )
 
 
 def test_alpha_channel_is_used_as_the_object_mask(checkpoint, tmp_path, sphere_model):

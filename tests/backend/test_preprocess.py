@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import json
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -386,6 +390,87 @@ def test_size_limit_follows_the_module_constant(tmp_path, monkeypatch):
     with pytest.raises(ImageError) as error:  # beyond twice the limit: Pillow's error
         load_photo(path)
     assert_one_line_error(error, path, "too large")
+
+
+def gradient(width: int, height: int) -> np.ndarray:
+    """uint8 [H, W, 3]: red rises left to right, green top to bottom (smooth: survives JPEG and resampling)."""
+    x = np.linspace(0, 255, width)[None, :].repeat(height, 0)
+    y = np.linspace(0, 255, height)[:, None].repeat(width, 1)
+    return np.stack([x, y, np.full_like(x, 90)], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["large.jpg", "large.png"])
+def test_a_large_photo_is_downscaled_on_decoding_and_keeps_its_file_scale(tmp_path, name):
+    path = save(tmp_path, name, Image.fromarray(gradient(5000, 3000)), **({"quality": 95} if "jpg" in name else {}))
+    photo = load_photo(path)
+    assert photo.size == (preprocess.WORKING_MAX_SIDE, round(3000 * preprocess.WORKING_MAX_SIDE / 5000))
+    assert photo.size_in_file == (5000, 3000)
+    assert photo.scale == pytest.approx(preprocess.WORKING_MAX_SIDE / 5000)
+    assert photo.to_file_pixels(photo.from_file_pixels(1234.5)) == pytest.approx(1234.5)
+    # The same picture, smaller: a file pixel's colour is found at its place in the working image.
+    for file_x, file_y in ((500, 300), (2500, 1500), (4500, 2700)):
+        x, y = round(photo.from_file_pixels(file_x)), round(photo.from_file_pixels(file_y))
+        expected = gradient(5000, 3000)[file_y, file_x] / 255.0
+        np.testing.assert_allclose(photo.rgb[y, x], expected, atol=0.03)
+
+
+def test_a_small_photo_keeps_its_pixels():
+    data = Image.fromarray(gradient(640, 480))
+    buffer = io.BytesIO()
+    data.save(buffer, "PNG")
+    photo = decode_photo(buffer.getvalue())
+    assert (photo.size, photo.size_in_file, photo.scale) == ((640, 480), (640, 480), 1.0)
+
+
+def test_a_large_turned_jpeg_reports_its_displayed_file_size(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed turned by a quarter: 3000 stored wide shows 3000 high
+    path = save(tmp_path, "turned.jpg", Image.fromarray(gradient(3000, 2000)), exif=exif, quality=90)
+    photo = load_photo(path)
+    assert photo.size_in_file == (2000, 3000)
+    assert photo.size == (round(2000 * preprocess.WORKING_MAX_SIDE / 3000), preprocess.WORKING_MAX_SIDE)
+
+
+def test_a_jpeg_claiming_64_megapixels_costs_little_memory(tmp_path):
+    # A 10 kB JPEG whose header says 7999 × 7999 (its scan cut short, then closed): decoded at full size it would
+    # take 192 MB as bytes and 768 MB as floats. Measured in a fresh process, by its peak resident memory.
+    buffer = io.BytesIO()
+    Image.new("L", (7999, 7999), 128).save(buffer, "JPEG", quality=1)
+    path = tmp_path / "claims-64mp.jpg"
+    path.write_bytes(buffer.getvalue()[:10_000] + b"\xff\xd9")
+    script = (
+        "import json, resource, sys\n"
+        "from backend.preprocess import load_photo\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "photo = load_photo(sys.argv[1])\n"
+        "rise = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024\n"
+        "print(json.dumps({'file_size': photo.size_in_file, 'peak_rise_mb': rise}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    output = subprocess.run([sys.executable, "-c", script, str(path)], cwd=root, capture_output=True, text=True)
+    assert output.returncode == 0, output.stderr
+    measured = json.loads(output.stdout)
+    assert measured["file_size"] == [7999, 7999]
+    assert measured["peak_rise_mb"] < 300, measured  # 1.3 GB before decoding at a reduced scale
+
+
+def test_a_png_beyond_the_full_decode_limit_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(preprocess, "MAX_FULL_DECODE_PIXELS", 100_000)
+    path = save(tmp_path, "big.png", Image.fromarray(colour_pattern(400, 300)))
+    with pytest.raises(ImageError) as error:
+        load_photo(path)
+    assert "PNG" in assert_one_line_error(error, path, "limit")
+    # A JPEG of the same size is decoded at a reduced scale instead, so it is accepted.
+    assert load_photo(save(tmp_path, "big.jpg", Image.fromarray(colour_pattern(400, 300)))).size == (400, 300)
+
+
+def test_nan_pixels_are_a_clear_error_not_an_empty_mesh(tmp_path):
+    pixels = np.full((64, 64), 0.5, dtype=np.float32)
+    pixels[10, 10] = np.nan
+    path = save(tmp_path, "nan.tif", Image.fromarray(pixels, mode="F"))
+    with pytest.raises(ImageError) as error:
+        load_photo(path)
+    assert_one_line_error(error, path, "nan")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

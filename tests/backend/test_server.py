@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import pytest
 import torch
 import trimesh
 import zmq
+from PIL import Image
 
 from backend.model.checkpoint import save_checkpoint
 from backend.model.config import get_config
@@ -245,6 +247,89 @@ def test_image_bomb_and_oversized_message_are_refused_without_memory_growth(serv
     assert Client(server.address).ping() < 2
     time.sleep(0.5)
     assert rss_mb(server.pid) - before < 100
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def test_a_small_jpeg_claiming_64_megapixels_costs_little_memory(server):
+    """A 10 kB JPEG whose header says 7999 × 7999 once cost the server 1.65 GB: decoded at full size as bytes,
+    then as floats. Now libjpeg decodes it at a quarter of the size. The peak is measured by resetting the
+    process's high-water mark (/proc/PID/clear_refs) and reading it after the job."""
+    buffer = io.BytesIO()
+    Image.new("L", (7999, 7999), 128).save(buffer, "JPEG", quality=1)
+    claims_64mp = buffer.getvalue()[:10_000] + b"\xff\xd9"
+    Path(f"/proc/{server.pid}/clear_refs").write_text("5")
+    before = rss_mb(server.pid)
+    outcome = "result"
+    try:
+        Client(server.address).reconstruct(claims_64mp, SMALL_JOB)
+    except JobFailedError as error:
+        outcome = error.code
+    assert outcome in ("result", "empty_mesh")  # a flat grey picture may hold no object: a fine answer too
+    assert peak_rss_mb(server.pid) - before < 300
+
+
+@pytest.mark.parametrize(
+    ("box", "words"), [((0, 0, 1e15, 1e15), "4 times the size"), ((5000, 5000, 6000, 6000), "outside the")]
+)
+def test_a_box_that_cannot_be_cropped_is_bad_options(server, box, words):
+    with pytest.raises(JobFailedError, match=words) as error:  # once: "internal", from deep inside the crop
+        Client(server.address).reconstruct(PHOTO.read_bytes(), ReconstructOptions(resolution=32, box=box))
+    assert error.value.code == "bad_options"
+
+
+def test_ping_and_info_refuse_options_they_do_not_take(server):
+    sock = raw_socket(server.address)
+    for op in ("ping", "info"):
+        sock.send_multipart([b"", f'{{"v":1,"id":"o","op":"{op}","options":{{"verbose":true}}}}'.encode()])
+        assert sock.poll(5000)
+        reply = protocol.decode_response(protocol.split_envelope(sock.recv_multipart())[1])
+        assert (reply.type, reply.fields["code"]) == ("error", "bad_options")
+    sock.close()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "words"),
+    [("--queue-size", "0", "--queue-size must be at least 1"), ("--max-resolution", "4096", "32 to 512")],
+)
+def test_limits_that_cannot_work_refuse_to_start(checkpoint, flag, value, words):
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "serve", "--checkpoint", str(checkpoint), flag, value],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert words in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def ipv6_loopback_works() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback_works(), reason="this machine has no IPv6 loopback")
+def test_ipv6_loopback_is_served(checkpoint, tmp_path):
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    process = ServerProcess(checkpoint, tmp_path, address=f"tcp://[::1]:{port}").wait_ready()
+    try:
+        assert Client(process.address).ping() < 2  # once: accepted as loopback, then unable to bind
+    finally:
+        process.stop()
 
 
 def test_concurrent_clients_get_every_answer_unmixed(server):
@@ -508,8 +593,15 @@ def test_curve_auth_admits_only_allowed_keys(checkpoint, tmp_path):
 
 
 def test_broker_spreads_jobs_over_workers_and_clients_are_unchanged(checkpoint, tmp_path):
-    process = ServerProcess(checkpoint, tmp_path, "--workers", "2").wait_ready(timeout=120)
+    port = free_port()
+    stale_token = tmp_path / f"token-{port}"
+    stale_token.write_text("left by an earlier run")
+    stale_token.chmod(0o644)
+    address = f"tcp://127.0.0.1:{port}"
+    process = ServerProcess(checkpoint, tmp_path, "--workers", "2", address=address).wait_ready(timeout=120)
     try:
+        assert process.token_file == stale_token
+        assert stale_token.stat().st_mode & 0o777 == 0o600  # as the single server's: readable by its owner only
         client = Client(process.address, heartbeat_timeout_s=60)
         assert client.ping() < 2
         # The 62-byte message that once stopped the broker and all its workers: a lone surrogate as the token.

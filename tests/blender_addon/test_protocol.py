@@ -1067,8 +1067,23 @@ def test_a_lone_surrogate_as_a_field_name_is_refused():
 
 
 def test_large_but_sane_numbers_still_pass():
-    request = decode_request([b'{"v":1,"id":"t","op":"info","options":{"n":9223372036854775807,"x":1e308}}'])
-    assert request.options == {"n": 2**63 - 1, "x": 1e308}
+    # The protocol passes them on (the pipeline then refuses a box so much larger than the photo).
+    raw = b'{"v":1,"id":"t","op":"reconstruct","options":{"box":[0,0,9223372036854775807,1e308]}}'
+    request = decode_request([raw, IMAGE])
+    assert request.options == {"box": [0, 0, 2**63 - 1, 1e308]}
+
+
+@pytest.mark.parametrize(
+    ("op", "options"),
+    [
+        ("ping", {"x": 1}),
+        ("info", {"verbose": True}),
+        ("cancel", {"target": "a", "x": 1}),
+        ("shutdown", {"token": "t", "now": 1}),
+    ],
+)
+def test_unknown_options_of_any_op_are_refused(op, options):
+    refused(decode_request, request_body(op, options=options), "bad_options")
 
 
 # --------------------------------------------------------------------- whole-message bounds (issue 21)
