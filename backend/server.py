@@ -36,6 +36,8 @@ from typing import Any
 from blender_addon import protocol
 from blender_addon.protocol import ProtocolError, Request, Response
 
+from .server_metrics import ServerMetrics
+
 log = logging.getLogger(__name__)
 
 
@@ -158,6 +160,8 @@ def return_large_buffers_to_the_system() -> bool:
         return False
 
 
+WORKER_ALIVE_S = 1.0
+"""A broker's worker tells the broker it is alive this often (from its I/O loop, not its compute thread)."""
 M_MMAP_THRESHOLD = -3
 """glibc's mallopt parameter number (malloc.h)."""
 
@@ -181,8 +185,10 @@ class Server:
         self.token = secrets.token_urlsafe(24)
         self.reconstructor = None
         self.last_queue_heartbeat = 0.0
-        self.counts = {"done": 0, "failed": 0, "cancelled": 0, "abandoned": 0, "expired": 0}
-        """Jobs by outcome since start; "abandoned": dropped or stopped because their client was gone."""
+        self.metrics = ServerMetrics()
+        self.loaded = threading.Event()
+        """Set once the model is loaded and warmed up: until then requests queue and ping says "loading"."""
+        self.load_error: str | None = None
 
     # ------------------------------------------------------------------------------------ start-up
     def load(self) -> None:
@@ -192,6 +198,14 @@ class Server:
         self.reconstructor = Reconstructor(self.config.checkpoint, self.config.device, self.config.open_clip_weights)
         if self.config.warmup:
             self._warm_up()
+        self.loaded.set()
+
+    @property
+    def state(self) -> str:
+        """"loading" (requests queue until the model is ready), "ready" or "stopping"."""
+        if self.stopping.is_set():
+            return "stopping"
+        return "ready" if self.loaded.is_set() else "loading"
 
     def _warm_up(self) -> None:
         """One small reconstruction, so the first real request does not pay for lazy initialisation."""
@@ -240,10 +254,11 @@ class Server:
 
     # ------------------------------------------------------------------------------------ main loop
     def serve(self, ready_callback=None) -> int:
-        """Load, warm up, bind, then serve until stopped. Returns the exit status."""
+        """Bind, then serve until stopped while the worker thread loads and warms up the model (until it is
+        ready, ping answers "loading" and jobs wait in the queue). Returns the exit status: 0, or 2 when the
+        model cannot be loaded."""
         import zmq
 
-        self.load()
         context = zmq.Context()
         router = self._open_socket(context)
         events = context.socket(zmq.PULL)
@@ -257,13 +272,23 @@ class Server:
         poller.register(router, zmq.POLLIN)
         poller.register(events, zmq.POLLIN)
         where = f"worker of {self.config.worker_of}" if self.config.worker_of else self.config.address
-        message = f"zeroshape-w server ready on {where} (device {self.reconstructor.device})"
-        log.info("%s; shutdown token in %s", message, token_path)
-        print(message, flush=True)
-        if ready_callback:
-            ready_callback()
+        print(f"zeroshape-w server listening on {where}; loading the model", flush=True)
+        announced = False
+        last_alive = 0.0
         try:
             while True:
+                if not announced and self.loaded.is_set():
+                    announced = True
+                    message = f"zeroshape-w server ready on {where} (device {self.reconstructor.device})"
+                    log.info("%s; shutdown token in %s", message, token_path)
+                    print(message, flush=True)
+                    if self.config.worker_of is not None:
+                        deliver(router, [b"ready"])  # the broker routes jobs to this worker from now on
+                    if ready_callback:
+                        ready_callback()
+                if self.load_error is not None:
+                    print(f"zeroshape-w: error: cannot load the model: {self.load_error}", file=sys.stderr, flush=True)
+                    break
                 ready = dict(poller.poll(timeout=100))
                 if router in ready:
                     for _ in range(100):  # drain a burst without starving the event socket
@@ -285,6 +310,9 @@ class Server:
                             break
                         self._forward_event(router, frames)
                 self._heartbeat(router)
+                if self.config.worker_of is not None and time.monotonic() - last_alive >= WORKER_ALIVE_S:
+                    last_alive = time.monotonic()
+                    deliver(router, [b"alive"])  # the broker takes a silent worker for hung, and replaces it
                 if self.stopping.is_set() and self._shutdown_step(router):
                     break
         finally:
@@ -296,7 +324,7 @@ class Server:
             if token_path is not None:
                 token_path.unlink(missing_ok=True)
         log.info("server stopped")
-        return 0
+        return 0 if self.load_error is None else 2
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -362,7 +390,7 @@ class Server:
             self._send(router, envelope, Response(request.request_id, "error", _error("internal", str(error))))
 
     def _op_ping(self, router, envelope, request: Request) -> None:
-        self._send(router, envelope, Response(request.request_id, "pong"))
+        self._send(router, envelope, Response(request.request_id, "pong", {"state": self.state}))
 
     def _op_info(self, router, envelope, request: Request) -> None:
         import torch
@@ -370,15 +398,18 @@ class Server:
 
         from backend import __version__
 
-        r = self.reconstructor
+        r = self.reconstructor if self.loaded.is_set() else None
+        queue_length = self.jobs.qsize() + (1 if self.running else 0)
         info = {
-            "model": r.model.config.name,
-            "checkpoint": r.checkpoint.name,
-            "checkpoint_sha256": r.checkpoint_sha256,
-            "untrained": r.untrained,
-            "device": str(r.device),
-            "queue_length": self.jobs.qsize() + (1 if self.running else 0),
-            "jobs": dict(self.counts),
+            "state": self.state,
+            "model": r.model.config.name if r else None,
+            "checkpoint": r.checkpoint.name if r else None,
+            "checkpoint_sha256": r.checkpoint_sha256 if r else None,
+            "untrained": r.untrained if r else None,
+            "device": str(r.device) if r else self.config.device,
+            "queue_length": queue_length,
+            "jobs": dict(self.metrics.counts),
+            "metrics": self.metrics.snapshot(queue_length),
             "queue_size": self.config.queue_size,
             "max_resolution": self.config.max_resolution,
             "auth": self.config.auth,
@@ -477,7 +508,7 @@ class Server:
             if now - queued.accepted_at > queued.deadline_s:  # answered now, not when its turn comes
                 queued.answered = True
                 queued.cancel.set()
-                self.counts["expired"] += 1
+                self.metrics.count("expired")
                 message = f"the job waited in the queue longer than its {queued.deadline_s:g} s deadline"
                 self._send(router, queued.envelope, Response(queued.request_id, "error", _error("deadline", message)))
                 continue
@@ -495,6 +526,13 @@ class Server:
         def emit(job: Job, response: Response) -> None:
             push.send_multipart([str(len(job.envelope)).encode(), *job.envelope, *protocol.encode_response(response)])
 
+        try:
+            self.load()
+        except Exception as error:  # a missing or damaged checkpoint: the main loop reports it and exits
+            log.exception("cannot load the model")
+            self.load_error = f"{type(error).__name__}: {error}"
+            push.close(linger=0)
+            return
         while True:
             try:
                 job = self.jobs.get(timeout=0.2)
@@ -504,39 +542,41 @@ class Server:
                 continue
             if job.cancel.is_set():
                 if not job.answered:
-                    self.counts["abandoned" if job.abandoned else "cancelled"] += 1
+                    self.metrics.count("abandoned" if job.abandoned else "cancelled")
                     emit(job, Response(job.request_id, "cancelled", _error("cancelled", "cancelled before it started")))
                 continue
             if time.monotonic() - job.accepted_at > job.deadline_s:
-                self.counts["expired"] += 1
+                self.metrics.count("expired")
                 message = f"the job waited in the queue longer than its {job.deadline_s:g} s deadline"
                 emit(job, Response(job.request_id, "error", _error("deadline", message)))
                 continue
             self.running = job
             self.last_progress = ("started", 0.0)
             self.last_event = time.monotonic()
+            job.started = time.monotonic()
+            start_mb = self.metrics.job_started()
             try:
                 response = self._run(job, lambda response, job=job: emit(job, response))
-                self.counts["done" if response.type == "result" else "failed"] += 1
+                self.metrics.count("done" if response.type == "result" else "failed")
                 emit(job, response)
             except JobAbortedError as aborted:
                 kind = "cancelled" if aborted.code == "cancelled" else "error"
                 outcome = "abandoned" if job.abandoned else "cancelled" if kind == "cancelled" else "expired"
-                self.counts[outcome] += 1
+                self.metrics.count(outcome)
                 emit(job, Response(job.request_id, kind, _error(aborted.code, str(aborted))))
             except Exception as error:  # one bad job must never take the server down
                 log.exception("job %s failed", job.request_id)
-                self.counts["failed"] += 1
+                self.metrics.count("failed")
                 emit(job, Response(job.request_id, "error", _error("internal", f"{type(error).__name__}: {error}")))
             finally:
                 self.running = None
+                rise = self.metrics.job_finished(time.monotonic() - job.started, start_mb)
+                log.info("job %s: %.2f s, peak memory +%s MB", job.request_id, time.monotonic() - job.started, rise)
         push.close(linger=0)
 
     def _run(self, job: Job, emit) -> Response:
         from backend.pipeline import EmptyMeshError, ReconstructOptions
         from backend.preprocess import ImageError, decode_photo
-
-        job.started = time.monotonic()
 
         def progress(stage: str, fraction: float) -> None:
             if job.cancel.is_set():

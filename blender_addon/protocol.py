@@ -17,7 +17,10 @@ Requests (client → server), header {"v": 1, "id": REQUEST_ID, "op": OP, "optio
     shutdown                       options {"token": the server's shutdown token}
 
 Responses (server → client), header {"v": 1, "id": REQUEST_ID, "type": TYPE, ...}:
-    pong / info                    {"info": {...}} for info
+    pong                           {"state": "loading" | "ready" | "stopping"}: while the model loads, jobs
+                                   are accepted and wait in the queue
+    info                           {"info": {...}}: state, model, device, queue, job counts, and "metrics"
+                                   (job times' percentiles, peak memory of a job)
     accepted                       {"queue_position": int}: the job is queued; events follow
     busy                           {"message": str}: the queue is full; try later
     progress                       {"stage": str, "fraction": float}: at least every 2 s while a job runs,

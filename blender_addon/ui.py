@@ -389,6 +389,9 @@ class ZEROSHAPE_OT_check_backend(bpy.types.Operator):
             wm.zeroshape_backend = f"not reachable at {address}: start it with `zeroshape-w serve`"
             self.report({"WARNING"}, str(error))
             return {"CANCELLED"}
+        if info.get("state") == "loading":
+            wm.zeroshape_backend = f"loading the model on {info['device']}; jobs sent now wait until it is ready"
+            return {"FINISHED"}
         state = "busy" if info["queue_length"] else "ready"
         untrained = ", UNTRAINED model" if info.get("untrained") else ""
         wm.zeroshape_backend = f"{state}: {info['model']} on {info['device']}, {info['queue_length']} queued{untrained}"

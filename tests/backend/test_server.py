@@ -332,6 +332,58 @@ def test_ipv6_loopback_is_served(checkpoint, tmp_path):
         process.stop()
 
 
+def test_the_server_answers_loading_while_the_model_loads_and_queues_jobs(checkpoint, tmp_path, monkeypatch):
+    """Readiness apart from liveness: bound before the model loads, the server answers ping with "loading",
+    accepts jobs into its queue and runs them once the model is ready. In-process, with the model's loading
+    held back by the test, so the loading state is certain to be seen."""
+    from backend import pipeline
+    from backend.server import Server, ServerConfig
+
+    release = threading.Event()
+    original = pipeline.Reconstructor.__init__
+
+    def held_back(self, *args, **kwargs):
+        assert release.wait(60)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.Reconstructor, "__init__", held_back)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    config = ServerConfig(address=address, checkpoint=checkpoint, device="cpu", token_file=tmp_path / "token")
+    server = Server(config)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    try:
+        client = Client(address)
+        assert wait_for(lambda: client.info(timeout_s=1, retries=1)["state"] == "loading")
+        info = client.info()
+        assert (info["model"], info["queue_length"]) == (None, 0)
+        job = client.submit(PHOTO.read_bytes(), SMALL_JOB)
+        assert job.events.get(timeout=10)[0] == "progress"  # queued, with a heartbeat
+        release.set()
+        while (event := job.events.get(timeout=60))[0] == "progress":
+            pass
+        assert event[0] == "result", event
+        assert client.info()["state"] == "ready"
+    finally:
+        release.set()
+        server.stopping.set()
+        thread.join(timeout=30)
+
+
+def test_info_reports_metrics(server):
+    client = Client(server.address)
+    client.reconstruct(PHOTO.read_bytes(), SMALL_JOB)
+    metrics = client.info()["metrics"]
+    assert metrics["jobs"]["done"] >= 1
+    seconds = metrics["job_seconds"]
+    assert seconds["count"] >= 1
+    assert 0 < seconds["p50"] <= seconds["p90"] <= seconds["p99"] <= seconds["max"]
+    memory = metrics["memory_mb"]
+    assert memory["resident"] > 50
+    assert 0 <= memory["job_peak_rise_last"] <= memory["job_peak_rise_max"]
+    assert metrics["uptime_s"] > 0
+
+
 def test_concurrent_clients_get_every_answer_unmixed(server):
     image = PHOTO.read_bytes()
     outcomes: dict[tuple[int, int], str] = {}
