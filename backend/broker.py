@@ -1,11 +1,17 @@
 """`zeroshape-w serve --workers N`: one public endpoint, N worker processes (one per GPU when there are GPUs).
 
 ZeroMQ's broker pattern with a ROUTER on each side: clients talk to the public ROUTER exactly as to a single
-server; workers (ordinary servers started with `worker_of`) connect their DEALER sockets to a private
-backend ROUTER on an ipc endpoint in a folder only this user can open. The broker validates each request,
-sends a reconstruction to the worker with the fewest unfinished jobs, sends `cancel` to the worker that has
-the job, spreads `ping`/`info` round-robin, and handles `shutdown` itself. Workers on other machines can be
-added the same way by pointing `worker_of` at a tcp endpoint (with CURVE).
+server; workers (ordinary servers started with `worker_of`, children of the broker) connect their DEALER
+sockets to a private backend ROUTER on an ipc endpoint in a folder only this user can open. The broker
+validates each request, sends a reconstruction to the ready worker with the fewest unfinished jobs, sends
+`cancel` to the worker that has the job, answers `ping` and `shutdown` itself and adds its own view (workers,
+job counts, queue) to a worker's `info`.
+
+Supervision: a worker says "hello" when it connects, "ready" once its model is loaded, and "alive" every
+second. A worker that dies, or stays silent for WORKER_SILENCE_S (hung: stopped, deadlocked), is killed, its
+unfinished jobs are answered with `worker_died`, and another is started in its place; a worker that dies
+before it was ever ready stops the broker with an error (a bad checkpoint would fail every restart). Workers
+exit when the broker does. Workers on other machines are not supported: every worker is a local child.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from blender_addon import protocol
@@ -55,6 +62,28 @@ def worker_devices(count: int, device: str) -> list[str]:
     return [device] * count
 
 
+WORKER_SILENCE_S = 6.0
+"""A connected worker silent this long (it says "alive" every second) is taken for hung and replaced."""
+WORKER_CONNECT_S = 60.0
+"""A started worker that has not connected after this long is taken for stuck and replaced."""
+
+
+@dataclass
+class WorkerSlot:
+    """One worker process as the broker sees it."""
+
+    process: subprocess.Popen
+    device: str
+    started_at: float
+    identity: bytes
+    state: str = "starting"
+    """"starting" (not connected), "loading" (connected, model loading), "ready"."""
+    last_seen: float = 0.0
+    outstanding: int = 0
+    """Reconstructions sent to it and not yet finished."""
+    was_ready: bool = False
+
+
 class Broker:
     def __init__(self, config: ServerConfig, workers: int):
         if workers < 1:
@@ -64,8 +93,10 @@ class Broker:
         self.worker_count = workers
         self.stopping = threading.Event()
         self.token = os.urandom(18).hex()
+        self.counts = {"done": 0, "failed": 0, "cancelled": 0, "busy": 0, "worker_died": 0}
+        """Final answers the broker passed to clients, by kind."""
 
-    def _start_worker(self, endpoint: str, device: str) -> subprocess.Popen:
+    def _start_worker(self, endpoint: str, device: str) -> WorkerSlot:
         command = [sys.executable, "-m", "backend", "serve", "--worker-of", endpoint, "--device", device]
         command += ["--queue-size", str(self.config.queue_size), "--max-resolution", str(self.config.max_resolution)]
         command += ["--deadline", str(self.config.job_deadline_s), "--grace", str(self.config.grace_s)]
@@ -74,26 +105,9 @@ class Broker:
         if self.config.open_clip_weights:
             command += ["--open-clip-weights", str(self.config.open_clip_weights)]
         log.info("starting a worker on %s", device)
-        return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-
-    def _start_workers(self, endpoint: str, devices: list[str]) -> list[subprocess.Popen]:
-        """A worker per device, each waited for until it prints "ready"; if one fails, none is left running."""
-        processes = []
-        try:
-            for device in devices:
-                processes.append(self._start_worker(endpoint, device))
-            for process in processes:
-                for line in process.stdout:
-                    if "ready" in line:
-                        break
-                else:
-                    raise ServerError(f"a worker exited before it was ready (status {process.wait()})")
-        except BaseException:
-            for process in processes:
-                process.kill()
-                process.wait()
-            raise
-        return processes
+        # Its readiness comes over the socket; its errors go to the broker's stderr.
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        return WorkerSlot(process, device, time.monotonic(), worker_identity(process.pid))
 
     def serve(self) -> int:
         import zmq
@@ -104,6 +118,7 @@ class Broker:
         context = zmq.Context()
         backend = context.socket(zmq.ROUTER)
         backend.setsockopt(zmq.LINGER, 0)
+        backend.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a send to a worker that is not connected fails, not vanishes
         backend.bind(endpoint)
         try:  # the public address first: a broker that cannot listen must not leave workers behind
             frontend, authenticator = open_router(context, self.config)
@@ -112,138 +127,187 @@ class Broker:
             context.term()
             shutil.rmtree(private, ignore_errors=True)
             raise
-        device_list = worker_devices(self.worker_count, self.config.device)
-        try:
-            workers = self._start_workers(endpoint, device_list)
-        except BaseException:
-            frontend.close(linger=0)
-            backend.close(linger=0)
-            if authenticator is not None:
-                authenticator.stop()
-            context.term()
-            shutil.rmtree(private, ignore_errors=True)
-            raise
-        devices = {process.pid: device for process, device in zip(workers, device_list, strict=True)}
+        slots = [
+            self._start_worker(endpoint, device) for device in worker_devices(self.worker_count, self.config.device)
+        ]
         token_path = write_token_file(self.config.token_file or default_token_file(self.config.address), self.token)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stopping.set())
-
-        identities: list[bytes] = []  # workers that have spoken (DEALER identities assigned by the ROUTER)
-        outstanding: dict[bytes, int] = {}
-        jobs: dict[tuple[bytes, str], bytes] = {}  # (client identity, request id) → worker
-        turn = 0
-        poller = zmq.Poller()
-        poller.register(frontend, zmq.POLLIN)
-        poller.register(backend, zmq.POLLIN)
-        # A ROUTER learns a peer's identity only from a message: each worker greets with b"hello" when it
-        # connects, before it prints "ready", so every worker is known here already or very soon.
-        print(f"zeroshape-w broker ready on {self.config.address} with {len(workers)} workers", flush=True)
-
-        def send(socket, frames) -> bool:
-            return deliver(socket, frames)  # a vanished peer must not stop the broker; False: it is gone
-
-        def reply_error(envelope, request_id, code, message) -> None:
-            send(frontend, [*envelope, *protocol.encode_response(Response(request_id, "error", _error(code, message)))])
-
-        def replace_dead_workers() -> None:
-            """A worker process that died: forget it, answer its unfinished jobs, start another in its place."""
-            for index, process in enumerate(workers):
-                if process.poll() is None:
-                    continue
-                dead = worker_identity(process.pid)
-                log.warning(
-                    "worker %d (pid %d) died with status %s; restarting it", index, process.pid, process.returncode
-                )
-                if dead in outstanding:
-                    identities.remove(dead)
-                    del outstanding[dead]
-                for key, worker in list(jobs.items()):
-                    if worker == dead:
-                        del jobs[key]
-                        message = "the worker running this job stopped; the broker is restarting it: try again"
-                        reply_error([key[0]], key[1], "worker_died", message)
-                device = devices.pop(process.pid)
-                replacement = self._start_worker(endpoint, device)
-                devices[replacement.pid] = device
-                workers[index] = replacement  # it greets the backend socket when it is up
-
+        print(f"zeroshape-w broker listening on {self.config.address}; starting {len(slots)} workers", flush=True)
         try:
-            while not self.stopping.is_set():
-                replace_dead_workers()
-                ready = dict(poller.poll(200))
-                if backend in ready:
-                    frames = backend.recv_multipart()
-                    worker, rest = frames[0], frames[1:]
-                    if worker not in outstanding:
-                        identities.append(worker)
-                        outstanding[worker] = 0
-                    if rest == [b"hello"]:
-                        continue
-                    try:
-                        envelope, body = protocol.split_envelope(rest)
-                        header = json.loads(body[0])
-                    except (ProtocolError, ValueError, IndexError):
-                        continue
-                    key = (envelope[0] if envelope else b"", header.get("id"))
-                    final = header.get("type") in FINAL_TYPES
-                    if final and jobs.pop(key, None) is not None:
-                        outstanding[worker] = max(0, outstanding[worker] - 1)
-                    if not send(frontend, rest) and not final and key in jobs:
-                        # The client is gone: its worker should stop computing (the worker answers "cancelled",
-                        # which is dropped here like anything else addressed to that client).
-                        cancel = protocol.Request(f"drop-{key[1]}"[:64], "cancel", {"target": key[1]})
-                        send(backend, [worker, *envelope, *protocol.encode_request(cancel)])
-                if frontend in ready:
-                    try:
-                        frames = protocol.receive_request_frames(frontend)
-                    except ProtocolError as error:  # too many frames or bytes: dropped, sender told
-                        reply_error(error.envelope, "unknown", error.code, str(error))
-                        continue
-                    try:
-                        envelope, body = protocol.split_envelope(frames)
-                        request = protocol.decode_request(body)
-                    except ProtocolError as error:
-                        reply_error(frames[:1], error.request_id or "unknown", error.code, str(error))
-                        continue
-                    if request.op == "shutdown":
-                        if hmac.compare_digest(request.options["token"].encode(), self.token.encode()):
-                            ok = Response(request.request_id, "ok", {"message": "shutting down"})
-                            send(frontend, [*envelope, *protocol.encode_response(ok)])
-                            self.stopping.set()
-                        else:
-                            reply_error(envelope, request.request_id, "forbidden", "wrong shutdown token")
-                        continue
-                    if not identities:
-                        reply_error(envelope, request.request_id, "no_workers", "no worker is connected yet")
-                        continue
-                    if request.op == "reconstruct":
-                        worker = min(identities, key=lambda w: outstanding[w])
-                        outstanding[worker] += 1
-                        jobs[(envelope[0], request.request_id)] = worker
-                    elif request.op == "cancel":
-                        worker = jobs.get((envelope[0], request.options["target"])) or identities[0]
-                    else:
-                        worker = identities[turn % len(identities)]
-                        turn += 1
-                    send(backend, [worker, *frames])
+            return self._loop(zmq, frontend, backend, endpoint, slots)
         finally:
-            for process in workers:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + self.config.grace_s + 30
-            for process in workers:
-                try:
-                    process.wait(timeout=max(1.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            self._stop_workers(slots)
             frontend.close(linger=1000)
             backend.close(linger=0)
             if authenticator is not None:
                 authenticator.stop()
             context.term()
             token_path.unlink(missing_ok=True)
-            for leftover in private.iterdir():
-                leftover.unlink(missing_ok=True)
-            private.rmdir()
+            shutil.rmtree(private, ignore_errors=True)
+
+    def _stop_workers(self, slots: list[WorkerSlot]) -> None:
+        for slot in slots:
+            if slot.process.poll() is None:
+                slot.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.config.grace_s + 30
+        for slot in slots:
+            try:
+                slot.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                slot.process.kill()
+                slot.process.wait()
+
+    def _loop(self, zmq, frontend, backend, endpoint: str, slots: list[WorkerSlot]) -> int:
+        jobs: dict[tuple[bytes, str], bytes] = {}  # (client identity, request id) → worker identity
+        announced = False
+        poller = zmq.Poller()
+        poller.register(frontend, zmq.POLLIN)
+        poller.register(backend, zmq.POLLIN)
+
+        def send(socket, frames) -> bool:
+            return deliver(socket, frames)  # a vanished peer must not stop the broker; False: it is gone
+
+        def reply(envelope, response: Response) -> None:
+            send(frontend, [*envelope, *protocol.encode_response(response)])
+
+        def reply_error(envelope, request_id, code, message) -> None:
+            reply(envelope, Response(request_id, "error", _error(code, message)))
+
+        def by_identity(identity: bytes) -> WorkerSlot | None:
+            return next((slot for slot in slots if slot.identity == identity), None)
+
+        def state() -> str:
+            if self.stopping.is_set():
+                return "stopping"
+            return "ready" if any(slot.state == "ready" for slot in slots) else "loading"
+
+        def supervise() -> None:
+            """Replace dead, hung and stuck workers; answer the jobs they held."""
+            now = time.monotonic()
+            for index, slot in enumerate(slots):
+                silent = slot.state != "starting" and now - slot.last_seen > WORKER_SILENCE_S
+                stuck = slot.state == "starting" and now - slot.started_at > WORKER_CONNECT_S
+                if slot.process.poll() is None and not (silent or stuck):
+                    continue
+                if slot.process.poll() is None:
+                    what = "silent" if silent else "not connected"
+                    log.warning("worker pid %d is %s for too long: killing it", slot.process.pid, what)
+                    slot.process.kill()
+                status = slot.process.wait()
+                if not slot.was_ready:
+                    raise ServerError(
+                        f"a worker exited before its model was ready (status {status}); its error is above"
+                    )
+                log.warning("worker pid %d stopped (status %s); starting another", slot.process.pid, status)
+                for key, worker in list(jobs.items()):
+                    if worker == slot.identity:
+                        del jobs[key]
+                        self.counts["worker_died"] += 1
+                        message = "the worker running this job stopped; the broker is restarting it: try again"
+                        reply_error([key[0]], key[1], "worker_died", message)
+                slots[index] = self._start_worker(endpoint, slot.device)
+
+        def from_worker(frames: list[bytes]) -> None:
+            nonlocal announced
+            slot = by_identity(frames[0])
+            if slot is None:
+                return  # a replaced worker's last words, or a stranger on the private endpoint
+            slot.last_seen = time.monotonic()
+            rest = frames[1:]
+            if rest in ([b"hello"], [b"alive"]):
+                slot.state = "loading" if slot.state == "starting" else slot.state
+                return
+            if rest == [b"ready"]:
+                slot.state, slot.was_ready = "ready", True
+                if not announced and all(s.state == "ready" for s in slots):
+                    announced = True
+                    print(f"zeroshape-w broker ready on {self.config.address} with {len(slots)} workers", flush=True)
+                return
+            try:
+                envelope, body = protocol.split_envelope(rest)
+                header = json.loads(body[0])
+            except (ProtocolError, ValueError, IndexError):
+                return
+            key = (envelope[0] if envelope else b"", header.get("id"))
+            kind = header.get("type")
+            final = kind in FINAL_TYPES
+            if final and jobs.pop(key, None) is not None:
+                slot.outstanding = max(0, slot.outstanding - 1)
+                self.counts[{"result": "done", "error": "failed"}.get(kind, kind)] += 1
+            if kind == "info":
+                rest = [*envelope, *self._with_broker_view(header, slots, state())]
+            if not send(frontend, rest) and not final and key in jobs:
+                # The client is gone: its worker should stop computing (the worker answers "cancelled",
+                # which is dropped here like anything else addressed to that client).
+                cancel = protocol.Request(f"drop-{key[1]}"[:64], "cancel", {"target": key[1]})
+                send(backend, [slot.identity, *envelope, *protocol.encode_request(cancel)])
+
+        def from_client(frames: list[bytes]) -> None:
+            try:
+                envelope, body = protocol.split_envelope(frames)
+                request = protocol.decode_request(body)
+            except ProtocolError as error:
+                reply_error(frames[:1], error.request_id or "unknown", error.code, str(error))
+                return
+            if request.op == "shutdown":
+                if hmac.compare_digest(request.options["token"].encode(), self.token.encode()):
+                    reply(envelope, Response(request.request_id, "ok", {"message": "shutting down"}))
+                    self.stopping.set()
+                else:
+                    reply_error(envelope, request.request_id, "forbidden", "wrong shutdown token")
+                return
+            if request.op == "ping":
+                reply(envelope, Response(request.request_id, "pong", {"state": state()}))
+                return
+            connected = [slot for slot in slots if slot.state != "starting"]
+            if not connected:
+                reply_error(envelope, request.request_id, "no_workers", "no worker is connected yet: try again soon")
+                return
+            if request.op == "cancel":
+                worker = jobs.get((envelope[0], request.options["target"]))
+                if worker is None:
+                    message = f"no job {request.options['target']} of yours is queued or running"
+                    reply(envelope, Response(request.request_id, "ok", {"message": message}))
+                    return
+            else:  # reconstruct and info: the ready worker with the fewest unfinished jobs (loading ones queue)
+                ready = [slot for slot in connected if slot.state == "ready"] or connected
+                chosen = min(ready, key=lambda slot: slot.outstanding)
+                worker = chosen.identity
+                if request.op == "reconstruct":
+                    chosen.outstanding += 1
+                    jobs[(envelope[0], request.request_id)] = worker
+            if not send(backend, [worker, *frames]):
+                reply_error(envelope, request.request_id, "worker_died", "the worker is gone: try again")
+
+        while not self.stopping.is_set():
+            supervise()
+            ready = dict(poller.poll(200))
+            if backend in ready:
+                for _ in range(100):
+                    try:
+                        from_worker(backend.recv_multipart(zmq.NOBLOCK))
+                    except zmq.Again:
+                        break
+            if frontend in ready:
+                try:
+                    frames = protocol.receive_request_frames(frontend)
+                except ProtocolError as error:  # too many frames or bytes: dropped, sender told
+                    reply_error(error.envelope, "unknown", error.code, str(error))
+                    continue
+                from_client(frames)
         return 0
+
+    def _with_broker_view(self, header: dict, slots: list[WorkerSlot], state: str) -> list[bytes]:
+        """A worker's info reply with the broker's own view: its state, the jobs of all workers, each worker."""
+        info = dict(header.get("info") or {})
+        info["state"] = state
+        info["queue_length"] = sum(slot.outstanding for slot in slots)
+        info["jobs"] = dict(self.counts)
+        info["workers"] = [
+            {"pid": slot.process.pid, "device": slot.device, "state": slot.state, "outstanding": slot.outstanding}
+            for slot in slots
+        ]
+        response = Response(header.get("id", "unknown"), "info", {"info": info})
+        return protocol.encode_response(response)

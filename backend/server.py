@@ -202,7 +202,7 @@ class Server:
 
     @property
     def state(self) -> str:
-        """"loading" (requests queue until the model is ready), "ready" or "stopping"."""
+        """ "loading" (requests queue until the model is ready), "ready" or "stopping"."""
         if self.stopping.is_set():
             return "stopping"
         return "ready" if self.loaded.is_set() else "loading"

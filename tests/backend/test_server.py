@@ -449,7 +449,8 @@ def test_eight_stock_clients_get_all_forty_meshes(stock_server):
                 result = client.reconstruct(
                     image, job, request_id=request_id, progress=lambda stage, fraction: stages.append(stage)
                 )
-                outcome = "result" if result.metadata.get("request_id", request_id) == request_id else "mixed"
+                # The server names the photo after its request: a mixed-up answer would carry another id.
+                outcome = "result" if result.metadata["source"] == f"request {request_id}" else "mixed"
             except Exception as error:
                 outcome = f"{type(error).__name__}: {error}"
             with lock:
@@ -698,36 +699,56 @@ def broker_workers(broker_pid: int) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
-def test_a_dead_worker_is_answered_for_and_restarted_and_workers_die_with_their_broker(checkpoint, tmp_path):
+def stock_client_load(address: str, clients: int, jobs: int, options: ReconstructOptions) -> dict:
+    """`clients` threads, each a stock Client sending `jobs` reconstructions one after another. Returns
+    {(client, job): "result" | "mixed" | an error code | "ExceptionName: message"}."""
+    image = PHOTO.read_bytes()
+    outcomes: dict[tuple[int, int], str] = {}
+    lock = threading.Lock()
+
+    def one_client(index: int) -> None:
+        client = Client(address)
+        for number in range(jobs):
+            request_id = f"c{index}-r{number}"
+            try:
+                result = client.reconstruct(image, options, request_id=request_id)
+                outcome = "result" if result.metadata["source"] == f"request {request_id}" else "mixed"
+            except JobFailedError as error:
+                outcome = error.code
+            except Exception as error:
+                outcome = f"{type(error).__name__}: {error}"
+            with lock:
+                outcomes[(index, number)] = outcome
+
+    threads = [threading.Thread(target=one_client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    return {"threads": threads, "outcomes": outcomes}
+
+
+def test_eight_clients_through_two_workers_one_killed_mid_run(checkpoint, tmp_path):
+    """8 stock clients × 5 jobs through `--workers 2`; one worker is killed while jobs run and wait on it. Every
+    job is answered (a mesh, or a clear `worker_died` for those the dead worker held), none mixed up, the
+    broker starts another worker and serves on. When the broker itself vanishes, its workers exit."""
     process = ServerProcess(checkpoint, tmp_path, "--workers", "2").wait_ready(timeout=120)
     try:
         workers = broker_workers(process.pid)
         assert len(workers) == 2
-        outcomes: list[str] = []
-
-        def one() -> None:
-            try:
-                Client(process.address).reconstruct(PHOTO.read_bytes(), ReconstructOptions(resolution=128))
-                outcomes.append("result")
-            except JobFailedError as error:
-                outcomes.append(error.code)
-            except Exception as error:
-                outcomes.append(f"{type(error).__name__}: {error}")
-
-        threads = [threading.Thread(target=one) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        time.sleep(3)  # jobs accepted and running on both workers
+        load = stock_client_load(process.address, clients=8, jobs=5, options=SMALL_JOB)
+        time.sleep(3)  # jobs accepted, running and queued on both workers (40 take ~15 s)
         os.kill(workers[0], signal.SIGKILL)
-        for thread in threads:
-            thread.join(timeout=300)
-        # Every job is answered: a mesh, or a clear error for those the dead worker held.
-        assert len(outcomes) == 4
-        assert set(outcomes) <= {"result", "worker_died"}, outcomes
-        assert "worker_died" in outcomes
-        # The broker replaced the worker, and serves as before.
+        for thread in load["threads"]:
+            thread.join(timeout=600)
+        outcomes = load["outcomes"]
+        assert len(outcomes) == 40
+        assert set(outcomes.values()) <= {"result", "worker_died"}, outcomes
+        assert "worker_died" in outcomes.values()
+        assert list(outcomes.values()).count("result") >= 20
         assert wait_for(lambda: len(broker_workers(process.pid)) == 2, timeout_s=30)
         assert workers[0] not in broker_workers(process.pid)
+        info = Client(process.address).info()
+        assert info["jobs"]["worker_died"] == list(outcomes.values()).count("worker_died")
+        assert len(info["workers"]) == 2
         result = Client(process.address, heartbeat_timeout_s=60).reconstruct(PHOTO.read_bytes(), SMALL_JOB)
         assert len(result.faces) > 0
         survivors = broker_workers(process.pid)
@@ -736,6 +757,49 @@ def test_a_dead_worker_is_answered_for_and_restarted_and_workers_die_with_their_
         process.process.wait()
     # Its workers notice and exit instead of staying behind as orphans.
     assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in survivors), timeout_s=15)
+
+
+def test_a_hung_worker_is_detected_by_its_silence_and_replaced(checkpoint, tmp_path):
+    from backend.broker import WORKER_SILENCE_S
+
+    process = ServerProcess(checkpoint, tmp_path, "--workers", "2").wait_ready(timeout=120)
+    try:
+        # The broker's ping answers for itself, even before its workers are ready ("loading").
+        assert Client(process.address).ping() < 2
+        hung = broker_workers(process.pid)[0]
+        os.kill(hung, signal.SIGSTOP)  # alive as a process, silent as a worker
+        started = time.monotonic()
+        outcomes = []
+        for _ in range(2):  # one of the two lands on the hung worker (the fewest unfinished jobs)
+            job = Client(process.address, heartbeat_timeout_s=60).submit(PHOTO.read_bytes(), SMALL_JOB)
+            outcomes.append(job)
+        answers = []
+        for job in outcomes:
+            while (event := job.events.get(timeout=60))[0] == "progress":
+                pass
+            answers.append(event[1].code if event[0] == "error" else event[0])
+        assert sorted(answers) == ["result", "worker_died"], answers
+        assert time.monotonic() - started < WORKER_SILENCE_S + 10
+        assert wait_for(lambda: hung not in broker_workers(process.pid) and len(broker_workers(process.pid)) == 2)
+    finally:
+        process.stop()
+
+
+def test_a_broker_whose_workers_cannot_load_the_model_exits_with_the_reason(tmp_path):
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"not a checkpoint" * 10)
+    result = subprocess.run(
+        [sys.executable, "-m", "backend", "serve", "--workers", "2", "--checkpoint", str(damaged)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
+    assert result.returncode == 2
+    assert "before its model was ready" in result.stderr
+    assert "cannot load the model" in result.stderr  # the worker's own reason, passed through
 
 
 def test_a_broker_that_cannot_listen_starts_no_workers(checkpoint, tmp_path):
