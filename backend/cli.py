@@ -59,6 +59,8 @@ def command_params(args: argparse.Namespace) -> int:
 
 
 def command_benchmark(args: argparse.Namespace) -> int:
+    if args.mode == "load":
+        return benchmark_load(args)
     from backend.benchmark import forward_latency, train_throughput
     from training.recipes import get_recipe
 
@@ -271,6 +273,31 @@ def command_serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def benchmark_load(args: argparse.Namespace) -> int:
+    from backend.serve_load import run_load
+    from blender_addon.client import BackendError, Client
+    from blender_addon.protocol import ReconstructOptions
+
+    try:
+        server = Client(args.address).info()
+    except BackendError as error:
+        print(f"zeroshape-w: error: {error}", file=sys.stderr)
+        return 1
+    workers = len(server.get("workers") or []) or 1
+    print(f"{args.address}: model {server['model']} on {server['device']}, {workers} worker(s)")
+    print(f"{args.clients} stock clients × {args.jobs} jobs at resolution {args.resolution}", flush=True)
+    result = run_load(
+        args.address,
+        args.image.read_bytes(),
+        ReconstructOptions(resolution=args.resolution),
+        clients=args.clients,
+        jobs=args.jobs,
+        kill_worker_after_s=args.kill_worker_after,
+    )
+    print(result.report())
+    return 0
+
+
 def command_keys(args: argparse.Namespace) -> int:
     from backend.server import generate_keys
 
@@ -471,8 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument(
         "--mode",
         default="train",
-        choices=["train", "forward", "reconstruct"],
-        help="train: samples/s; forward: s per image; reconstruct: photo → mesh time per stage",
+        choices=["train", "forward", "reconstruct", "load"],
+        help="train: samples/s; forward: s per image; reconstruct: photo → mesh time per stage; load: many "
+        "stock clients against a running `zeroshape-w serve` at --address",
     )
     benchmark.add_argument(
         "--image", type=Path, default=Path("examples/coffee.jpg"), help="reconstruct mode: the photo"
@@ -504,6 +532,19 @@ def build_parser() -> argparse.ArgumentParser:
     benchmark.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     benchmark.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     benchmark.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    benchmark.add_argument(
+        "--address", default="tcp://127.0.0.1:5557", help="load mode: the server (default %(default)s)"
+    )
+    benchmark.add_argument("--clients", type=int, default=8, help="load mode: concurrent clients (default 8)")
+    benchmark.add_argument(
+        "--jobs", type=int, default=5, help="load mode: jobs per client, one after another (default 5)"
+    )
+    benchmark.add_argument(
+        "--kill-worker-after",
+        type=float,
+        metavar="S",
+        help="load mode: SIGKILL one of a local broker's workers after S s",
+    )
     benchmark.set_defaults(run=command_benchmark)
 
     convert = commands.add_parser(

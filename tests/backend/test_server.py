@@ -25,6 +25,7 @@ from PIL import Image
 from backend.model.checkpoint import save_checkpoint
 from backend.model.config import get_config
 from backend.model.zeroshape import ZeroShapeW
+from backend.serve_load import run_load
 from blender_addon import protocol
 from blender_addon.client import (
     BackendBusyError,
@@ -699,33 +700,6 @@ def broker_workers(broker_pid: int) -> list[int]:
     return [int(pid) for pid in found.stdout.split()]
 
 
-def stock_client_load(address: str, clients: int, jobs: int, options: ReconstructOptions) -> dict:
-    """`clients` threads, each a stock Client sending `jobs` reconstructions one after another. Returns
-    {(client, job): "result" | "mixed" | an error code | "ExceptionName: message"}."""
-    image = PHOTO.read_bytes()
-    outcomes: dict[tuple[int, int], str] = {}
-    lock = threading.Lock()
-
-    def one_client(index: int) -> None:
-        client = Client(address)
-        for number in range(jobs):
-            request_id = f"c{index}-r{number}"
-            try:
-                result = client.reconstruct(image, options, request_id=request_id)
-                outcome = "result" if result.metadata["source"] == f"request {request_id}" else "mixed"
-            except JobFailedError as error:
-                outcome = error.code
-            except Exception as error:
-                outcome = f"{type(error).__name__}: {error}"
-            with lock:
-                outcomes[(index, number)] = outcome
-
-    threads = [threading.Thread(target=one_client, args=(i,)) for i in range(clients)]
-    for thread in threads:
-        thread.start()
-    return {"threads": threads, "outcomes": outcomes}
-
-
 def test_eight_clients_through_two_workers_one_killed_mid_run(checkpoint, tmp_path):
     """8 stock clients × 5 jobs through `--workers 2`; one worker is killed while jobs run and wait on it. Every
     job is answered (a mesh, or a clear `worker_died` for those the dead worker held), none mixed up, the
@@ -734,18 +708,16 @@ def test_eight_clients_through_two_workers_one_killed_mid_run(checkpoint, tmp_pa
     try:
         workers = broker_workers(process.pid)
         assert len(workers) == 2
-        load = stock_client_load(process.address, clients=8, jobs=5, options=SMALL_JOB)
-        time.sleep(3)  # jobs accepted, running and queued on both workers (40 take ~15 s)
-        os.kill(workers[0], signal.SIGKILL)
-        for thread in load["threads"]:
-            thread.join(timeout=600)
-        outcomes = load["outcomes"]
+        load = run_load(process.address, PHOTO.read_bytes(), SMALL_JOB, clients=8, jobs=5, kill_worker_after_s=3)
+        # 40 jobs take ~15 s: at 3 s, jobs are running and queued on both workers
+        assert load.killed_worker in workers
+        outcomes = load.outcomes
         assert len(outcomes) == 40
         assert set(outcomes.values()) <= {"result", "worker_died"}, outcomes
         assert "worker_died" in outcomes.values()
         assert list(outcomes.values()).count("result") >= 20
         assert wait_for(lambda: len(broker_workers(process.pid)) == 2, timeout_s=30)
-        assert workers[0] not in broker_workers(process.pid)
+        assert load.killed_worker not in broker_workers(process.pid)
         info = Client(process.address).info()
         assert info["jobs"]["worker_died"] == list(outcomes.values()).count("worker_died")
         assert len(info["workers"]) == 2
