@@ -105,8 +105,12 @@ class Broker:
         if self.config.open_clip_weights:
             command += ["--open-clip-weights", str(self.config.open_clip_weights)]
         log.info("starting a worker on %s", device)
+        env = dict(os.environ)
+        if device == "cpu" and "OMP_NUM_THREADS" not in env:
+            # N CPU workers share the cores: each taking all of them (torch's default) oversubscribes them.
+            env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // self.worker_count))
         # Its readiness comes over the socket; its errors go to the broker's stderr.
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)
         return WorkerSlot(process, device, time.monotonic(), worker_identity(process.pid))
 
     def serve(self) -> int:

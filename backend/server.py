@@ -280,7 +280,7 @@ class Server:
                 if not announced and self.loaded.is_set():
                     announced = True
                     message = f"zeroshape-w server ready on {where} (device {self.reconstructor.device})"
-                    log.info("%s; shutdown token in %s", message, token_path)
+                    log.info("%s%s", message, f"; shutdown token in {token_path}" if token_path else "")
                     print(message, flush=True)
                     if self.config.worker_of is not None:
                         deliver(router, [b"ready"])  # the broker routes jobs to this worker from now on

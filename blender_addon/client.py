@@ -35,6 +35,15 @@ class BackendUnavailableError(BackendError):
     """No answer: the backend is not running, not reachable, or stopped responding."""
 
 
+class BackendRejectedError(BackendUnavailableError):
+    """The backend is there but refused this client's CurveZMQ key (or the two sides' encryption settings
+    differ)."""
+
+
+class MessageTooLargeError(BackendError):
+    """The request is larger than the backend accepts."""
+
+
 class BackendBusyError(BackendError):
     """The backend's queue is full (or it is shutting down); try again later."""
 
@@ -88,6 +97,62 @@ class CurveKeys:
         return cls(server_public, client_public, client_secret)
 
 
+class ConnectionWatch:
+    """What ZeroMQ saw of one socket's connection (its monitor events), to say *why* nobody answered: nothing
+    listening, a refused key, a handshake that never finished, or a server that hung up on a message."""
+
+    def __init__(self, socket):
+        self._monitor = socket.get_monitor_socket()
+        self.seen: set[str] = set()
+
+    def drain(self) -> set[str]:
+        from zmq.utils.monitor import recv_monitor_message
+
+        zmq = _zmq()
+        with contextlib.suppress(zmq.ZMQError):
+            while self._monitor.poll(0):
+                self.seen.add(zmq.Event(recv_monitor_message(self._monitor)["event"]).name)
+        return self.seen
+
+    def close(self, socket) -> None:
+        zmq = _zmq()
+        with contextlib.suppress(zmq.ZMQError):
+            socket.disable_monitor()
+        self._monitor.close(linger=0)
+
+    def no_answer(self, address: str, waited: str) -> BackendError:
+        """The error that says best why `address` did not answer (after `waited`, e.g. "3 tries")."""
+        seen = self.drain()
+        start_it = "Start it with `zeroshape-w serve` (or the add-on's Start local backend)"
+        if "HANDSHAKE_FAILED_AUTH" in seen:
+            return BackendRejectedError(
+                f"the ZeroShape-W backend at {address} refused this client's key: add the client's public key "
+                "(NAME.key from `zeroshape-w keys`) to the server's --allowed-clients folder"
+            )
+        if seen & {"HANDSHAKE_FAILED_PROTOCOL", "HANDSHAKE_FAILED_NO_DETAIL"}:
+            return BackendRejectedError(
+                f"the connection to {address} failed in the handshake: the server runs with --auth and this client "
+                "has no keys or the wrong server key, or the other way round"
+            )
+        if "HANDSHAKE_SUCCEEDED" in seen and "DISCONNECTED" in seen:
+            return MessageTooLargeError(
+                f"the ZeroShape-W backend at {address} closed the connection on this request: it was probably "
+                "larger than the server's message limit (--max-message-mb, 64 MiB by default)"
+            )
+        if "CONNECTED" in seen and "HANDSHAKE_SUCCEEDED" not in seen:
+            return BackendRejectedError(
+                f"something listens at {address} but did not finish the ZeroMQ handshake: if it is a ZeroShape-W "
+                "backend started with --auth, this client needs its keys (the server's NAME.key and a client "
+                "NAME.key_secret)"
+            )
+        if "HANDSHAKE_SUCCEEDED" in seen:
+            return BackendUnavailableError(
+                f"the ZeroShape-W backend at {address} is connected but did not answer after {waited}: it may be "
+                "overloaded or hung"
+            )
+        return BackendUnavailableError(f"nothing answers at {address} after {waited}: is it running? {start_it}")
+
+
 @dataclass
 class MeshResult:
     vertices: Any
@@ -128,6 +193,7 @@ class Client:
         self._context = None
 
     def _socket(self):
+        """A connected DEALER and the watch on its connection (close both with `_close`)."""
         zmq = _zmq()
         if self._context is None:
             self._context = zmq.Context.instance()
@@ -139,8 +205,14 @@ class Client:
             socket.curve_serverkey = self.curve.server_public
             socket.curve_publickey = self.curve.client_public
             socket.curve_secretkey = self.curve.client_secret
+        watch = ConnectionWatch(socket)
         socket.connect(self.address)
-        return socket
+        return socket, watch
+
+    @staticmethod
+    def _close(socket, watch: ConnectionWatch, linger: int = 0) -> None:
+        watch.close(socket)
+        socket.close(linger=linger)
 
     def _receive(self, socket, timeout_s: float):
         """The next response on `socket`, or None after `timeout_s` of silence."""
@@ -156,8 +228,9 @@ class Client:
 
     def _ask(self, op: str, options: dict | None = None, timeout_s: float = 2.0, retries: int = 3) -> protocol.Response:
         """Lazy Pirate request for idempotent operations."""
+        watch = None
         for _attempt in range(retries):
-            socket = self._socket()
+            socket, watch = self._socket()
             try:
                 request_id = uuid.uuid4().hex
                 socket.send_multipart(protocol.encode_request(Request(request_id, op, options or {})))
@@ -173,11 +246,9 @@ class Client:
                             )
                         return response
             finally:
-                socket.close(linger=0)
-        raise BackendUnavailableError(
-            f"no answer from the ZeroShape-W backend at {self.address} after {retries} tries; is it running? "
-            "Start it with `zeroshape-w serve` (or the add-on's Start local backend)"
-        )
+                watch.drain()
+                self._close(socket, watch)
+        raise watch.no_answer(self.address, f"{retries} tries of {timeout_s:g} s")
 
     def ping(self, timeout_s: float = 2.0, retries: int = 3) -> float:
         """Round-trip time in seconds; BackendUnavailableError when nobody answers."""
@@ -211,7 +282,12 @@ class Client:
         """
         options = options or ReconstructOptions()
         request_id = request_id or uuid.uuid4().hex
-        socket = self._socket()
+        if len(image) > protocol.MAX_IMAGE_BYTES:
+            raise MessageTooLargeError(
+                f"the image is {len(image) / 2**20:.0f} MB; the backend accepts at most "
+                f"{protocol.MAX_IMAGE_BYTES // 2**20} MB: downscale or re-encode it as JPEG"
+            )
+        socket, watch = self._socket()
         finished = cancel_sent = False
 
         def send_cancel() -> None:
@@ -223,10 +299,7 @@ class Client:
             socket.send_multipart(protocol.encode_request(request))
             response = self._receive(socket, accept_timeout_s)
             if response is None:
-                raise BackendUnavailableError(
-                    f"no answer from the ZeroShape-W backend at {self.address} within {accept_timeout_s:.0f} s; "
-                    "is it running? Start it with `zeroshape-w serve`"
-                )
+                raise watch.no_answer(self.address, f"{accept_timeout_s:g} s")
             while True:
                 if response.request_id == request_id:
                     kind = response.type
@@ -266,9 +339,9 @@ class Client:
                 # and give the message a moment to leave before the socket closes.
                 with contextlib.suppress(Exception):
                     send_cancel()
-                socket.close(linger=500)
+                self._close(socket, watch, linger=500)
             else:
-                socket.close(linger=0)
+                self._close(socket, watch)
 
     def submit(self, image: bytes, options: ReconstructOptions | None = None) -> Job:
         """Start a reconstruction in a background thread; read `job.events` (e.g. from a Blender timer)."""

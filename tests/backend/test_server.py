@@ -29,11 +29,13 @@ from backend.serve_load import run_load
 from blender_addon import protocol
 from blender_addon.client import (
     BackendBusyError,
+    BackendRejectedError,
     BackendUnavailableError,
     Client,
     CurveKeys,
     JobCancelledError,
     JobFailedError,
+    MessageTooLargeError,
 )
 from blender_addon.protocol import ReconstructOptions, Request
 
@@ -637,11 +639,26 @@ def test_curve_auth_admits_only_allowed_keys(checkpoint, tmp_path):
         alice = Client(process.address, curve=CurveKeys.from_files(server_public, allowed_secret))
         assert alice.ping() < 2
         assert len(alice.reconstruct(PHOTO.read_bytes(), SMALL_JOB).faces) > 0
-        with pytest.raises(BackendUnavailableError):
+        # Each refusal says what is wrong, not "is it running?" (once, all three read the same).
+        with pytest.raises(BackendRejectedError, match="handshake"):
             Client(process.address).ping(timeout_s=1, retries=1)
         stranger = Client(process.address, curve=CurveKeys.from_files(server_public, stranger_secret))
-        with pytest.raises(BackendUnavailableError):
+        with pytest.raises(BackendRejectedError, match="refused this client's key"):
             stranger.ping(timeout_s=1, retries=1)
+    finally:
+        process.stop()
+
+
+def test_the_client_tells_why_nobody_answers(checkpoint, tmp_path):
+    with pytest.raises(BackendUnavailableError, match=r"nothing answers at .* is it running"):
+        Client(f"tcp://127.0.0.1:{free_port()}").ping(timeout_s=0.5, retries=1)
+    with pytest.raises(MessageTooLargeError, match="at most 64 MB"):  # refused before sending
+        Client(f"tcp://127.0.0.1:{free_port()}").reconstruct(b"\xff" * (protocol.MAX_IMAGE_BYTES + 1))
+    process = ServerProcess(checkpoint, tmp_path, "--max-message-mb", "1").wait_ready()
+    try:
+        with pytest.raises(MessageTooLargeError, match="closed the connection"):
+            Client(process.address).reconstruct(PHOTO.read_bytes() + b"\0" * 2**21, SMALL_JOB, accept_timeout_s=2)
+        assert Client(process.address).ping() < 2
     finally:
         process.stop()
 
