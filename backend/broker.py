@@ -33,13 +33,13 @@ from pathlib import Path
 from blender_addon import protocol
 from blender_addon.protocol import ProtocolError, Response
 
-from .server import (
+from .endpoint import (
     ServerConfig,
     ServerError,
-    _error,
     check_security,
     default_token_file,
     deliver,
+    error_fields,
     open_router,
     worker_identity,
     write_token_file,
@@ -177,7 +177,7 @@ class Broker:
             send(frontend, [*envelope, *protocol.encode_response(response)])
 
         def reply_error(envelope, request_id, code, message) -> None:
-            reply(envelope, Response(request_id, "error", _error(code, message)))
+            reply(envelope, Response(request_id, "error", error_fields(code, message)))
 
         def by_identity(identity: bytes) -> WorkerSlot | None:
             return next((slot for slot in slots if slot.identity == identity), None)

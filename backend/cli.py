@@ -244,7 +244,8 @@ def command_init_checkpoint(args: argparse.Namespace) -> int:
 
 
 def command_serve(args: argparse.Namespace) -> int:
-    from backend.server import Server, ServerConfig, ServerError
+    from backend.endpoint import ServerConfig, ServerError
+    from backend.server import Server
 
     config = ServerConfig(
         address=args.address,
@@ -299,7 +300,7 @@ def benchmark_load(args: argparse.Namespace) -> int:
 
 
 def command_keys(args: argparse.Namespace) -> int:
-    from backend.server import generate_keys
+    from backend.endpoint import generate_keys
 
     public, secret = generate_keys(args.dir, args.name)
     print(f"public key: {public}  (give it to the other side: a server's to clients, a client's to the server's")

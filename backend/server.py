@@ -18,9 +18,7 @@ token that the server writes to a file only its user can read.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hmac
-import ipaddress
 import logging
 import os
 import queue
@@ -31,90 +29,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from blender_addon import protocol
 from blender_addon.protocol import ProtocolError, Request, Response
 
+from .endpoint import (
+    ServerConfig,
+    check_security,
+    default_token_file,
+    deliver,
+    error_fields,
+    open_router,
+    worker_identity,
+    write_token_file,
+)
 from .server_metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    address: str = protocol.DEFAULT_ADDRESS
-    checkpoint: Path | None = None
-    device: str = "auto"
-    open_clip_weights: Path | None = None
-    queue_size: int = 8
-    """Jobs waiting behind the running one; more are answered "busy"."""
-    max_resolution: int = 256
-    job_deadline_s: float = 600.0
-    max_message_bytes: int = protocol.MAX_MESSAGE_BYTES
-    heartbeat_s: float = 1.0
-    """Progress events are sent at least this often while a job runs (the protocol promises ≤ 2 s)."""
-    grace_s: float = 10.0
-    """On SIGINT/SIGTERM: how long the running job may finish before it is cancelled."""
-    auth: bool = False
-    server_secret_key: Path | None = None
-    """A `zeroshape-w keys` secret key file (NAME.key_secret) for CURVE."""
-    allowed_clients: Path | None = None
-    """A folder of allowed client public keys (NAME.key)."""
-    token_file: Path | None = None
-    warmup: bool = True
-    worker_of: str | None = None
-    """Run as one worker of a broker: connect to this endpoint instead of listening (see `Broker`)."""
-
-
-class ServerError(Exception):
-    """The server cannot start; the message says why and what to do."""
-
-
-def is_loopback(address: str) -> bool:
-    """True for tcp://127.x.y.z:PORT, tcp://[::1]:PORT, tcp://localhost:PORT and inproc/ipc endpoints."""
-    if not address.startswith("tcp://"):
-        return address.startswith(("inproc://", "ipc://"))
-    host = address[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name or a host name: not provably loopback
-
-
-def check_security(config: ServerConfig) -> None:
-    """Refuses (ServerError) a configuration that is unsafe or cannot work, before anything is loaded."""
-    limits = (
-        (config.queue_size >= 1, f"--queue-size must be at least 1 (got {config.queue_size})"),
-        (
-            32 <= config.max_resolution <= 512,
-            f"--max-resolution must be from 32 to 512 (got {config.max_resolution})",
-        ),
-        (config.job_deadline_s > 0, f"--deadline must be a positive number of seconds (got {config.job_deadline_s})"),
-        (config.max_message_bytes >= 2**20, "--max-message-mb must be at least 1"),
-        (config.grace_s >= 0, f"--grace must not be negative (got {config.grace_s})"),
-    )
-    for ok, message in limits:
-        if not ok:
-            raise ServerError(message)
-    if config.worker_of is not None:
-        return  # a worker only connects to its broker's private endpoint
-    if not is_loopback(config.address) and not config.auth:
-        raise ServerError(
-            f"refusing to listen on {config.address} without authentication: a non-loopback address is reachable "
-            "from other machines. Pass --auth with --server-key and --allowed-clients (make keys with "
-            "`zeroshape-w keys`), or listen on tcp://127.0.0.1"
-        )
-    if config.auth:
-        for label, path in (("--server-key", config.server_secret_key), ("--allowed-clients", config.allowed_clients)):
-            if path is None:
-                raise ServerError(f"--auth needs {label}")
-        if not Path(config.server_secret_key).is_file():
-            raise ServerError(f"{config.server_secret_key}: server key file not found")
-        if not Path(config.allowed_clients).is_dir():
-            raise ServerError(f"{config.allowed_clients}: allowed-clients folder not found")
 
 
 class JobAbortedError(Exception):
@@ -164,12 +95,6 @@ WORKER_ALIVE_S = 1.0
 """A broker's worker tells the broker it is alive this often (from its I/O loop, not its compute thread)."""
 M_MMAP_THRESHOLD = -3
 """glibc's mallopt parameter number (malloc.h)."""
-
-
-def default_token_file(address: str) -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or str(Path.home() / ".cache")
-    safe = "".join(c if c.isalnum() else "_" for c in address)
-    return Path(runtime) / "zeroshape-w" / f"server-{safe}.token"
 
 
 class Server:
@@ -298,7 +223,9 @@ class Server:
                             break
                         except ProtocolError as error:  # too many frames or bytes: dropped, sender told
                             self._send(
-                                router, error.envelope, Response("unknown", "error", _error(error.code, str(error)))
+                                router,
+                                error.envelope,
+                                Response("unknown", "error", error_fields(error.code, str(error))),
                             )
                             continue
                         self._handle(router, frames)
@@ -352,7 +279,7 @@ class Server:
                 self._send(
                     router,
                     job.envelope,
-                    Response(job.request_id, "error", _error("shutting_down", "the server is shutting down")),
+                    Response(job.request_id, "error", error_fields("shutting_down", "the server is shutting down")),
                 )
         running = self.running
         if running is None:
@@ -378,16 +305,16 @@ class Server:
             if not envelope and frames:
                 envelope = frames[:1]  # a ROUTER always prepends the sender's identity
             self._send(
-                router, envelope, Response(error.request_id or "unknown", "error", _error(error.code, str(error)))
+                router, envelope, Response(error.request_id or "unknown", "error", error_fields(error.code, str(error)))
             )
             return
         try:
             getattr(self, f"_op_{request.op}")(router, envelope, request)
         except ProtocolError as error:
-            self._send(router, envelope, Response(request.request_id, "error", _error(error.code, str(error))))
+            self._send(router, envelope, Response(request.request_id, "error", error_fields(error.code, str(error))))
         except Exception as error:  # a bug in one handler must not take the server down
             log.exception("request %s failed", request.request_id)
-            self._send(router, envelope, Response(request.request_id, "error", _error("internal", str(error))))
+            self._send(router, envelope, Response(request.request_id, "error", error_fields("internal", str(error))))
 
     def _op_ping(self, router, envelope, request: Request) -> None:
         self._send(router, envelope, Response(request.request_id, "pong", {"state": self.state}))
@@ -427,7 +354,7 @@ class Server:
         options = protocol.ReconstructOptions.from_json(request.options, request.request_id)
         if options.resolution > self.config.max_resolution:
             message = f"resolution {options.resolution} is above this server's limit of {self.config.max_resolution}"
-            self._send(router, envelope, Response(request.request_id, "error", _error("bad_options", message)))
+            self._send(router, envelope, Response(request.request_id, "error", error_fields("bad_options", message)))
             return
         if self.stopping.is_set():
             self._send(
@@ -457,11 +384,15 @@ class Server:
 
     def _op_shutdown(self, router, envelope, request: Request) -> None:
         if self.config.worker_of is not None:
-            self._send(router, envelope, Response(request.request_id, "error", _error("forbidden", "ask the broker")))
+            self._send(
+                router, envelope, Response(request.request_id, "error", error_fields("forbidden", "ask the broker"))
+            )
             return
         if not hmac.compare_digest(request.options["token"].encode(), self.token.encode()):
             self._send(
-                router, envelope, Response(request.request_id, "error", _error("forbidden", "wrong shutdown token"))
+                router,
+                envelope,
+                Response(request.request_id, "error", error_fields("forbidden", "wrong shutdown token")),
             )
             return
         self._send(router, envelope, Response(request.request_id, "ok", {"message": "shutting down"}))
@@ -510,7 +441,9 @@ class Server:
                 queued.cancel.set()
                 self.metrics.count("expired")
                 message = f"the job waited in the queue longer than its {queued.deadline_s:g} s deadline"
-                self._send(router, queued.envelope, Response(queued.request_id, "error", _error("deadline", message)))
+                self._send(
+                    router, queued.envelope, Response(queued.request_id, "error", error_fields("deadline", message))
+                )
                 continue
             fields = {"stage": "queued", "fraction": 0.0, "queue_position": position}
             if not self._send(router, queued.envelope, Response(queued.request_id, "progress", fields)):
@@ -543,12 +476,15 @@ class Server:
             if job.cancel.is_set():
                 if not job.answered:
                     self.metrics.count("abandoned" if job.abandoned else "cancelled")
-                    emit(job, Response(job.request_id, "cancelled", _error("cancelled", "cancelled before it started")))
+                    emit(
+                        job,
+                        Response(job.request_id, "cancelled", error_fields("cancelled", "cancelled before it started")),
+                    )
                 continue
             if time.monotonic() - job.accepted_at > job.deadline_s:
                 self.metrics.count("expired")
                 message = f"the job waited in the queue longer than its {job.deadline_s:g} s deadline"
-                emit(job, Response(job.request_id, "error", _error("deadline", message)))
+                emit(job, Response(job.request_id, "error", error_fields("deadline", message)))
                 continue
             self.running = job
             self.last_progress = ("started", 0.0)
@@ -563,11 +499,13 @@ class Server:
                 kind = "cancelled" if aborted.code == "cancelled" else "error"
                 outcome = "abandoned" if job.abandoned else "cancelled" if kind == "cancelled" else "expired"
                 self.metrics.count(outcome)
-                emit(job, Response(job.request_id, kind, _error(aborted.code, str(aborted))))
+                emit(job, Response(job.request_id, kind, error_fields(aborted.code, str(aborted))))
             except Exception as error:  # one bad job must never take the server down
                 log.exception("job %s failed", job.request_id)
                 self.metrics.count("failed")
-                emit(job, Response(job.request_id, "error", _error("internal", f"{type(error).__name__}: {error}")))
+                emit(
+                    job, Response(job.request_id, "error", error_fields("internal", f"{type(error).__name__}: {error}"))
+                )
             finally:
                 self.running = None
                 rise = self.metrics.job_finished(time.monotonic() - job.started, start_mb)
@@ -608,82 +546,3 @@ class Server:
         fields, frames = protocol.result_payload(result.vertices, result.faces, result.colors)
         fields["metadata"] = result.metadata
         return Response(job.request_id, "result", fields, frames)
-
-
-def open_router(context, config: ServerConfig):
-    """The public ROUTER socket: bounded (ZMQ_MAXMSGSIZE, HWM, LINGER), with CURVE and a ZAP handler that
-    admits only allowed client keys when `config.auth`. Returns (socket, authenticator or None)."""
-    import zmq
-
-    router = context.socket(zmq.ROUTER)
-    router.setsockopt(zmq.IPV6, int(protocol.is_ipv6_endpoint(config.address)))
-    router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a client that is gone fails: see `deliver`
-    router.setsockopt(zmq.MAXMSGSIZE, config.max_message_bytes)
-    router.setsockopt(zmq.LINGER, 1000)
-    router.setsockopt(zmq.RCVHWM, 1000)
-    router.setsockopt(zmq.SNDHWM, 1000)
-    authenticator = None
-    if config.auth:
-        import zmq.auth
-        from zmq.auth.thread import ThreadAuthenticator
-
-        public, secret = zmq.auth.load_certificate(str(config.server_secret_key))
-        if secret is None:
-            raise ServerError(f"{config.server_secret_key}: not a secret key file (NAME.key_secret)")
-        authenticator = ThreadAuthenticator(context)
-        authenticator.start()
-        authenticator.configure_curve(domain="*", location=str(config.allowed_clients))
-        router.curve_secretkey = secret
-        router.curve_publickey = public
-        router.curve_server = True
-    try:
-        router.bind(config.address)
-    except zmq.ZMQError as error:
-        router.close(linger=0)  # an open socket would keep context.term() waiting for ever
-        if authenticator is not None:
-            authenticator.stop()
-        raise ServerError(f"cannot listen on {config.address}: {error}") from error
-    return router, authenticator
-
-
-def worker_identity(pid: int) -> bytes:
-    """The ZeroMQ routing id of a broker's worker process."""
-    return f"worker-{pid}".encode()
-
-
-def deliver(socket, frames: list[bytes]) -> bool:
-    """Send without blocking; False only when the addressed peer is gone (EHOSTUNREACH from a ROUTER with
-    ZMQ_ROUTER_MANDATORY). A full queue to a slow peer, or any other failure to send, drops the message but
-    reports the peer as present: a vanished client must never stop the server, a slow one is not vanished."""
-    import zmq
-
-    try:
-        socket.send_multipart(frames, zmq.NOBLOCK)
-    except zmq.ZMQError as error:
-        return error.errno != errno.EHOSTUNREACH
-    return True
-
-
-def _error(code: str, message: str) -> dict[str, Any]:
-    return {"code": code, "message": message}
-
-
-def write_token_file(path: Path, token: str) -> Path:
-    """Write the shutdown token readable by its owner only (0600), also when the file already existed with
-    wider permissions (O_CREAT's mode applies only to a new file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)  # before the token is written, not after
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token)
-    return path
-
-
-def generate_keys(folder: Path, name: str) -> tuple[Path, Path]:
-    """A CURVE key pair: NAME.key (public, give it to the other side) and NAME.key_secret (keep it)."""
-    import zmq.auth
-
-    folder.mkdir(parents=True, exist_ok=True)
-    public, secret = zmq.auth.create_certificates(str(folder), name)
-    os.chmod(secret, 0o600)
-    return Path(public), Path(secret)

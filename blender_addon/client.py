@@ -150,7 +150,10 @@ class ConnectionWatch:
                 f"the ZeroShape-W backend at {address} is connected but did not answer after {waited}: it may be "
                 "overloaded or hung"
             )
-        return BackendUnavailableError(f"nothing answers at {address} after {waited}: is it running? {start_it}")
+        return BackendUnavailableError(
+            f"no answer from the ZeroShape-W backend at {address} after {waited}: nothing listens there; is it "
+            f"running? {start_it}"
+        )
 
 
 @dataclass

@@ -340,7 +340,8 @@ def test_the_server_answers_loading_while_the_model_loads_and_queues_jobs(checkp
     accepts jobs into its queue and runs them once the model is ready. In-process, with the model's loading
     held back by the test, so the loading state is certain to be seen."""
     from backend import pipeline
-    from backend.server import Server, ServerConfig
+    from backend.endpoint import ServerConfig
+    from backend.server import Server
 
     release = threading.Event()
     original = pipeline.Reconstructor.__init__
@@ -380,7 +381,8 @@ def test_info_reports_metrics(server):
     assert metrics["jobs"]["done"] >= 1
     seconds = metrics["job_seconds"]
     assert seconds["count"] >= 1
-    assert 0 < seconds["p50"] <= seconds["p90"] <= seconds["p99"] <= seconds["max"]
+    assert 0 <= seconds["p50"] <= seconds["p90"] <= seconds["p99"] <= seconds["max"]
+    assert seconds["max"] > 0  # the fixture server also ran jobs that failed at once (malformed images)
     memory = metrics["memory_mb"]
     assert memory["resident"] > 50
     assert 0 <= memory["job_peak_rise_last"] <= memory["job_peak_rise_max"]
@@ -624,7 +626,7 @@ def test_non_loopback_address_without_keys_refuses_to_start(checkpoint):
 
 
 def test_curve_auth_admits_only_allowed_keys(checkpoint, tmp_path):
-    from backend.server import generate_keys
+    from backend.endpoint import generate_keys
 
     server_public, server_secret = generate_keys(tmp_path / "server", "server")
     allowed = tmp_path / "allowed"
@@ -650,7 +652,7 @@ def test_curve_auth_admits_only_allowed_keys(checkpoint, tmp_path):
 
 
 def test_the_client_tells_why_nobody_answers(checkpoint, tmp_path):
-    with pytest.raises(BackendUnavailableError, match=r"nothing answers at .* is it running"):
+    with pytest.raises(BackendUnavailableError, match=r"nothing listens there; is it running"):
         Client(f"tcp://127.0.0.1:{free_port()}").ping(timeout_s=0.5, retries=1)
     with pytest.raises(MessageTooLargeError, match="at most 64 MB"):  # refused before sending
         Client(f"tcp://127.0.0.1:{free_port()}").reconstruct(b"\xff" * (protocol.MAX_IMAGE_BYTES + 1))
