@@ -1,4 +1,4 @@
-"""`python -m backend` is the `zeroshape-w` command."""
+"""`python -m backend`: the backend's commands alone (reconstruct, serve, keys, checkpoint tools)."""
 
 import sys
 

@@ -1,4 +1,9 @@
-"""The `zeroshape-w` command (also `python -m backend`)."""
+"""The backend's commands: reconstruct, serve, keys and the checkpoint tools (`python -m backend`).
+
+`add_commands` registers them on the `zeroshape-w` parser, which `zeroshape_w.cli` composes with the training
+package's commands; `run` is the shared way to parse, set up logging and turn errors into one line. Nothing
+here imports `training`: the backend sits below it in the house.
+"""
 
 from __future__ import annotations
 
@@ -55,55 +60,6 @@ def command_params(args: argparse.Namespace) -> int:
                 f"({'; '.join(UNBUILT_ZEROSHAPE_PARAMETERS)}): "
                 f"{(total + unbuilt) / 1e6:.3f}M, {(total + unbuilt - PAPER_PARAMETERS) / PAPER_PARAMETERS:+.2%}"
             )
-    return 0
-
-
-def command_benchmark(args: argparse.Namespace) -> int:
-    if args.mode == "load":
-        return benchmark_load(args)
-    from backend.benchmark import forward_latency, train_throughput
-    from training.recipes import get_recipe
-
-    recipe = get_recipe(args.config)
-    if args.mode == "reconstruct":
-        from backend.benchmark import BENCHMARK_HEADER, reconstruct_benchmark
-
-        if args.threads:
-            __import__("torch").set_num_threads(args.threads)
-        configs = ["tiny", "small", "paper"] if args.all_configs else [args.config]
-        print(BENCHMARK_HEADER)
-        for name in configs:
-            result = reconstruct_benchmark(
-                name,
-                str(args.image),
-                args.resolution,
-                args.device,
-                compare_dense=not args.no_dense,
-                checkpoint=args.checkpoint if len(configs) == 1 else None,
-                precision=args.precision,
-            )
-            print(result.row(), flush=True)
-        return 0
-    if args.mode == "forward":
-        points = args.points or 4096
-        times = forward_latency(args.config, points, args.steps, args.device, args.threads)
-        print(f"config={args.config} device={args.device} threads={__import__('torch').get_num_threads()}")
-        print(f"forward seconds (1 image, {points} query points): {', '.join(f'{t:.3f}' for t in times)}")
-        print(f"median forward: {sorted(times)[len(times) // 2]:.3f} s")
-        return 0
-    result = train_throughput(
-        args.config,
-        batch_size=args.batch_size or recipe.batch_size,
-        query_points=args.points or recipe.query_points,
-        steps=args.steps,
-        warmup=args.warmup,
-        device=args.device,
-        threads=args.threads,
-        stage=args.stage,
-        precision=args.precision,
-        channels_last=args.channels_last,
-    )
-    print(result.report())
     return 0
 
 
@@ -274,31 +230,6 @@ def command_serve(args: argparse.Namespace) -> int:
         return 2
 
 
-def benchmark_load(args: argparse.Namespace) -> int:
-    from backend.serve_load import run_load
-    from blender_addon.client import BackendError, Client
-    from blender_addon.protocol import ReconstructOptions
-
-    try:
-        server = Client(args.address).info()
-    except BackendError as error:
-        print(f"zeroshape-w: error: {error}", file=sys.stderr)
-        return 1
-    workers = len(server.get("workers") or []) or 1
-    print(f"{args.address}: model {server['model']} on {server['device']}, {workers} worker(s)")
-    print(f"{args.clients} stock clients × {args.jobs} jobs at resolution {args.resolution}", flush=True)
-    result = run_load(
-        args.address,
-        args.image.read_bytes(),
-        ReconstructOptions(resolution=args.resolution),
-        clients=args.clients,
-        jobs=args.jobs,
-        kill_worker_after_s=args.kill_worker_after,
-    )
-    print(result.report())
-    return 0
-
-
 def command_keys(args: argparse.Namespace) -> int:
     from backend.endpoint import generate_keys
 
@@ -309,244 +240,11 @@ def command_keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_loss_weights(items: list[str]) -> tuple[tuple[str, float], ...]:
-    """`--loss-weight camera=1 --loss-weight depth=2` → (("camera", 1.0), ("depth", 2.0)); names are checked by
-    the training code, which knows the loss terms."""
-    pairs = []
-    for item in items:
-        name, sep, value = item.partition("=")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = None
-        if not sep or not name.strip() or weight is None:
-            raise ValueError(f"--loss-weight {item!r}: expected TERM=WEIGHT, e.g. camera=1")
-        pairs.append((name.strip(), weight))
-    return tuple(pairs)
-
-
-def command_train(args: argparse.Namespace) -> int:
-    from training.train import TrainOptions, train
-
-    aux_model = None
-    if args.aux_depth_model:
-        from training.losses import load_auxiliary_depth_model
-
-        aux_model = load_auxiliary_depth_model(args.aux_depth_model)
-    options = TrainOptions(
-        data=tuple(str(d) for d in args.data),
-        out=str(args.out),
-        config=args.config,
-        max_steps=args.max_steps,
-        time_budget_minutes=args.time_budget,
-        init=str(args.init) if args.init else None,
-        init_matching=args.init_matching,
-        stage1_fraction=args.stage1_fraction,
-        shape_stage_fraction=args.shape_stage_fraction,
-        pixel_aligned=args.pixel_aligned,
-        teacher_forcing=tuple(args.teacher_forcing) if args.teacher_forcing else None,
-        corrupt_teacher_forcing=args.corrupt_teacher_forcing,
-        loss_weights=parse_loss_weights(args.loss_weight),
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        query_points=args.query_points,
-        learning_rate=args.learning_rate,
-        device=args.device,
-        precision=args.precision,
-        workers=args.workers,
-        threads=args.threads,
-        checkpoint_every=args.checkpoint_every,
-        open_clip_weights=str(args.open_clip_weights) if args.open_clip_weights else None,
-    )
-    result = train(options, aux_depth_model=aux_model)
-    if int(os.environ.get("RANK", "0")) == 0:
-        losses = ", ".join(f"{k} {v:.4f}" for k, v in result.last_losses.items())
-        state = "finished" if result.finished else f"stopped ({result.stopped_because}); run again to continue"
-        print(
-            f"step {result.step}: {state}. {result.samples_per_second:.2f} samples/s over {result.seconds:.0f} s; "
-            f"last losses: {losses}\ncheckpoint: {result.checkpoint}"
-        )
-    return 0
-
-
-def command_evaluate(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
-
-    from backend.model.checkpoint import load_checkpoint
-    from backend.pipeline import default_checkpoint, resolve_device
-    from training.evaluate import EvalOptions, evaluate_dataset, evaluate_pix3d, format_tables, tables, write_results
-
-    if not args.data and not args.pix3d:
-        raise ValueError("give --data DIR (a rendered dataset) or --pix3d ROOT")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    checkpoint = args.checkpoint or default_checkpoint()
-    model = load_checkpoint(checkpoint, resolve_device(args.device), args.open_clip_weights)
-    options = EvalOptions(
-        resolution=args.resolution,
-        surface_samples=args.samples,
-        views_per_object=args.views_per_object,
-        object_stride=args.object_stride,
-        conditions=tuple(args.conditions),
-        rotation_search=args.rotation_search,
-        baselines=not args.no_baselines,
-        category_prompt=not args.agnostic,
-        seed=args.seed,
-        oracle=args.oracle,
-    )
-    progress = lambda jobs: tqdm(jobs, unit="view", dynamic_ncols=True)  # noqa: E731
-    if args.pix3d:
-        rows = evaluate_pix3d(model, args.pix3d, options, args.category, args.limit, progress)
-    else:
-        rows = evaluate_dataset(model, args.data, options, progress, args.limit)
-    result = tables(rows)
-    print(f"checkpoint: {checkpoint}  ({len(rows)} rows; τ = 0.05, ZeroShape's protocol)\n")
-    print(format_tables(result))
-    if args.out:
-        write_results(rows, result, args.out)
-        print(f"\nrows, summary and tables written to {args.out}")
-    return 0
-
-
-def command_release(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from training.release import CANDIDATE_LEVELS, release
-
-    notes = {}
-    for note in args.note:
-        key, separator, value = note.partition("=")
-        if not separator or not key:
-            raise ValueError(f"--note {note!r}: write it as KEY=VALUE")
-        notes[key] = value
-    path, level, scores = release(
-        args.checkpoint,
-        args.out,
-        [str(d) for d in args.data],
-        tuple(args.levels or CANDIDATE_LEVELS),
-        args.views,
-        notes,
-        progress=lambda views: tqdm(views, unit="view", dynamic_ncols=True),
-    )
-    for candidate, score in scores.items():
-        marker = "  <- chosen" if candidate == level else ""
-        print(f"level {candidate:5g}: F-score@0.05 {score['fscore@0.05']:.3f}, {score['empty']} empty meshes{marker}")
-    print(f"wrote {path} (float16, occupancy level {level:g})")
-    return 0
-
-
-def command_data_render(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from training.data.render import RenderSettings, render_dataset
-    from training.data.sources import collect_sources, shard, split
-
-    objects = split(collect_sources(args.source, args.per_category, args.seed, args.up_axis), args.split)
-    manifest = "manifest.jsonl"
-    if args.shard:
-        objects = shard(objects, args.shard)
-        index, count = args.shard.split("/")
-        manifest = f"manifest.shard-{index}-of-{count}.jsonl"
-    if args.limit:
-        objects = objects[: args.limit]
-    settings = RenderSettings(
-        views=args.views,
-        samples=args.samples,
-        own_appearance=args.own_appearance,
-        timeout_s=args.timeout,
-        clutter=args.clutter,
-        occlusion=args.occlusion,
-        hdri=args.hdri,
-        every_condition=args.every_condition,
-    )
-    bar = tqdm(total=len(objects), unit="object", dynamic_ncols=True)
-
-    def progress(object_id: str, ok: bool) -> None:
-        bar.update(1)
-        if not ok:
-            tqdm.write(f"zeroshape-w: {object_id} failed (see errors.log)", file=sys.stderr)
-
-    report = render_dataset(objects, args.out, settings, progress=progress, manifest_name=manifest)
-    bar.update(report["skipped_finished"])
-    bar.close()
-    print(
-        f"{report['rendered']} objects rendered, {report['skipped_finished']} already done, {report['failed']} failed; "
-        f"{report['views']} views in {report['seconds']:.1f} s = {report['views_per_second']:.2f} views/s "
-        f"(all outputs written); dataset in {args.out}"
-    )
-    return 1 if report["failed"] else 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="zeroshape-w",
-        description="ZeroShape-W: 3D shape from a single image, for Blender. Model tools.",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_commands(commands) -> None:
+    """Register the backend's commands on an argparse subparsers object."""
     params = commands.add_parser("params", help="print parameter counts of each model config, by component")
     params.add_argument("--config", action="append", choices=["paper", "small", "tiny"], help="only this config")
     params.set_defaults(run=command_params)
-
-    benchmark = commands.add_parser(
-        "benchmark",
-        help="measure training throughput (forward + backward + AdamW, samples/s) or inference forward time",
-    )
-    benchmark.add_argument("--config", default="small", choices=["paper", "small", "tiny"])
-    benchmark.add_argument(
-        "--mode",
-        default="train",
-        choices=["train", "forward", "reconstruct", "load"],
-        help="train: samples/s; forward: s per image; reconstruct: photo → mesh time per stage; load: many "
-        "stock clients against a running `zeroshape-w serve` at --address",
-    )
-    benchmark.add_argument(
-        "--image", type=Path, default=Path("examples/coffee.jpg"), help="reconstruct mode: the photo"
-    )
-    benchmark.add_argument("--resolution", type=int, default=128, help="reconstruct mode: grid resolution")
-    benchmark.add_argument("--checkpoint", type=Path, help="reconstruct mode: weights (default: random)")
-    benchmark.add_argument("--all-configs", action="store_true", help="reconstruct mode: tiny, small and paper")
-    benchmark.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16", "fp16"],
-        help="network arithmetic in reconstruct and train modes (train: fp32 or bf16 autocast)",
-    )
-    benchmark.add_argument(
-        "--stage",
-        default="joint",
-        choices=["joint", "shape"],
-        help="train mode: joint = the whole model; shape = the 3D half alone, as the shape stage trains it",
-    )
-    benchmark.add_argument(
-        "--channels-last", action="store_true", help="train mode: NHWC memory layout for the image side"
-    )
-    benchmark.add_argument(
-        "--no-dense", action="store_true", help="reconstruct mode: skip the dense-grid comparison (IoU)"
-    )
-    benchmark.add_argument("--batch-size", type=int, help="images per step (default: the config's recipe)")
-    benchmark.add_argument("--points", type=int, help="query points per image (default: the recipe's)")
-    benchmark.add_argument("--steps", type=int, default=5, help="timed steps or forward passes (default 5)")
-    benchmark.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    benchmark.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    benchmark.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    benchmark.add_argument(
-        "--address", default="tcp://127.0.0.1:5557", help="load mode: the server (default %(default)s)"
-    )
-    benchmark.add_argument("--clients", type=int, default=8, help="load mode: concurrent clients (default 8)")
-    benchmark.add_argument(
-        "--jobs", type=int, default=5, help="load mode: jobs per client, one after another (default 5)"
-    )
-    benchmark.add_argument(
-        "--kill-worker-after",
-        type=float,
-        metavar="S",
-        help="load mode: SIGKILL one of a local broker's workers after S s",
-    )
-    benchmark.set_defaults(run=command_benchmark)
 
     convert = commands.add_parser(
         "convert-zeroshape",
@@ -635,245 +333,30 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--name", default="zeroshape", help="file name stem (default zeroshape)")
     keys.set_defaults(run=command_keys)
 
-    data = commands.add_parser("data", help="make training data")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
-    render = data_commands.add_parser(
-        "render",
-        help="render a dataset from assets with Blender",
-        description="Turn objects into training data: normalised meshes, occupancy samples, surface points and "
-        "Cycles renders (RGB, depth, mask, camera). Resumable: finished objects are skipped.",
-    )
-    render.add_argument(
-        "--source",
-        action="append",
-        required=True,
-        help="a folder of assets (OBJ, GLB/GLTF, PLY, STL, OFF, FBX, .blend) or of Sweet Home 3D catalogues "
-        "(*.sh3f); 'procedural'; 'random-objects' (pybullet's 1000); 'sweethome3d' (Debian's "
-        "sweethome3d-furniture); '0ad' (Debian's 0ad-data: animals); repeatable",
-    )
-    render.add_argument(
-        "--split",
-        default="all",
-        choices=["all", "train", "val"],
-        help="asset objects held out for validation: 'val' keeps one object in ten (chosen by a hash of its id, "
-        "stable as sources grow), 'train' the other nine (default all)",
-    )
-    render.add_argument(
-        "--up-axis",
-        default="auto",
-        choices=["auto", "y", "z"],
-        help="which axis of the asset files points up; auto (default): Y for OBJ and glTF, Z for PLY, STL and OFF "
-        "(FBX and .blend: Blender's own axes)",
-    )
-    render.add_argument("--out", type=Path, required=True, help="dataset folder (created; resumed if it exists)")
-    render.add_argument("--views", type=int, default=8, help="views per object (default 8)")
-    render.add_argument("--per-category", type=int, default=20, help="procedural objects per category (default 20)")
-    render.add_argument("--seed", type=int, default=0, help="procedural seed (default 0)")
-    render.add_argument("--shard", help="i/N: render every N-th object starting at i (0-based)")
-    render.add_argument(
-        "--samples", type=int, default=4, help="Cycles samples per pixel (default 4; 8 is cleaner, at half the speed)"
-    )
-    render.add_argument(
-        "--own-appearance",
-        type=float,
-        default=0.5,
-        metavar="FRACTION",
-        help="share of textured assets (glTF, OBJ with materials, FBX, .blend) rendered with their own materials "
-        "instead of a drawn colour × material (default 0.5)",
-    )
-    render.add_argument(
-        "--clutter",
-        type=float,
-        default=0.3,
-        metavar="FRACTION",
-        help="share of views with 2-4 other objects standing beside and behind the object (default 0.3)",
-    )
-    render.add_argument(
-        "--occlusion",
-        type=float,
-        default=0.2,
-        metavar="FRACTION",
-        help="share of views with clutter and a 3D object standing in front, hiding 15-60%% of it (default 0.2)",
-    )
-    render.add_argument(
-        "--hdri",
-        type=float,
-        default=0.3,
-        metavar="FRACTION",
-        help="share of objects lit by one of the 8 HDRIs inside the bpy wheel instead of a plain sky (default 0.3)",
-    )
-    render.add_argument(
-        "--every-condition",
-        action="store_true",
-        help="render each camera clean, cluttered and occluded (3 × --views views): for validation splits",
-    )
-    render.add_argument("--timeout", type=float, default=120.0, help="seconds per object before giving up")
-    render.add_argument("--limit", type=int, help="only the first N objects (after sharding)")
-    render.set_defaults(run=command_data_render)
-
-    train = commands.add_parser(
-        "train",
-        help="train a model on rendered datasets",
-        description="Train ZeroShape-W in two stages (pixel-level parts, then everything with the occupancy loss) "
-        "on datasets made by `zeroshape-w data render`. Resumable: run the same command again and it continues "
-        "from the last checkpoint in --out. Several GPUs or machines: launch it with torchrun.",
-    )
-    train.add_argument("--config", default="small", choices=["paper", "small", "tiny"], help="model size")
-    train.add_argument("--data", type=Path, action="append", required=True, help="rendered dataset; repeatable")
-    train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, TensorBoard logs)")
-    train.add_argument("--max-steps", type=int, help="steps of the whole run (default: the recipe's)")
-    train.add_argument("--time-budget", type=float, metavar="MINUTES", help="checkpoint and exit before this")
-    train.add_argument("--init", type=Path, help="warm start: our .safetensors or an official ZeroShape file")
-    train.add_argument(
-        "--init-matching",
-        action="store_true",
-        help="with --init: the checkpoint may differ in architecture; copy the tensors whose name and shape match "
-        "and start the rest fresh (e.g. a wider decoder on a trained backbone)",
-    )
-    train.add_argument(
-        "--stage1-fraction",
-        type=float,
-        help="share of the steps in stage 1, pixel parts only (default: the recipe's; 0 skips it after a warm start)",
-    )
-    train.add_argument(
-        "--pixel-aligned",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="decoder that reads pixel-aligned evidence (signed distance to the visible surface, masks, fine "
-        "features at each point's pixel) or, with --no-pixel-aligned, the token-only decoder of the paper "
-        "(default: the config's; small and tiny read evidence, paper does not)",
-    )
-    train.add_argument(
-        "--shape-stage-fraction",
-        type=float,
-        metavar="F",
-        help="share of the steps in the shape stage, run first: the coordinate encoder and decoder alone learn "
-        "completion from true visible shapes corrupted like predictions, without the backbone (fast; default: the "
-        "recipe's)",
-    )
-    train.add_argument(
-        "--teacher-forcing",
-        type=float,
-        nargs=2,
-        metavar=("START", "END"),
-        help="probability that a stage-2 step builds the visible shape from the true depth, camera and mask, at the "
-        "stage's start and end, linear in between (default: the recipe's; e.g. 0.2 0.1 to continue a trained run)",
-    )
-    train.add_argument(
-        "--corrupt-teacher-forcing",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="stage-2 teacher forcing gives the true shape corrupted like predictions (as the shape stage does) "
-        "instead of the exact truth (default: the recipe's, off)",
-    )
-    train.add_argument(
-        "--loss-weight",
-        action="append",
-        default=[],
-        metavar="TERM=WEIGHT",
-        help="replace one loss weight of the recipe; repeatable. Terms: camera (default 10), depth, depth_aux, "
-        "visible_mask, occluder_mask, occupancy; e.g. camera=1",
-    )
-    train.add_argument(
-        "--grad-clip",
-        type=float,
-        metavar="NORM",
-        help="clip the global gradient norm at NORM (default: the recipe's, 1); `train/grad_norm` in TensorBoard "
-        "shows how often it binds",
-    )
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--batch-size", type=int, help="images per step and process (default: the recipe's)")
-    train.add_argument("--query-points", type=int, help="occupancy points per image (default: the recipe's)")
-    train.add_argument("--learning-rate", type=float, help="peak learning rate (default: the recipe's)")
-    train.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    train.add_argument(
-        "--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"], help="auto: AMP on a GPU, fp32 on CPU"
-    )
-    train.add_argument("--workers", type=int, help="data-loading processes (default 1 on CPU, 4 on GPU)")
-    train.add_argument("--threads", type=int, help="CPU threads for torch")
-    train.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default 250)")
-    train.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP weights (paper config)")
-    train.add_argument(
-        "--aux-depth-model",
-        type=Path,
-        help="a torch.export (.pt2) program image [B,3,H,W] in [0,1] -> disparity [B,1,H,W] (e.g. Depth Anything "
-        "V2) for the auxiliary 0.1·L_depth_aux term; off when not given",
-    )
-    train.set_defaults(run=command_train)
-
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="score a checkpoint with ZeroShape's protocol",
-        description="Score a checkpoint with ZeroShape's protocol: mesh at 128, 10,000 surface samples, both clouds "
-        "normalised by centroid and max(x, y extent); Chamfer distance and F-score at τ=0.05, 2τ, 3τ, 5τ, "
-        "for the model and the visible-surface and sphere baselines, clean and occluded, overall and per category.",
-    )
-    evaluate.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
-    evaluate.add_argument("--data", type=Path, action="append", help="rendered dataset (validation split); repeatable")
-    evaluate.add_argument("--pix3d", type=Path, help="a Pix3D folder (pix3d.json, img/, mask/, model/)")
-    evaluate.add_argument("--category", action="append", help="Pix3D: only these categories; repeatable")
-    evaluate.add_argument("--limit", type=int, help="only the first N views or images (quick checks)")
-    evaluate.add_argument("--out", type=Path, help="folder for rows.jsonl, summary.json and tables.md")
-    evaluate.add_argument("--resolution", type=int, default=128, help="mesh grid resolution (default 128)")
-    evaluate.add_argument("--samples", type=int, default=10_000, help="surface samples per cloud (default 10000)")
-    evaluate.add_argument("--views-per-object", type=int, help="only the first N views of each object")
-    evaluate.add_argument(
-        "--object-stride",
-        type=int,
-        default=1,
-        metavar="N",
-        help="only every N-th object, from the first (default 1: all); e.g. 3 on the training set scores a third of "
-        "the objects the model was trained on",
-    )
-    evaluate.add_argument(
-        "--conditions",
-        nargs="+",
-        default=["clean", "cluttered", "occluded"],
-        choices=["clean", "cluttered", "occluded"],
-        help="what to score (default all): a split rendered with --every-condition is scored as rendered, each "
-        "view under its own condition; a split of clean renders is scored clean and occluded by a pasted cut-out",
-    )
-    evaluate.add_argument("--rotation-search", action="store_true", help="also search rotations about the up axis")
-    evaluate.add_argument("--no-baselines", action="store_true", help="skip the visible-surface and sphere baselines")
-    evaluate.add_argument("--agnostic", action="store_true", help='prompt "object" instead of the true category')
-    evaluate.add_argument(
-        "--oracle",
-        action="store_true",
-        help="also score the model given the true visible mask (oracle-mask), the true depth and intrinsics "
-        "(oracle-depth-K) and all three (oracle-all) on the same views: where the error lives",
-    )
-    evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    evaluate.add_argument("--threads", type=int, help="CPU threads for torch")
-    evaluate.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP weights, if the model needs them")
-    evaluate.set_defaults(run=command_evaluate)
-
-    release = commands.add_parser(
-        "release",
-        help="turn a trained checkpoint into the shipped file",
-        description="Choose the occupancy level at which meshes are extracted (by mean F-score@0.05 on training "
-        "views, never the validation split) and write the checkpoint in float16 with its provenance.",
-    )
-    release.add_argument("--checkpoint", type=Path, required=True, help="a run's model.safetensors")
-    release.add_argument("--data", type=Path, action="append", required=True, help="training dataset; repeatable")
-    release.add_argument("--out", type=Path, required=True, help="file to write (e.g. backend/weights/...)")
-    release.add_argument("--views", type=int, default=24, help="training views scored per level (default 24)")
-    release.add_argument("--levels", type=float, nargs="+", help="occupancy logits to try (default 0 -0.5 -1 -1.5 -2)")
-    release.add_argument(
-        "--note", action="append", default=[], metavar="KEY=VALUE", help="extra provenance entry; repeatable"
-    )
-    release.set_defaults(run=command_release)
-
     info = commands.add_parser("checkpoint-info", help="print a checkpoint's config and provenance")
     info.add_argument("checkpoint", type=Path)
     info.set_defaults(run=command_checkpoint_info)
+
+
+def new_parser(description: str) -> tuple[argparse.ArgumentParser, object]:
+    """The `zeroshape-w` parser with its global options, and its (empty) subcommands."""
+    parser = argparse.ArgumentParser(prog="zeroshape-w", description=description)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser, parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The backend's commands alone (`python -m backend`); `zeroshape-w` has the training commands too."""
+    parser, commands = new_parser("ZeroShape-W inference backend: reconstruct, serve, keys, checkpoint tools.")
+    add_commands(commands)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> int:
+    """Parse, set up logging, run the chosen command; expected failures become one line on stderr."""
     # No model hub is ever contacted: every weight comes from a local file.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     # Third-party libraries (open_clip, timm) log chatter at INFO; only our own packages speak at INFO.
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
     for package in ("backend", "training"):
@@ -890,5 +373,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser(), argv)

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("backend", "training", "blender_addon")
+PACKAGES = ("backend", "training", "blender_addon", "zeroshape_w")
 # Modules allowed to import bpy/mathutils at module level: the add-on's UI and scene modules. Everything
 # else must import in plain Python, so tests, the backend and the protocol never need Blender;
 # `register()` functions may import bpy, since only Blender calls them.
@@ -88,3 +88,21 @@ def test_addon_package_imports_without_blender():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ZeroShape-W"
+
+
+# The house's layers, bottom up: a package may import those below it, never those above.
+LAYERS = ("blender_addon", "backend", "training", "zeroshape_w")
+
+
+def test_no_package_imports_a_layer_above_it():
+    offenders = []
+    for path in python_files():
+        relative = path.relative_to(ROOT).as_posix()
+        package = relative.split("/")[0]
+        if package not in LAYERS:
+            continue
+        above = set(LAYERS[LAYERS.index(package) + 1 :])
+        tree = ast.parse(path.read_text(), filename=relative)
+        for module in set(imported_modules(tree)) & above:  # inside functions too: a lazy import is an import
+            offenders.append(f"{relative} imports {module}")
+    assert not offenders, offenders

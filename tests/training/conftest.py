@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`python -m backend ARGS` from the repository root, offline, as a user would run it."""
+    """`python -m zeroshape_w ARGS` (the `zeroshape-w` command) from the repository root, offline, as a user
+    would run it."""
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.run(
-        [sys.executable, "-m", "backend", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "zeroshape_w", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -18,7 +18,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from backend.cli import build_parser
 from backend.model.checkpoint import load_checkpoint, read_header
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS
 from tests.training.conftest import ROOT, cpu_options, one_torch_thread, run_cli
@@ -36,6 +35,7 @@ from training.train import (
     stage_of,
     train,
 )
+from zeroshape_w.cli import build_parser
 
 RESUME_STEPS = 12
 
@@ -121,7 +121,7 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(rendered_dataset, tmp
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     log_a, log_b = (tmp_path / "run_a.log").open("w+"), (tmp_path / "run_b.log").open("w+")
     uninterrupted = subprocess.Popen(
-        [sys.executable, "-m", "backend", *train_args(rendered_dataset, run_a, *extra)],
+        [sys.executable, "-m", "zeroshape_w", *train_args(rendered_dataset, run_a, *extra)],
         cwd=ROOT,
         env=env,
         stdout=log_a,
@@ -129,7 +129,7 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(rendered_dataset, tmp
         start_new_session=True,
     )
     victim = subprocess.Popen(
-        [sys.executable, "-m", "backend", *train_args(rendered_dataset, run_b, *extra)],
+        [sys.executable, "-m", "zeroshape_w", *train_args(rendered_dataset, run_b, *extra)],
         cwd=ROOT,
         env=env,
         stdout=log_b,
@@ -297,7 +297,7 @@ def test_torchrun_with_two_processes_trains_through_both_stages(rendered_dataset
     """DDP from the same command (gloo on the CPU): two processes share each step's batch, across the stage
     boundary (stage 1 of the tiny recipe is the first step of 4), and rank 0 writes one checkpoint."""
     out = tmp_path / "ddp"
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "backend"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "zeroshape_w"]
     command += train_args(rendered_dataset, out, "--max-steps", "4")
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
@@ -389,7 +389,7 @@ def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path)
 
 def test_loss_weight_and_grad_clip_overrides_replace_the_recipes():
     """--loss-weight TERM=WEIGHT and --grad-clip change only what they name; bad values are refused with a reason."""
-    from backend.cli import parse_loss_weights
+    from training.cli import parse_loss_weights
     from training.train import resolve_recipe
 
     base = get_recipe("small")

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def command(assets: Path, out: Path) -> list[str]:
     options = ["--views", "2", "--samples", "2"]
-    return [sys.executable, "-m", "backend", "data", "render", "--source", str(assets), "--out", str(out), *options]
+    return [sys.executable, "-m", "zeroshape_w", "data", "render", "--source", str(assets), "--out", str(out), *options]
 
 
 def run(assets: Path, out: Path) -> subprocess.CompletedProcess:
@@ -109,8 +109,9 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path, make_asset
 def test_random_objects_render(tmp_path):
     out = tmp_path / "random"
     options = ["--views", "1", "--samples", "2", "--limit", "2"]
+    command = [sys.executable, "-m", "zeroshape_w", "data", "render", "--source", "random-objects", "--out", str(out)]
     result = subprocess.run(
-        [sys.executable, "-m", "backend", "data", "render", "--source", "random-objects", "--out", str(out), *options],
+        [*command, *options],
         cwd=ROOT,
         capture_output=True,
         text=True,
