@@ -129,23 +129,21 @@ def command_reconstruct(args: argparse.Namespace) -> int:
     if not images:
         print("zeroshape-w: error: no images to reconstruct", file=sys.stderr)
         return 1
-    resolution = args.resolution
-    if resolution < 32 or resolution > 512 or resolution & (resolution - 1):
-        print(
-            f"zeroshape-w: error: --resolution must be a power of two from 32 to 512, got {resolution}", file=sys.stderr
+    try:
+        options = ReconstructOptions(
+            resolution=args.resolution,
+            category=args.category or "object",
+            frame=args.frame,
+            color=not args.no_color,
+            box=tuple(args.box) if args.box else None,
+            largest_component=not args.keep_fragments,
+            max_faces=args.max_faces,
+            precision=args.precision,
         )
+    except ValueError as error:  # the options' own rules, as a request over the wire meets them
+        print(f"zeroshape-w: error: --{str(error).replace('_', '-')}", file=sys.stderr)
         return 2
     reconstructor = Reconstructor(args.checkpoint, args.device, args.open_clip_weights)
-    options = ReconstructOptions(
-        resolution=resolution,
-        category=args.category or "object",
-        frame=args.frame,
-        color=not args.no_color,
-        box=tuple(args.box) if args.box else None,
-        largest_component=not args.keep_fragments,
-        max_faces=args.max_faces,
-        precision=args.precision,
-    )
     taken: set[Path] = set()
     failures = len(unmatched)
     bar = tqdm(images, unit="image", disable=len(images) < 2 or args.quiet, dynamic_ncols=True)

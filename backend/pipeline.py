@@ -20,11 +20,12 @@ import torch
 
 from backend import __version__
 from backend.color import vertex_colors
-from backend.frames import Frame, apply_transform, frame_transform
+from backend.frames import apply_transform, frame_transform
 from backend.mesh import extract_mesh
 from backend.model.checkpoint import load_checkpoint, read_header
 from backend.model.text import file_sha256
 from backend.preprocess import Crop, Photo, crop_photo, full_frame_box, mask_box, square_box_around
+from blender_addon.protocol import ReconstructOptions
 
 log = logging.getLogger(__name__)
 
@@ -62,27 +63,6 @@ def resolve_device(device: str) -> torch.device:
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         raise ValueError(f"device {device!r} requested, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
     return resolved
-
-
-@dataclass(frozen=True)
-class ReconstructOptions:
-    resolution: int = 128
-    """Cells per side of the finest occupancy grid (32 to 512, a power of two)."""
-    category: str = "object"
-    """Category prompt; "object" is the category-agnostic setting."""
-    frame: Frame = "blender"
-    color: bool = True
-    box: tuple[float, float, float, float] | None = None
-    """Object box (x0, y0, x1, y1) in photo pixels; overrides the automatic crop."""
-    largest_component: bool = True
-    """Drop floating fragments (keep the connected part with the largest area)."""
-    max_faces: int | None = None
-    chunk_size: int | None = None
-    """Query points per network call: bounds the decoder's memory. Default: 16384 on CPU (fastest there:
-    the working set stays in cache), 262144 on a GPU."""
-    precision: Precision = "fp32"
-    """Arithmetic of the network: bf16/fp16 autocast halves memory traffic on a GPU. Check the mesh still
-    matches fp32 (`zeroshape-w benchmark --mode reconstruct --precision ...` reports the IoU)."""
 
 
 @dataclass
@@ -155,8 +135,14 @@ class Reconstructor:
 
     @torch.inference_mode()
     def reconstruct(
-        self, photo: Photo, options: ReconstructOptions | None = None, progress: ProgressFn | None = None
+        self,
+        photo: Photo,
+        options: ReconstructOptions | None = None,
+        progress: ProgressFn | None = None,
+        chunk_size: int | None = None,
     ) -> Reconstruction:
+        """One photo → its mesh. `chunk_size`: query points per network call, which bounds the decoder's
+        memory (default: 16384 on CPU, fastest there as the working set stays in cache; 262144 on a GPU)."""
         options = options or ReconstructOptions()
         report = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
@@ -199,7 +185,7 @@ class Reconstructor:
             resolution=options.resolution,
             half_extent=self.preprocess.query_box_half_extent,
             level=self.preprocess.occupancy_level,
-            chunk_size=options.chunk_size or (262144 if self.device.type == "cuda" else 16384),
+            chunk_size=chunk_size or (262144 if self.device.type == "cuda" else 16384),
             largest_component=options.largest_component,
             max_faces=options.max_faces,
         )

@@ -403,12 +403,12 @@ class Server:
         """Worker events arrive as [envelope count, *envelope, *response frames]."""
         count = int(frames[0])
         envelope, body = frames[1 : 1 + count], frames[1 + count :]
-        header = protocol._decode_header(body[1])
-        if header["type"] == "progress":
-            self.last_progress = (header["stage"], header["fraction"])
+        event = protocol.decode_response(body[1:])  # [b"", header, *payload]: written by our own worker thread
+        if event.type == "progress":
+            self.last_progress = (event.fields["stage"], event.fields["fraction"])
         self.last_event = time.monotonic()
         if not deliver(router, [*envelope, *body]):
-            self._abandon(self.running, header["id"], envelope)
+            self._abandon(self.running, event.request_id, envelope)
 
     def _abandon(self, job: Job | None, request_id: str, envelope: list[bytes]) -> None:
         """The client of this job is gone: stop the job (running) or drop it (queued); nobody waits for it."""
@@ -513,7 +513,7 @@ class Server:
         push.close(linger=0)
 
     def _run(self, job: Job, emit) -> Response:
-        from backend.pipeline import EmptyMeshError, ReconstructOptions
+        from backend.pipeline import EmptyMeshError
         from backend.preprocess import ImageError, decode_photo
 
         def progress(stage: str, fraction: float) -> None:
@@ -526,17 +526,7 @@ class Server:
         try:
             progress("decode", 0.0)
             photo = decode_photo(job.image, f"request {job.request_id}")
-            o = job.options
-            options = ReconstructOptions(
-                resolution=o.resolution,
-                category=o.category,
-                frame=o.frame,
-                color=o.color,
-                box=o.box,
-                max_faces=o.max_faces,
-                precision=o.precision,
-            )
-            result = self.reconstructor.reconstruct(photo, options, progress=progress)
+            result = self.reconstructor.reconstruct(photo, job.options, progress=progress)
         except ImageError as error:
             raise JobAbortedError("bad_image", str(error)) from None
         except EmptyMeshError as error:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 PROTOCOL_VERSION = 1
@@ -80,17 +80,60 @@ class ProtocolError(Exception):
 
 @dataclass(frozen=True)
 class ReconstructOptions:
-    """What a client may ask of a reconstruction. Mirrors the server pipeline's options."""
+    """What a reconstruction may be asked to do: the one options type of the protocol, the pipeline, the
+    command line and the add-on. Every value is checked on construction (ValueError names the field), so a
+    request, a command line and a test all meet the same rules. Adding an option: a field and its check
+    here, its use in `backend.pipeline`, its control in the add-on."""
 
     resolution: int = 128
+    """Cells per side of the finest occupancy grid: a power of two from 32 to 512."""
     category: str = "object"
+    """Category prompt; "object" is the category-agnostic setting."""
     frame: str = "blender"
+    """"blender" (Z up, on the ground) or "camera" (OpenCV camera axes)."""
     color: bool = True
     box: tuple[float, float, float, float] | None = None
+    """Object box (x0, y0, x1, y1) in the photo file's pixels; overrides the automatic crop."""
     max_faces: int | None = None
+    """Decimate to at most this many faces (100 to 10,000,000)."""
     precision: str = "fp32"
+    """Arithmetic of the network: fp32, or bf16/fp16 autocast (fp16 needs a GPU)."""
     deadline_s: float | None = None
-    """Give up on the job after this many seconds of running (the server also has its own limit)."""
+    """Give up on the job after this many seconds, queue included (the server also has its own limit)."""
+    largest_component: bool = True
+    """Drop floating fragments (keep the connected part with the largest area)."""
+
+    def __post_init__(self) -> None:
+        resolution = self.resolution
+        if type(resolution) is not int or not 32 <= resolution <= 512 or resolution & (resolution - 1):
+            raise ValueError("resolution must be a power of two from 32 to 512")
+        if not isinstance(self.category, str) or len(self.category) > 100:
+            raise ValueError("category must be a string of at most 100 characters")
+        if self.frame not in FRAMES:
+            raise ValueError(f"frame must be one of {FRAMES}")
+        for name in ("color", "largest_component"):
+            if type(getattr(self, name)) is not bool:
+                raise ValueError(f"{name} must be true or false")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}")
+        box = self.box
+        if box is not None:
+            if (
+                not isinstance(box, list | tuple)
+                or len(box) != 4
+                or not all(_is_finite_number(v) for v in box)
+                or not (box[0] < box[2] and box[1] < box[3])
+            ):
+                raise ValueError("box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+            object.__setattr__(self, "box", tuple(float(v) for v in box))
+        max_faces = self.max_faces
+        if max_faces is not None and (type(max_faces) is not int or not 100 <= max_faces <= 10_000_000):
+            raise ValueError("max_faces must be an integer from 100 to 10,000,000")
+        deadline = self.deadline_s
+        if deadline is not None:
+            if not _is_finite_number(deadline) or not 0 < deadline <= 24 * 3600:
+                raise ValueError("deadline_s must be a number of seconds from 0 to 86400")
+            object.__setattr__(self, "deadline_s", float(deadline))
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -100,6 +143,8 @@ class ReconstructOptions:
             "color": self.color,
             "precision": self.precision,
         }
+        if not self.largest_component:
+            data["largest_component"] = False
         if self.box is not None:
             data["box"] = list(self.box)
         if self.max_faces is not None:
@@ -110,58 +155,21 @@ class ReconstructOptions:
 
     @classmethod
     def from_json(cls, data: Any, request_id: str | None = None) -> ReconstructOptions:
-        """Strict validation: unknown keys, wrong types and out-of-range values are errors."""
-
-        def bad(message: str) -> ProtocolError:
-            return ProtocolError("bad_options", message, request_id)
-
+        """Strict validation: unknown keys, wrong types and out-of-range values are ProtocolError."""
         if not isinstance(data, dict):
-            raise bad("options must be an object")
-        allowed = {"resolution", "category", "frame", "color", "box", "max_faces", "precision", "deadline_s"}
-        unknown = set(data) - allowed
+            raise ProtocolError("bad_options", "options must be an object", request_id)
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise bad(f"unknown options: {sorted(unknown)}")
-        resolution = data.get("resolution", 128)
-        if type(resolution) is not int or not 32 <= resolution <= 512 or resolution & (resolution - 1):
-            raise bad("resolution must be a power of two from 32 to 512")
-        category = data.get("category", "object")
-        if not isinstance(category, str) or len(category) > 100:
-            raise bad("category must be a string of at most 100 characters")
-        frame = data.get("frame", "blender")
-        if frame not in FRAMES:
-            raise bad(f"frame must be one of {FRAMES}")
-        color = data.get("color", True)
-        if type(color) is not bool:
-            raise bad("color must be true or false")
-        precision = data.get("precision", "fp32")
-        if precision not in PRECISIONS:
-            raise bad(f"precision must be one of {PRECISIONS}")
-        box = data.get("box")
-        if box is not None:
-            if (
-                not isinstance(box, list)
-                or len(box) != 4
-                or not all(_is_finite_number(v) for v in box)
-                or not (box[0] < box[2] and box[1] < box[3])
-            ):
-                raise bad("box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
-            box = tuple(float(v) for v in box)
-        max_faces = data.get("max_faces")
-        if max_faces is not None and (type(max_faces) is not int or not 100 <= max_faces <= 10_000_000):
-            raise bad("max_faces must be an integer from 100 to 10,000,000")
-        deadline = data.get("deadline_s")
-        if deadline is not None and (not _is_finite_number(deadline) or not 0 < deadline <= 24 * 3600):
-            raise bad("deadline_s must be a number of seconds from 0 to 86400")
-        return cls(
-            resolution=resolution,
-            category=category.strip() or "object",
-            frame=frame,
-            color=color,
-            box=box,
-            max_faces=max_faces,
-            precision=precision,
-            deadline_s=float(deadline) if deadline is not None else None,
-        )
+            raise ProtocolError("bad_options", f"unknown options: {sorted(unknown)}", request_id)
+        values = dict(data)
+        if values.get("box") is not None and not isinstance(values["box"], list):  # JSON has lists, not tuples
+            raise ProtocolError("bad_options", "box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1", request_id)
+        if isinstance(values.get("category"), str):
+            values["category"] = values["category"].strip() or "object"
+        try:
+            return cls(**values)
+        except ValueError as error:
+            raise ProtocolError("bad_options", str(error), request_id) from None
 
 
 def _is_finite_number(value: Any) -> bool:
