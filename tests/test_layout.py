@@ -12,6 +12,10 @@ PACKAGES = ("backend", "training", "blender_addon", "zeroshape_w")
 # `register()` functions may import bpy, since only Blender calls them.
 BPY_MODULES: set[str] = {
     "blender_addon/ui.py",
+    "blender_addon/properties.py",
+    "blender_addon/jobs.py",
+    "blender_addon/operators.py",
+    "blender_addon/panel.py",
     "blender_addon/scene.py",
 }
 # (training/data/render_blender.py and backend/preview_render.py import bpy only inside functions: they run

@@ -17,14 +17,14 @@ def install(zip_path: str):
 
     bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
     module = importlib.import_module("bl_ext.user_default.zeroshape_w")
-    ui = importlib.import_module("bl_ext.user_default.zeroshape_w.ui")
-    return bpy, module, ui
+    jobs = importlib.import_module("bl_ext.user_default.zeroshape_w.jobs")
+    return bpy, module, jobs
 
 
-def run_until_idle(ui, timeout: float = 120.0) -> None:
+def run_until_idle(jobs, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if ui.tick() is None and ui.STATE.job is None and ui.STATE.batch is None:
+        if jobs.tick() is None and jobs.STATE.job is None and jobs.STATE.batch is None:
             return
         time.sleep(0.05)
     raise TimeoutError("the add-on did not finish")
@@ -32,7 +32,7 @@ def run_until_idle(ui, timeout: float = 120.0) -> None:
 
 def main() -> None:
     scenario, zip_path, address, *args = sys.argv[1:]
-    bpy, _, ui = install(zip_path)
+    bpy, _, jobs = install(zip_path)
     prefs = bpy.context.preferences.addons["bl_ext.user_default.zeroshape_w"].preferences
     prefs.address = address
     prefs.heartbeat_timeout = 30.0
@@ -59,7 +59,7 @@ def main() -> None:
         objects_before = len(bpy.data.objects)
         result = bpy.ops.zeroshape.reconstruct()
         report["operator"] = sorted(result)
-        run_until_idle(ui)
+        run_until_idle(jobs)
         new = [obj for obj in bpy.data.collections["ZeroShape"].objects if obj.type == "MESH"]
         cameras = [obj for obj in bpy.data.collections["ZeroShape"].objects if obj.type == "CAMERA"]
         if cameras:
@@ -114,21 +114,21 @@ def main() -> None:
         if scenario == "batch_interrupted":
             deadline = time.monotonic() + 120
             while "ZeroShape" not in bpy.data.collections and time.monotonic() < deadline:
-                ui.tick()
+                jobs.tick()
                 time.sleep(0.05)
             bpy.ops.wm.save_as_mainfile(filepath=blend)
-            report["queue"] = json.loads(ui.queue_file().read_text())
+            report["queue"] = json.loads(jobs.queue_file().read_text())
             report["meshes"] = sorted(obj.name for obj in bpy.data.collections["ZeroShape"].objects)
             print(json.dumps(report))
             sys.stdout.flush()
             import os
 
             os._exit(0)  # Blender "crashes": no clean shutdown, the queue file is what survives
-        run_until_idle(ui)
+        run_until_idle(jobs)
         meshes = [obj for obj in bpy.data.collections["ZeroShape"].objects if obj.type == "MESH"]
         report["meshes"] = sorted(obj.name for obj in meshes)
         report["locations"] = sorted([round(v, 3) for v in obj.location] for obj in meshes)
-        report["queue"] = json.loads(ui.queue_file().read_text())
+        report["queue"] = json.loads(jobs.queue_file().read_text())
         report["last_error"] = bpy.context.window_manager.zeroshape_last_error
         report["status"] = bpy.context.window_manager.zeroshape_status
         report["undo_steps"] = len(pushed)

@@ -1,0 +1,238 @@
+"""Jobs on the main thread (bpy): the running reconstruction, the batch's state machine and the timer.
+
+Threads never touch Blender data: a reconstruction runs in the client's background thread and reports into a
+queue; `tick()`, a `bpy.app.timers` function on the main thread, drains that queue, updates the progress
+shown in the panel and imports finished meshes. (Timers do not run in background mode, so the tests call
+`tick()` themselves.)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import bpy
+
+from . import batch as batch_module
+from . import camera as camera_module
+from . import scene as scene_module
+from .properties import PACKAGE, make_client, preferences
+from .protocol import ReconstructOptions
+
+TICK_SECONDS = 0.1
+
+
+class _State:
+    """Runtime state (not saved in the .blend): the running job and the batch."""
+
+    def __init__(self) -> None:
+        self.job = None
+        self.job_name = ""
+        self.job_location = None
+        self.job_photo = ""
+        self.batch: batch_module.BatchQueue | None = None
+        self.batch_item: batch_module.BatchItem | None = None
+        self.cancel_batch_after_current = False
+        self.backend_process = None
+
+
+STATE = _State()
+
+
+def queue_file() -> Path:
+    """The batch queue lives in the extension's user folder, which survives add-on upgrades."""
+    try:
+        folder = bpy.utils.extension_path_user(PACKAGE, create=True)
+    except (ValueError, AttributeError):  # installed as a legacy add-on
+        folder = str(Path(bpy.utils.user_resource("CONFIG", path="zeroshape_w", create=True)))
+    return Path(folder) / "batch_queue.json"
+
+
+def status(context, text: str, error: bool = False) -> None:
+    wm = context.window_manager
+    wm.zeroshape_status = text
+    if error:
+        wm.zeroshape_last_error = text
+        print(f"ZeroShape-W: {text}")
+    for window in getattr(context.window_manager, "windows", []):
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def read_source(context) -> tuple[str, bytes]:
+    """(object name, image file bytes) for the chosen image source; ValueError with a clear message."""
+    settings = context.scene.zeroshape
+    if settings.source == "FILE":
+        path = Path(bpy.path.abspath(settings.filepath))
+        if not settings.filepath:
+            raise ValueError("choose a photo first")
+    else:
+        image = settings.image
+        if settings.source == "EDITOR":
+            image = next(
+                (
+                    area.spaces.active.image
+                    for window in context.window_manager.windows
+                    for area in window.screen.areas
+                    if area.type == "IMAGE_EDITOR" and area.spaces.active.image
+                ),
+                None,
+            )
+        if image is None:
+            raise ValueError(
+                "no image chosen" if settings.source == "DATABLOCK" else "no image open in an Image Editor"
+            )
+        path = Path(bpy.path.abspath(image.filepath_from_user()))
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    return path.stem, path.read_bytes()
+
+
+def request_options(context) -> ReconstructOptions:
+    settings = context.scene.zeroshape
+    return ReconstructOptions(
+        resolution=int(settings.resolution),
+        category=settings.category.strip() or "object",
+        frame="blender",
+        color=settings.color,
+    )
+
+
+def backend_reachable(context) -> str | None:
+    """None when the backend answers a ping quickly, else a message saying what to do."""
+    from .client import BackendError
+
+    prefs = preferences(context)
+    timeout = prefs.ping_timeout if prefs else 0.5
+    try:
+        make_client(context).ping(timeout_s=timeout, retries=2)
+    except BackendError as error:
+        return str(error)
+    return None
+
+
+def add_match_camera(context, obj, metadata: dict) -> None:
+    """A camera posed and focused as the model's estimate of the photo's camera, with the photo behind."""
+    import mathutils
+
+    rotation, position = camera_module.camera_pose(metadata)
+    camera_data = bpy.data.cameras.new(f"{obj.name} camera")
+    camera_data.sensor_fit = "HORIZONTAL"
+    camera_data.sensor_width = camera_module.SENSOR_WIDTH_MM
+    camera_data.lens = camera_module.lens_mm(metadata, camera_data.sensor_width)
+    camera = bpy.data.objects.new(f"{obj.name} camera", camera_data)
+    matrix = mathutils.Matrix.Identity(4)
+    for i in range(3):
+        for j in range(3):
+            matrix[i][j] = rotation[i, j]
+        matrix[i][3] = position[i]
+    camera.matrix_world = obj.matrix_world @ matrix
+    scene_module.reconstruction_collection(context.scene).objects.link(camera)
+    photo_path = metadata.get("blender_photo")
+    if photo_path and Path(photo_path).is_file():
+        image = bpy.data.images.load(photo_path, check_existing=True)
+        background = camera_data.background_images.new()
+        background.image = image
+        camera_data.show_background_images = True
+
+
+# ----------------------------------------------------------------------------------------- timer
+def tick() -> float | None:
+    """Drain job events on the main thread. Returns the next delay, or None when there is nothing to do."""
+    context = bpy.context
+    wm = context.window_manager
+    job = STATE.job
+    if job is None:
+        return _start_next_batch_item(context)
+    while True:
+        try:
+            event = job.events.get_nowait()
+        except Exception:  # queue.Empty
+            return TICK_SECONDS
+        kind = event[0]
+        if kind == "progress":
+            wm.zeroshape_stage, wm.zeroshape_progress = event[1], float(event[2])
+            status(context, f"{STATE.job_name}: {event[1]} {event[2]:.0%}")
+            continue
+        STATE.job = None
+        wm.zeroshape_running = STATE.batch is not None
+        if kind == "result":
+            _import_result(context, event[1])
+        else:
+            _job_failed(context, event[1])
+        return _start_next_batch_item(context) if STATE.batch is not None else None
+
+
+def _import_result(context, result) -> None:
+    started = time.perf_counter()
+    obj = scene_module.import_mesh(
+        context, STATE.job_name, result.vertices, result.faces, result.colors, location=STATE.job_location
+    )
+    if context.scene.zeroshape.match_photo and STATE.batch is None:
+        try:
+            add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})
+        except (KeyError, ValueError, RuntimeError) as error:  # the mesh is in; only the camera failed
+            status(context, f"{obj.name}: could not add the matching camera ({error})", error=True)
+    scene_module.push_undo(f"Reconstruct {obj.name}")
+    seconds = time.perf_counter() - started
+    status(context, f"{obj.name}: {len(result.faces):,} faces imported in {seconds:.2f} s")
+    context.window_manager.zeroshape_progress = 1.0
+    if STATE.batch is not None and STATE.batch_item is not None:
+        STATE.batch_item.state, STATE.batch_item.object_name = "done", obj.name
+        STATE.batch.save(queue_file())
+        STATE.batch_item = None
+
+
+def _job_failed(context, error) -> None:
+    message = f"{STATE.job_name}: {error}"
+    status(context, message, error=True)
+    if STATE.batch is not None and STATE.batch_item is not None:
+        STATE.batch_item.state, STATE.batch_item.message = "failed", str(error)
+        STATE.batch.save(queue_file())
+        STATE.batch_item = None
+
+
+def _start_next_batch_item(context) -> float | None:
+    queue = STATE.batch
+    wm = context.window_manager
+    if queue is None:
+        wm.zeroshape_running = False
+        return None
+    item = None if STATE.cancel_batch_after_current else queue.next_pending()
+    if item is None:
+        stopped_early = not queue.complete
+        total = queue.total
+        failed = [] if stopped_early else queue.finish(queue_file())
+        STATE.batch = None
+        STATE.cancel_batch_after_current = False
+        wm.zeroshape_running = False
+        if stopped_early:
+            status(context, "batch stopped; Resume Batch continues it")
+            return None
+        status(context, f"batch finished: {total - len(failed)} of {total} photo(s) imported")
+        for failure in failed:
+            status(context, f"{Path(failure.path).name}: {failure.message}", error=True)
+        return None
+    wm.zeroshape_batch_text = f"{queue.finished + 1} of {queue.total}: {Path(item.path).name}"
+    try:
+        data = Path(item.path).read_bytes()
+    except OSError as error:
+        item.state, item.message = "failed", f"cannot read the file ({error})"
+        queue.save(queue_file())
+        return TICK_SECONDS
+    item.state = "running"
+    queue.save(queue_file())
+    STATE.batch_item = item
+    _submit(context, Path(item.path).stem, data, request_options(context), queue.grid_position(item), item.path)
+    return TICK_SECONDS
+
+
+def _submit(context, name: str, data: bytes, options: ReconstructOptions, location, photo: str) -> None:
+    STATE.job = make_client(context).submit(data, options)
+    STATE.job_name, STATE.job_location, STATE.job_photo = name, location, photo
+    wm = context.window_manager
+    wm.zeroshape_running, wm.zeroshape_progress, wm.zeroshape_stage = True, 0.0, "queued"
+    if not bpy.app.timers.is_registered(tick):
+        bpy.app.timers.register(tick, first_interval=TICK_SECONDS)

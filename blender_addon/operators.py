@@ -1,0 +1,215 @@
+"""The add-on's operators (bpy): reconstruct, batch import and resume, cancel, check and start/stop the backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+
+from . import batch as batch_module
+from .jobs import (
+    STATE,
+    _start_next_batch_item,
+    _submit,
+    backend_reachable,
+    queue_file,
+    read_source,
+    request_options,
+    status,
+)
+from .properties import make_client, preferences
+from .protocol import DEFAULT_ADDRESS
+
+
+class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
+    """Reconstruct a 3D mesh from the chosen photo with the ZeroShape-W backend"""
+
+    bl_idname = "zeroshape.reconstruct"
+    bl_label = "Reconstruct from Image"
+
+    @classmethod
+    def poll(cls, context):
+        if context.window_manager.zeroshape_running:
+            cls.poll_message_set("a reconstruction is already running")
+            return False
+        settings = context.scene.zeroshape
+        if settings.source == "FILE" and not settings.filepath:
+            cls.poll_message_set("choose a photo first")
+            return False
+        return True
+
+    def execute(self, context):
+        try:
+            name, data = read_source(context)
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        problem = backend_reachable(context)
+        if problem:
+            context.window_manager.zeroshape_backend = "not reachable: start it with `zeroshape-w serve`"
+            status(context, problem, error=True)
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        settings = context.scene.zeroshape
+        photo = bpy.path.abspath(settings.filepath) if settings.source == "FILE" else ""
+        _submit(context, name, data, request_options(context), None, photo)
+        self.report({"INFO"}, f"reconstructing {name}…")
+        return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_check_backend(bpy.types.Operator):
+    """Ask the backend whether it is running, and what model and device it uses"""
+
+    bl_idname = "zeroshape.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context):
+        from .client import BackendError
+
+        wm = context.window_manager
+        prefs = preferences(context)
+        address = prefs.address if prefs else DEFAULT_ADDRESS
+        try:
+            info = make_client(context).info(timeout_s=prefs.ping_timeout if prefs else 0.5, retries=2)
+        except BackendError as error:
+            wm.zeroshape_backend = f"not reachable at {address}: start it with `zeroshape-w serve`"
+            self.report({"WARNING"}, str(error))
+            return {"CANCELLED"}
+        if info.get("state") == "loading":
+            wm.zeroshape_backend = f"loading the model on {info['device']}; jobs sent now wait until it is ready"
+            return {"FINISHED"}
+        state = "busy" if info["queue_length"] else "ready"
+        untrained = ", UNTRAINED model" if info.get("untrained") else ""
+        wm.zeroshape_backend = f"{state}: {info['model']} on {info['device']}, {info['queue_length']} queued{untrained}"
+        return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_cancel(bpy.types.Operator):
+    """Cancel the running reconstruction (and the rest of the batch)"""
+
+    bl_idname = "zeroshape.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        # Bound to Esc in the 3D View: when nothing runs, the key falls through to Blender's own use of it.
+        return STATE.job is not None or STATE.batch is not None
+
+    def execute(self, context):
+        if STATE.job is not None:
+            STATE.job.cancel()
+        if STATE.batch is not None:
+            STATE.cancel_batch_after_current = True
+            if STATE.batch_item is not None:
+                STATE.batch_item.state = "pending"  # not done: a later resume redoes it
+                STATE.batch.save(queue_file())
+                STATE.batch_item = None
+            STATE.batch = None  # the saved queue keeps the rest for "Resume batch"
+        context.window_manager.zeroshape_running = False
+        status(context, "cancelled")
+        return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_cancel_after_current(bpy.types.Operator):
+    """Finish the photo being reconstructed, then stop the batch (the rest stays queued)"""
+
+    bl_idname = "zeroshape.cancel_after_current"
+    bl_label = "Stop after current"
+
+    def execute(self, context):
+        STATE.cancel_batch_after_current = True
+        return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_batch_import(bpy.types.Operator):
+    """Reconstruct every photo in a folder; results are laid out in a grid at the 3D cursor"""
+
+    bl_idname = "zeroshape.batch_import"
+    bl_label = "Batch Import Folder"
+
+    def execute(self, context):
+        folder = bpy.path.abspath(context.scene.zeroshape.batch_folder)
+        try:
+            queue = batch_module.BatchQueue.from_folder(folder, origin=tuple(context.scene.cursor.location))
+        except FileNotFoundError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if not queue.items:
+            self.report({"ERROR"}, f"{folder}: no supported images (JPEG, PNG, WebP, TIFF, BMP)")
+            return {"CANCELLED"}
+        problem = backend_reachable(context)
+        if problem:
+            status(context, problem, error=True)
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        queue.save(queue_file())
+        STATE.batch = queue
+        _start_next_batch_item(context)
+        self.report({"INFO"}, f"queued {queue.total} photo(s)")
+        return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_batch_resume(bpy.types.Operator):
+    """Continue a batch saved before Blender closed or the batch was cancelled"""
+
+    bl_idname = "zeroshape.batch_resume"
+    bl_label = "Resume Batch"
+
+    @classmethod
+    def poll(cls, context):
+        return STATE.batch is None and queue_file().is_file()
+
+    def execute(self, context):
+        queue = batch_module.BatchQueue.load(queue_file())
+        if queue is None or queue.complete:
+            self.report({"INFO"}, "nothing left to do")
+            return {"CANCELLED"}
+        problem = backend_reachable(context)
+        if problem:
+            self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+        done = {obj.name for obj in bpy.data.objects}
+        for item in queue.items:  # a restart after a crash: an object that exists is not made again
+            if item.state == "pending" and item.object_name and item.object_name in done:
+                item.state = "done"
+        STATE.batch = queue
+        _start_next_batch_item(context)
+        self.report({"INFO"}, f"resuming: {queue.total - queue.finished} photo(s) left")
+        return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_start_backend(bpy.types.Operator):
+    """Start a local ZeroShape-W backend with the Python and arguments set in the preferences"""
+
+    bl_idname = "zeroshape.start_backend"
+    bl_label = "Start local backend"
+
+    def execute(self, context):
+        import shlex
+        import subprocess
+
+        prefs = preferences(context)
+        python = bpy.path.abspath(prefs.backend_python) if prefs else ""
+        if not python or not Path(python).is_file():
+            self.report({"ERROR"}, "set 'Backend Python' in the add-on preferences (the project's .venv/bin/python)")
+            return {"CANCELLED"}
+        command = [python, "-m", "backend", "serve", "--address", prefs.address, *shlex.split(prefs.backend_arguments)]
+        STATE.backend_process = subprocess.Popen(command, cwd=str(Path(python).resolve().parents[2]))
+        self.report({"INFO"}, f"starting the backend on {prefs.address} (ready in a few seconds)")
+        return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_stop_backend(bpy.types.Operator):
+    """Stop the local backend this Blender started"""
+
+    bl_idname = "zeroshape.stop_backend"
+    bl_label = "Stop local backend"
+
+    def execute(self, context):
+        process = STATE.backend_process
+        if process is None or process.poll() is not None:
+            self.report({"INFO"}, "no backend started from this Blender is running")
+            return {"CANCELLED"}
+        process.terminate()
+        STATE.backend_process = None
+        return {"FINISHED"}

@@ -1,0 +1,61 @@
+"""The sidebar panel and the Add-menu entry (bpy)."""
+
+from __future__ import annotations
+
+import bpy
+
+from .jobs import STATE
+from .operators import (
+    ZEROSHAPE_OT_batch_import,
+    ZEROSHAPE_OT_batch_resume,
+    ZEROSHAPE_OT_cancel,
+    ZEROSHAPE_OT_cancel_after_current,
+    ZEROSHAPE_OT_check_backend,
+    ZEROSHAPE_OT_reconstruct,
+)
+
+
+class ZEROSHAPE_PT_panel(bpy.types.Panel):
+    bl_label = "ZeroShape-W"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "ZeroShape"
+
+    def draw(self, context):
+        layout = self.layout
+        settings = context.scene.zeroshape
+        wm = context.window_manager
+        row = layout.row()
+        row.label(text=f"Backend: {wm.zeroshape_backend or 'not checked'}")
+        row.operator(ZEROSHAPE_OT_check_backend.bl_idname, text="", icon="FILE_REFRESH")
+        layout.prop(settings, "source", expand=True)
+        if settings.source == "FILE":
+            layout.prop(settings, "filepath")
+        elif settings.source == "DATABLOCK":
+            layout.prop(settings, "image")
+        layout.prop(settings, "category", placeholder="object")
+        layout.prop(settings, "resolution")
+        row = layout.row()
+        row.prop(settings, "color")
+        row.prop(settings, "match_photo")
+        layout.operator(ZEROSHAPE_OT_reconstruct.bl_idname, icon="MESH_MONKEY")
+        if wm.zeroshape_running:
+            layout.progress(factor=wm.zeroshape_progress, type="BAR", text=wm.zeroshape_stage or "working")
+            if STATE.batch is not None:
+                layout.label(text=wm.zeroshape_batch_text)
+                layout.operator(ZEROSHAPE_OT_cancel_after_current.bl_idname)
+            layout.operator(ZEROSHAPE_OT_cancel.bl_idname, icon="CANCEL")
+        box = layout.box()
+        box.label(text="Batch")
+        box.prop(settings, "batch_folder")
+        row = box.row()
+        row.operator(ZEROSHAPE_OT_batch_import.bl_idname)
+        row.operator(ZEROSHAPE_OT_batch_resume.bl_idname)
+        if wm.zeroshape_status:
+            layout.label(
+                text=wm.zeroshape_status, icon="ERROR" if wm.zeroshape_status == wm.zeroshape_last_error else "INFO"
+            )
+
+
+def menu_add(self, context):
+    self.layout.operator(ZEROSHAPE_OT_reconstruct.bl_idname, icon="MESH_MONKEY")

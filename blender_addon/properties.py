@@ -1,0 +1,114 @@
+"""The add-on's settings (per scene), preferences (per user) and window-manager state shown in the panel (bpy)."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
+
+from .protocol import DEFAULT_ADDRESS
+
+PACKAGE = __package__
+
+
+def preferences(context=None):
+    context = context or bpy.context
+    addon = context.preferences.addons.get(PACKAGE)
+    return addon.preferences if addon else None
+
+
+def make_client(context=None):
+    from .client import Client, CurveKeys
+
+    prefs = preferences(context)
+    address = prefs.address if prefs else DEFAULT_ADDRESS
+    curve = None
+    if prefs and prefs.use_auth:
+        curve = CurveKeys.from_files(
+            bpy.path.abspath(prefs.server_public_key), bpy.path.abspath(prefs.client_secret_key)
+        )
+    heartbeat = prefs.heartbeat_timeout if prefs else 10.0
+    return Client(address, curve=curve, heartbeat_timeout_s=heartbeat)
+
+
+RESOLUTIONS = [
+    ("64", "Draft (64)", "Fast preview"),
+    ("128", "Standard (128)", "Good balance"),
+    ("256", "Fine (256)", "More detail, slower"),
+]
+
+
+class ZeroShapeSettings(bpy.types.PropertyGroup):
+    source: EnumProperty(
+        name="Image",
+        items=[
+            ("FILE", "File", "An image file on disk"),
+            ("DATABLOCK", "Blend Image", "An image already in this .blend (saved on disk)"),
+            ("EDITOR", "Image Editor", "The image open in an Image Editor"),
+        ],
+        default="FILE",
+    )
+    filepath: StringProperty(name="Photo", subtype="FILE_PATH")
+    image: PointerProperty(name="Image", type=bpy.types.Image)
+    category: StringProperty(name="Category", description='What the object is, e.g. "chair" (empty: "object")')
+    resolution: EnumProperty(name="Detail", items=RESOLUTIONS, default="128")
+    color: BoolProperty(name="Colour from photo", default=True)
+    match_photo: BoolProperty(name="Match photo", description="Add a camera that sees the mesh as the photo did")
+    batch_folder: StringProperty(name="Folder", subtype="DIR_PATH")
+
+
+class ZeroShapePreferences(bpy.types.AddonPreferences):
+    bl_idname = PACKAGE
+
+    address: StringProperty(name="Backend address", default=DEFAULT_ADDRESS)
+    ping_timeout: FloatProperty(name="Connect timeout (s)", default=0.5, min=0.1, max=30)
+    heartbeat_timeout: FloatProperty(name="Give up after silence (s)", default=10.0, min=2, max=600)
+    use_auth: BoolProperty(name="CurveZMQ keys", description="For a backend started with --auth (e.g. remote)")
+    server_public_key: StringProperty(name="Server public key", subtype="FILE_PATH")
+    client_secret_key: StringProperty(name="Your secret key", subtype="FILE_PATH")
+    backend_python: StringProperty(
+        name="Backend Python",
+        subtype="FILE_PATH",
+        description="The project's .venv/bin/python, to start a local backend",
+    )
+    backend_arguments: StringProperty(name="Extra arguments", default="")
+
+    def draw(self, context):
+        layout = self.layout
+        layout.prop(self, "address")
+        row = layout.row()
+        row.prop(self, "ping_timeout")
+        row.prop(self, "heartbeat_timeout")
+        layout.prop(self, "use_auth")
+        if self.use_auth:
+            layout.prop(self, "server_public_key")
+            layout.prop(self, "client_secret_key")
+        box = layout.box()
+        box.label(text="Local backend")
+        box.prop(self, "backend_python")
+        box.prop(self, "backend_arguments")
+        row = box.row()
+        row.operator("zeroshape.start_backend")
+        row.operator("zeroshape.stop_backend")
+
+
+WM_PROPERTIES = {  # runtime state the panel shows: not saved with the .blend
+    "zeroshape_running": BoolProperty(default=False),
+    "zeroshape_progress": FloatProperty(default=0.0, min=0.0, max=1.0),
+    "zeroshape_stage": StringProperty(),
+    "zeroshape_status": StringProperty(),
+    "zeroshape_last_error": StringProperty(),
+    "zeroshape_batch_text": StringProperty(),
+    "zeroshape_backend": StringProperty(),
+}
+
+
+def register() -> None:
+    bpy.types.Scene.zeroshape = PointerProperty(type=ZeroShapeSettings)
+    for name, prop in WM_PROPERTIES.items():
+        setattr(bpy.types.WindowManager, name, prop)
+
+
+def unregister() -> None:
+    for name in WM_PROPERTIES:
+        delattr(bpy.types.WindowManager, name)
+    del bpy.types.Scene.zeroshape
