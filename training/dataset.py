@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from training.data import layout
+
 log = logging.getLogger(__name__)
 
 OBJECT_CUBE_HALF_EXTENT = 0.55
@@ -98,17 +100,17 @@ def scan_dataset(roots: Sequence[str | Path]) -> tuple[list[ViewRecord], list[Oc
     views: list[ViewRecord] = []
     occluders: list[OccluderRecord] = []
     for root in map(Path, roots):
-        objects = root / "objects"
+        objects = layout.objects_folder(root)
         if not objects.is_dir():
             raise FileNotFoundError(
                 f"{root}: not a rendered dataset (no objects/ folder); make one with `zeroshape-w data render`"
             )
         for object_folder in sorted(objects.iterdir()):
-            if not (object_folder / "DONE").is_file():
+            if not layout.is_done(object_folder):
                 continue
-            info = json.loads((object_folder / "object.json").read_text())
-            for view in sorted(object_folder.glob("view_*")):
-                camera = json.loads((view / "camera.json").read_text())
+            info = layout.read_object_info(object_folder)
+            for view in layout.view_folders(object_folder):
+                camera = layout.read_camera(view)
                 views.append(
                     ViewRecord(
                         info["object_id"],
@@ -120,7 +122,7 @@ def scan_dataset(roots: Sequence[str | Path]) -> tuple[list[ViewRecord], list[Oc
                         camera.get("scene", "clean"),
                     )
                 )
-        for meta in sorted((root / "occluders").glob("*.json")):
+        for meta in sorted((root / layout.OCCLUDERS).glob("*.json")):
             info = json.loads(meta.read_text())
             image = meta.with_suffix(".png")
             if image.is_file():
@@ -131,11 +133,7 @@ def scan_dataset(roots: Sequence[str | Path]) -> tuple[list[ViewRecord], list[Oc
 @lru_cache(maxsize=2048)
 def _load_occupancy(object_folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """(points float32 [N, 3] in the normalised object frame, labels bool [N]); cached per process."""
-    with np.load(object_folder / "occupancy.npz") as data:
-        count = int(data["count"])
-        points = data["points"].astype(np.float32)
-        labels = np.unpackbits(data["occupancy"])[:count].astype(bool)
-    return points, labels
+    return layout.read_occupancy(object_folder)
 
 
 @lru_cache(maxsize=512)
@@ -152,14 +150,14 @@ def load_view(view: ViewRecord) -> dict[str, np.ndarray]:
     """rgb float32 [H, W, 3] in [0, 1], depth float32 [H, W], mask bool [H, W] (the visible object), occluder
     bool [H, W] (rendered 3D occluders; all False for views without occluder.png), K [3, 3], world_to_camera
     [4, 4]."""
-    camera = json.loads((view.folder / "camera.json").read_text())
-    mask = np.asarray(Image.open(view.folder / "mask.png")) > 127
-    occluder_file = view.folder / "occluder.png"
+    camera = layout.read_camera(view.folder)
+    mask = layout.read_mask(view.folder)
+    occluder = layout.read_occluder(view.folder)
     return {
-        "rgb": np.asarray(Image.open(view.folder / "rgb.png").convert("RGB"), dtype=np.float32) / 255.0,
-        "depth": np.load(view.folder / "depth.npy").astype(np.float32),
+        "rgb": layout.read_rgb(view.folder).astype(np.float32) / 255.0,
+        "depth": layout.read_depth(view.folder),
         "mask": mask,
-        "occluder": np.asarray(Image.open(occluder_file)) > 127 if occluder_file.is_file() else np.zeros_like(mask),
+        "occluder": occluder if occluder is not None else np.zeros_like(mask),
         "K": np.asarray(camera["K"], dtype=np.float64),
         "world_to_camera": np.asarray(camera["world_to_camera"], dtype=np.float64),
     }

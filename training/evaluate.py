@@ -36,6 +36,7 @@ import trimesh
 
 from backend.mesh import extract_mesh
 from backend.model.zeroshape import ZeroShapeW
+from training.data import layout
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
 from training.metrics import THRESHOLDS, evaluate_clouds, sample_surface, summarise
 
@@ -86,7 +87,7 @@ def visible_cloud(points: torch.Tensor, visible: torch.Tensor, count: int, seed:
 
 def ground_truth_cloud(object_folder: Path, world_to_camera: np.ndarray, count: int, seed: int) -> np.ndarray:
     """Surface samples of the object's mesh in camera coordinates (a rigid map keeps them area-uniform)."""
-    mesh = trimesh.load(object_folder / "mesh.ply", force="mesh", process=False)
+    mesh = trimesh.load(object_folder / layout.MESH, force="mesh", process=False)
     points = sample_surface(mesh, count, seed)
     return points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
 

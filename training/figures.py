@@ -51,6 +51,7 @@ def validation_figure(
     from backend.pipeline import ReconstructOptions, Reconstructor
     from backend.preprocess import load_photo
     from backend.preview_render import render_preview
+    from training.data import layout
     from training.dataset import scan_dataset
 
     views, _ = scan_dataset(data)
@@ -72,12 +73,12 @@ def validation_figure(
     previews = []
     with tempfile.TemporaryDirectory(prefix="zeroshape-figure-") as scratch:
         for number, view in enumerate(chosen):
-            photo = load_photo(view.folder / "rgb.png")
+            photo = load_photo(view.folder / layout.RGB)
             result = reconstructor.reconstruct(photo, ReconstructOptions(category=view.category))
             mesh_path = Path(scratch) / f"{number}.ply"
             result.to_trimesh().export(mesh_path)
             previews.append(
-                render_preview(mesh_path, Path(scratch) / f"{number}.png", photo_path=view.folder / "rgb.png")
+                render_preview(mesh_path, Path(scratch) / f"{number}.png", photo_path=view.folder / layout.RGB)
             )
         return tile(previews, out, columns)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from . import layout
+
 TILE = 160
 
 
@@ -29,11 +31,12 @@ def depth_picture(depth: np.ndarray) -> Image.Image:
 
 def mask_picture(view: Path) -> Image.Image:
     """The visible mask in white and, where the view has one, the occluder mask in red."""
-    visible = np.asarray(Image.open(view / "mask.png")) > 127
+    visible = layout.read_mask(view)
     picture = np.zeros((*visible.shape, 3), dtype=np.uint8)
     picture[visible] = 255
-    if (view / "occluder.png").is_file():
-        picture[np.asarray(Image.open(view / "occluder.png")) > 127] = (220, 40, 30)
+    occluder = layout.read_occluder(view)
+    if occluder is not None:
+        picture[occluder] = (220, 40, 30)
     return Image.fromarray(picture)
 
 
@@ -44,9 +47,9 @@ def _records(dataset: Path) -> list[dict]:
     if manifests:
         return [json.loads(line) for path in manifests for line in path.read_text().splitlines() if line.strip()]
     return [
-        json.loads((folder / "object.json").read_text())
-        for folder in sorted((dataset / "objects").iterdir())
-        if (folder / "DONE").is_file()
+        layout.read_object_info(folder)
+        for folder in sorted(layout.objects_folder(dataset).iterdir())
+        if layout.is_done(folder)
     ]
 
 
@@ -64,10 +67,10 @@ def contact_sheet(dataset: Path, out: Path, count: int = 8, per_row: int = 4, al
     if not chosen:
         raise ValueError(f"{dataset}: no finished objects to show")
     if all_views:
-        cells = [sorted((dataset / "objects" / r["object_id"]).glob("view_*")) for r in chosen]
+        cells = [layout.view_folders(layout.object_folder(dataset, r["object_id"])) for r in chosen]
         per_row, tiles_per_cell = 1, 2 * max(len(views) for views in cells)
     else:
-        cells = [[dataset / "objects" / r["object_id"] / "view_000"] for r in chosen]
+        cells = [[layout.view_folder(layout.object_folder(dataset, r["object_id"]), 0)] for r in chosen]
         tiles_per_cell = 3
     rows = -(-len(chosen) // per_row)
     cell_width = tiles_per_cell * TILE + 10
@@ -78,10 +81,10 @@ def contact_sheet(dataset: Path, out: Path, count: int = 8, per_row: int = 4, al
         x, y = column * cell_width, row * (TILE + 18)
         tiles, labels = [], []
         for view in views:
-            camera = json.loads((view / "camera.json").read_text())
-            tiles.append(Image.open(view / "rgb.png").convert("RGB"))
+            camera = layout.read_camera(view)
+            tiles.append(Image.fromarray(layout.read_rgb(view)))
             if not all_views:
-                tiles.append(depth_picture(np.load(view / "depth.npy")))
+                tiles.append(depth_picture(layout.read_depth(view)))
             tiles.append(mask_picture(view))
             labels.append(camera.get("scene", "clean"))
         title = f"{record.get('source', '')} · {record['category']}"

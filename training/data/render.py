@@ -1,16 +1,8 @@
 """`zeroshape-w data render`: objects → a training dataset (geometry supervision + Blender renders).
 
-Plain Python; the rendering itself runs in Blender processes (`training.data.render_blender`). Layout of the
-output folder (documented in docs/DATASET.md):
-
-    manifest.jsonl                 one line per finished object: id, category, source, views
-    objects/<id>/mesh.ply          the mesh in its normalised frame (bbox centred at 0, largest half-extent 0.5)
-    objects/<id>/occupancy.npz     points float16 [N, 3] and occupancy (bit-packed) in that frame
-    objects/<id>/surface.npy       float32 [M, 3] surface points, for evaluation
-    objects/<id>/view_XXX/         rgb.png, depth.npy, mask.png, camera.json (see render_blender.py)
-    objects/<id>/DONE              written last; an object without it is redone
-    occluders/<id>.png, .json      an RGBA cut-out of the object and its focal length, for Copy-Paste
-    errors.log                     objects that failed, with the reason
+Plain Python; the rendering itself runs in Blender processes (`training.data.render_blender`). The output
+folder's layout (files, names, readers and writers) lives in `training.data.layout`; docs/DATASET.md
+describes it for users.
 
 Resumable: finished objects (DONE present) are skipped, unfinished ones are rendered again from scratch, so
 a killed run followed by a new one gives the same dataset as an uninterrupted run, with nothing rendered
@@ -33,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import layout
 from .convert_blender import BLENDER_ONLY_SUFFIXES, convert_to_glb
 from .sources import ObjectSource, stable_seed
 
@@ -110,13 +103,11 @@ def prepare_object(source: ObjectSource, folder: Path, occupancy_points: int, su
     textured = textured_asset(source, folder, centre, scale)
     if textured:
         info["textured"] = textured
-    (folder / "object.json").write_text(json.dumps(info))
-    mesh.export(folder / "mesh.ply")
+    layout.write_object_info(folder, info)
+    mesh.export(folder / layout.MESH)
     points, occupancy = sample_occupancy(mesh, occupancy_points // 2, occupancy_points - occupancy_points // 2, rng=rng)
-    np.savez_compressed(
-        folder / "occupancy.npz", points=points.astype(np.float16), occupancy=np.packbits(occupancy), count=len(points)
-    )
-    np.save(folder / "surface.npy", sample_surface(mesh, surface_points, rng))
+    layout.write_occupancy(folder, points, occupancy)
+    np.save(folder / layout.SURFACE, sample_surface(mesh, surface_points, rng))
 
 
 def textured_asset(source: ObjectSource, folder: Path, centre: np.ndarray, scale: float) -> dict | None:
@@ -160,17 +151,17 @@ def save_occluder(object_folder: Path, occluder_folder: Path, object_id: str) ->
     """The first view's object, cut out (RGBA), with its focal length: a Copy-Paste occluder."""
     from PIL import Image
 
-    view = object_folder / "view_000"
+    view = layout.view_folder(object_folder, 0)
     if not view.is_dir():
         return
-    rgb = np.asarray(Image.open(view / "rgb.png").convert("RGB"))
-    mask = np.asarray(Image.open(view / "mask.png"))
+    rgb = layout.read_rgb(view)
+    mask = layout.read_mask_image(view)
     occluder_folder.mkdir(parents=True, exist_ok=True)
     # Written to temporary names and renamed, the JSON last: a cut-out with its JSON is complete.
     partial = occluder_folder / f".{object_id}.png.partial"
     Image.fromarray(np.dstack([rgb, mask])).save(partial, format="PNG")
     os.replace(partial, occluder_folder / f"{object_id}.png")
-    camera = json.loads((view / "camera.json").read_text())
+    camera = layout.read_camera(view)
     info = {"object_id": object_id, "focal_px": camera["K"][0][0], "focal_mm": camera["focal_mm"]}
     partial = occluder_folder / f".{object_id}.json.partial"
     partial.write_text(json.dumps(info))
@@ -269,13 +260,13 @@ def write_manifest(objects: list[ObjectSource], out: Path, name: str = "manifest
     writes exactly what an uninterrupted run writes."""
     lines = []
     for source in objects:
-        folder = out / "objects" / source.object_id
-        if (folder / "DONE").is_file():
+        folder = layout.object_folder(out, source.object_id)
+        if layout.is_done(folder):
             record = {
                 "object_id": source.object_id,
                 "category": source.category,
                 "source": source.source,
-                "views": len(list(folder.glob("view_*"))),
+                "views": len(layout.view_folders(folder)),
             }
             lines.append(json.dumps(record))
     path = out / name
@@ -294,13 +285,13 @@ def render_dataset(
 ) -> dict:
     """Prepare and render every object not already finished. Returns counts and the measured throughput."""
     out.mkdir(parents=True, exist_ok=True)
-    done = {source.object_id for source in objects if (out / "objects" / source.object_id / "DONE").is_file()}
+    done = {source.object_id for source in objects if layout.is_done(layout.object_folder(out, source.object_id))}
     todo = [source for source in objects if source.object_id not in done]
-    for stale in (out / "occluders").glob(".*.partial"):  # left by a run killed mid-write
+    for stale in (out / layout.OCCLUDERS).glob(".*.partial"):  # left by a run killed mid-write
         stale.unlink()
     for object_id in done:  # a run killed between an object's DONE and its cut-out: finish the cut-out
-        if not (out / "occluders" / f"{object_id}.json").is_file():
-            save_occluder(out / "objects" / object_id, out / "occluders", object_id)
+        if not (out / layout.OCCLUDERS / f"{object_id}.json").is_file():
+            save_occluder(layout.object_folder(out, object_id), out / layout.OCCLUDERS, object_id)
     scenes = settings.every_condition or settings.clutter > 0 or settings.occlusion > 0
     clutter_pool = prepare_clutter_pool(out) if scenes and todo else []
     failed: list[str] = []
@@ -313,7 +304,7 @@ def render_dataset(
             """Meshes and geometry supervision for a batch; returns (ready, [(id, error)])."""
             ready, errors = [], []
             for source in sources:
-                folder = out / "objects" / source.object_id
+                folder = layout.object_folder(out, source.object_id)
                 if folder.exists():
                     shutil.rmtree(folder)  # an interrupted object starts over: nothing half-written survives
                 try:
@@ -351,10 +342,10 @@ def render_dataset(
                     "objects": [
                         {
                             "object_id": s.object_id,
-                            "mesh": str(out / "objects" / s.object_id / "mesh.ply"),
+                            "mesh": str(layout.object_folder(out, s.object_id) / layout.MESH),
                             "seed": stable_seed(s.object_id),
-                            "textured": _textured_for_job(out / "objects" / s.object_id),
-                            "out": str(out / "objects" / s.object_id),
+                            "textured": _textured_for_job(layout.object_folder(out, s.object_id)),
+                            "out": str(layout.object_folder(out, s.object_id)),
                         }
                         for s in remaining
                     ],
@@ -363,11 +354,11 @@ def render_dataset(
                 for object_id, error in _run_blender(job, settings.timeout_s, scratch):
                     source = by_id[object_id]
                     remaining.remove(source)
-                    folder = out / "objects" / object_id
+                    folder = layout.object_folder(out, object_id)
                     if error is None:
-                        view_count = len(list(folder.glob("view_*")))
+                        view_count = len(layout.view_folders(folder))
                         views_rendered += view_count
-                        save_occluder(folder, out / "occluders", object_id)
+                        save_occluder(folder, out / layout.OCCLUDERS, object_id)
                     else:
                         _log_error(out, object_id, error)
                         failed.append(object_id)
@@ -391,12 +382,12 @@ def render_dataset(
 def _textured_for_job(folder: Path) -> dict | None:
     """object.json's "textured" entry with its path made absolute (it is stored relative to the object's folder
     when the asset lives there)."""
-    textured = json.loads((folder / "object.json").read_text()).get("textured")
+    textured = layout.read_object_info(folder).get("textured")
     if textured:
         textured = {**textured, "path": str((folder / textured["path"]).resolve())}
     return textured
 
 
 def _log_error(out: Path, object_id: str, message: str) -> None:
-    with (out / "errors.log").open("a") as log:
+    with (out / layout.ERRORS).open("a") as log:
         log.write(f"{object_id}: {message}\n")

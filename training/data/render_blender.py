@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import layout
 from .scene_blender import (
     OCCLUDER,
     TARGET,
@@ -401,7 +402,7 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
                 scene,
                 file_output,
                 rng,
-                out / f"view_{view:03d}",
+                layout.view_folder(out, view),
                 photo_background,
                 {
                     "K": K_crop.tolist(),
@@ -442,12 +443,7 @@ def render_view(bpy, scene, file_output, rng, view_dir: Path, photo_background: 
         return  # the object left the frame (or is hidden): skip the view rather than write an empty one
 
     view_dir.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rgb).save(view_dir / "rgb.png")
-    np.save(view_dir / "depth.npy", depth)
-    Image.fromarray(mask.astype(np.uint8) * 255).save(view_dir / "mask.png")
-    if camera_info["scene"] != "clean":
-        Image.fromarray(occluding.astype(np.uint8) * 255).save(view_dir / "occluder.png")
-    (view_dir / "camera.json").write_text(json.dumps(camera_info, indent=1))
+    layout.write_view(view_dir, rgb, depth, mask, occluding if camera_info["scene"] != "clean" else None, camera_info)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -458,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in job["objects"]:
         out = Path(item["out"])
         render_object(bpy, job, item, out)
-        (out / "DONE").write_text("ok")  # written last: a folder without it is an interrupted object
+        layout.mark_done(out)  # written last: a folder without it is an interrupted object
         print(f"rendered {item['object_id']}", flush=True)
     return 0
 
