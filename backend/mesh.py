@@ -166,7 +166,7 @@ def _fill_from_coarse(fine: np.ndarray, coarse: np.ndarray) -> None:
 
 
 @dataclass
-class MeshResult:
+class ExtractedMesh:
     vertices: np.ndarray
     """[V, 3] float32 in the query box's frame."""
     faces: np.ndarray
@@ -246,7 +246,7 @@ def extract_mesh(
         largest_component, max_faces: see `clean_mesh`.
 
     Returns:
-        (trimesh.Trimesh, MeshResult with the raw arrays and query counts).
+        (trimesh.Trimesh, ExtractedMesh with the raw arrays and query counts).
     """
     if not 2 <= resolution <= 512:
         raise ValueError(f"resolution must be between 2 and 512, got {resolution}")
@@ -254,7 +254,7 @@ def extract_mesh(
     grid = evaluate_grid(query_fn, resolution, half_extent, level, initial_resolution, band, chunk_size, dense)
     vertices, faces = marching_cubes(grid, level)
     mesh = clean_mesh(vertices, faces, largest_component, max_faces)
-    result = MeshResult(
+    result = ExtractedMesh(
         np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64), grid.queries, (resolution + 1) ** 3
     )
     return mesh, result

@@ -1,4 +1,4 @@
-"""Photo → mesh: the one pipeline that the command line, the server and the add-on all call.
+"""Photo → mesh: the one pipeline behind the command line and the server (and so the add-on, through it).
 
 Stages: locate the object (the model at full frame; its visible mask gives the box), crop square around it
 with the checkpoint's margin, encode, query occupancy coarse-to-fine, marching cubes and clean-up, colour,
@@ -20,10 +20,10 @@ import torch
 
 from backend import __version__
 from backend.color import vertex_colors
+from backend.files import file_sha256
 from backend.frames import apply_transform, frame_transform
 from backend.mesh import extract_mesh
 from backend.model.checkpoint import load_checkpoint, read_header
-from backend.model.text import file_sha256
 from backend.preprocess import Crop, Photo, crop_photo, full_frame_box, mask_box, square_box_around
 from blender_addon.protocol import ReconstructOptions
 

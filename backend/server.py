@@ -55,7 +55,7 @@ class JobAbortedError(Exception):
 
 
 @dataclass
-class Job:
+class QueuedJob:
     envelope: list[bytes]
     request_id: str
     image: bytes
@@ -101,8 +101,8 @@ class Server:
     def __init__(self, config: ServerConfig):
         check_security(config)
         self.config = config
-        self.jobs: queue.Queue[Job] = queue.Queue(maxsize=config.queue_size)
-        self.running: Job | None = None
+        self.jobs: queue.Queue[QueuedJob] = queue.Queue(maxsize=config.queue_size)
+        self.running: QueuedJob | None = None
         self.last_event = 0.0
         self.last_progress: tuple[str, float] = ("queued", 0.0)
         self.stopping = threading.Event()
@@ -362,7 +362,7 @@ class Server:
             )
             return
         deadline = min(options.deadline_s or self.config.job_deadline_s, self.config.job_deadline_s)
-        job = Job(envelope, request.request_id, request.payload[0], options, deadline)
+        job = QueuedJob(envelope, request.request_id, request.payload[0], options, deadline)
         try:
             self.jobs.put_nowait(job)
         except queue.Full:
@@ -410,7 +410,7 @@ class Server:
         if not deliver(router, [*envelope, *body]):
             self._abandon(self.running, event.request_id, envelope)
 
-    def _abandon(self, job: Job | None, request_id: str, envelope: list[bytes]) -> None:
+    def _abandon(self, job: QueuedJob | None, request_id: str, envelope: list[bytes]) -> None:
         """The client of this job is gone: stop the job (running) or drop it (queued); nobody waits for it."""
         if job is not None and job.request_id == request_id and job.envelope == envelope and not job.cancel.is_set():
             log.info("client of job %s is gone: dropping it", request_id)
@@ -456,7 +456,7 @@ class Server:
         push = context.socket(zmq.PUSH)
         push.connect("inproc://events")
 
-        def emit(job: Job, response: Response) -> None:
+        def emit(job: QueuedJob, response: Response) -> None:
             push.send_multipart([str(len(job.envelope)).encode(), *job.envelope, *protocol.encode_response(response)])
 
         try:
@@ -512,7 +512,7 @@ class Server:
                 log.info("job %s: %.2f s, peak memory +%s MB", job.request_id, time.monotonic() - job.started, rise)
         push.close(linger=0)
 
-    def _run(self, job: Job, emit) -> Response:
+    def _run(self, job: QueuedJob, emit) -> Response:
         from backend.pipeline import EmptyMeshError
         from backend.preprocess import ImageError, decode_photo
 

@@ -280,3 +280,23 @@ def test_zip_installs_and_zmq_imports_from_the_cp311_wheel(built, tmp_path):
     tags = [line.removeprefix("Tag: ") for line in wheel_info.splitlines() if line.startswith("Tag: ")]
     assert tags, wheel_info
     assert all(tag.startswith("cp311-cp311-") for tag in tags), tags
+
+
+def test_the_add_on_carries_the_project_version():
+    """The version is written once in Python (backend.__version__, which pyproject reads); Blender needs it as a
+    literal in the extension manifest and in the legacy bl_info, so those two are checked against it."""
+    import ast
+    import tomllib
+
+    from backend import __version__
+
+    addon = Path(__file__).resolve().parents[1] / "blender_addon"
+    manifest = tomllib.loads((addon / "blender_manifest.toml").read_text())
+    assert manifest["version"] == __version__
+    tree = ast.parse((addon / "__init__.py").read_text())
+    bl_info = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "bl_info"
+    )
+    assert ".".join(map(str, bl_info["version"])) == __version__

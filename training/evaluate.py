@@ -38,7 +38,7 @@ from backend.mesh import extract_mesh
 from backend.model.zeroshape import ZeroShapeW
 from training.data import layout
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
-from training.metrics import THRESHOLDS, evaluate_clouds, sample_surface, summarise
+from training.metrics import THRESHOLDS, evaluate_clouds, summarise, surface_cloud
 
 ORACLES: dict[str, tuple[str, ...]] = {
     "oracle-mask": ("visible_mask",),
@@ -88,7 +88,7 @@ def visible_cloud(points: torch.Tensor, visible: torch.Tensor, count: int, seed:
 def ground_truth_cloud(object_folder: Path, world_to_camera: np.ndarray, count: int, seed: int) -> np.ndarray:
     """Surface samples of the object's mesh in camera coordinates (a rigid map keeps them area-uniform)."""
     mesh = trimesh.load(object_folder / layout.MESH, force="mesh", process=False)
-    points = sample_surface(mesh, count, seed)
+    points = surface_cloud(mesh, count, seed)
     return points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
 
 
@@ -204,14 +204,14 @@ def score_view(
     depth [1, S, S], intrinsics [3, 3]) is needed for the oracle rows."""
     prompt = base["category"] if options.category_prompt else "object"
     mesh, visible_points, visible = predict_mesh(model, image, prompt, options.resolution)
-    clouds = {"model": sample_surface(mesh, options.surface_samples, seed)}
+    clouds = {"model": surface_cloud(mesh, options.surface_samples, seed)}
     if options.oracle:
         if truth is None:
             raise ValueError("oracle rows need the true depth, mask and intrinsics (rendered datasets only)")
         for method, names in ORACLES.items():
             given = {name: truth[name] for name in names}
             oracle_mesh, _, _ = predict_mesh(model, image, prompt, options.resolution, truth=given)
-            clouds[method] = sample_surface(oracle_mesh, options.surface_samples, seed)
+            clouds[method] = surface_cloud(oracle_mesh, options.surface_samples, seed)
     if options.baselines:
         clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
         clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
@@ -307,7 +307,7 @@ def evaluate_pix3d(
         crop = crop_photo(photo, square_box_around(sample.bbox, model.preprocess.crop_margin), model.preprocess)
         image = torch.from_numpy(np.ascontiguousarray(crop.rgb.transpose(2, 0, 1)))
         seed = options.seed * 100_003 + number
-        gt = sample_surface(model_in_camera_frame(sample), options.surface_samples, seed)
+        gt = surface_cloud(model_in_camera_frame(sample), options.surface_samples, seed)
         base = {
             "object_id": str(sample.model_path),
             "view": str(sample.image_path.name),

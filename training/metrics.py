@@ -2,7 +2,7 @@
 
 The protocol (ZeroShape, Huang et al. 2024, `utils/eval_3D.py` of github.com/zxhuang1698/ZeroShape):
 
-1. Sample points on the predicted and the ground-truth surfaces (ZeroShape uses 10,000 each, see `sample_surface`).
+1. Sample points on the predicted and the ground-truth surfaces (ZeroShape uses 10,000 each, see `surface_cloud`).
    Both clouds are in the same *camera* frame (OpenCV axes: x right, y down, z forward), so the prediction is
    compared in the viewer-centred frame without any pose search.
 2. Normalise each cloud on its own (`normalise_cloud`): subtract its centroid (mean point) and divide by the larger of
@@ -136,7 +136,7 @@ def chamfer_and_fscore(
     return result
 
 
-def sample_surface(mesh: trimesh.Trimesh | None, count: int = 10000, seed: int = 0) -> np.ndarray:
+def surface_cloud(mesh: trimesh.Trimesh | None, count: int = 10000, seed: int = 0) -> np.ndarray:
     """Area-weighted random points on a mesh surface, reproducible for a given seed.
 
     Args:

@@ -22,7 +22,7 @@ from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoi
 from backend.model.zeroshape import ZeroShapeW
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
 from training.evaluate import ground_truth_cloud, predict_mesh, select_views
-from training.metrics import THRESHOLDS, evaluate_clouds, sample_surface
+from training.metrics import THRESHOLDS, evaluate_clouds, surface_cloud
 
 CANDIDATE_LEVELS = (0.0, -0.5, -1.0, -1.5, -2.0)
 """Occupancy logits tried as the surface (0 is probability 0.5, −1 is 0.27, −2 is 0.12)."""
@@ -54,7 +54,7 @@ def level_scores(
         for level in levels:
             mesh, _, _ = predict_mesh(model, sample["image"], view.category, resolution, level)
             empty[level] += int(len(mesh.faces) == 0)
-            cloud = sample_surface(mesh, samples, seed)
+            cloud = surface_cloud(mesh, samples, seed)
             scores[level].append(evaluate_clouds(cloud, truth, False, THRESHOLDS)["fscore@0.05"])
     return {level: {"fscore@0.05": float(np.mean(scores[level])), "empty": empty[level]} for level in levels}
 

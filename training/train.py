@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -266,8 +266,19 @@ def stage_of(step: int, recipe: TrainRecipe, max_steps: int) -> tuple[int, int, 
     return JOINT_STAGE, shape + pixel, max_steps - shape - pixel
 
 
-def learning_rates(step: int, recipe: TrainRecipe, max_steps: int, base: float) -> tuple[float, float, float]:
-    """(pixel-group lr, shape-group lr, teacher-forcing probability) at a 0-based step."""
+class Schedule(NamedTuple):
+    """What the schedule sets at one step."""
+
+    pixel_lr: float
+    """Learning rate of the image side (backbone and pixel heads)."""
+    shape_lr: float
+    """Learning rate of the 3D side (coordinate encoder and decoder)."""
+    teacher_forcing: float
+    """Probability that a sample's decoder sees the true visible shape instead of the predicted one."""
+
+
+def schedule(step: int, recipe: TrainRecipe, max_steps: int, base: float) -> Schedule:
+    """The learning rates and teacher-forcing probability at a 0-based step."""
     stage, start, length = stage_of(step, recipe, max_steps)
     position = step - start
     warmup = min(recipe.warmup_steps, max(1, length // 4))
@@ -277,12 +288,12 @@ def learning_rates(step: int, recipe: TrainRecipe, max_steps: int, base: float) 
         progress = (position - warmup) / max(1, length - warmup)
         factor = recipe.final_lr_ratio + (1 - recipe.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     if stage == SHAPE_STAGE:
-        return 0.0, base * factor, 1.0
+        return Schedule(0.0, base * factor, 1.0)
     if stage == PIXEL_STAGE:
-        return base * factor, 0.0, 1.0
+        return Schedule(base * factor, 0.0, 1.0)
     start_p, end_p = recipe.teacher_forcing
     forcing = start_p + (end_p - start_p) * position / max(1, length - 1)
-    return base * recipe.stage2_pixel_lr_ratio * factor, base * factor, forcing
+    return Schedule(base * recipe.stage2_pixel_lr_ratio * factor, base * factor, forcing)
 
 
 def step_requests(seed: int, step: int, global_batch: int, dataset_size: int) -> tuple[list[SampleRequest], np.ndarray]:
@@ -561,7 +572,7 @@ def train(
         for batch in loader:
             _, extra = step_requests(options.seed, step, batch_size * dist.world, len(dataset))
             stage, _, _ = stage_of(step, recipe, max_steps)
-            pixel_lr, shape_lr, forcing = learning_rates(step, recipe, max_steps, base_lr)
+            pixel_lr, shape_lr, forcing = schedule(step, recipe, max_steps, base_lr)
             optimiser.param_groups[0]["lr"], optimiser.param_groups[1]["lr"] = pixel_lr, shape_lr
             torch.manual_seed(options.seed * 1_000_003 + step)
             own = extra[dist.rank * batch_size : (dist.rank + 1) * batch_size]

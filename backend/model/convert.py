@@ -25,9 +25,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from backend.files import file_sha256
+
 from .checkpoint import CheckpointError
 from .config import PAPER, ModelConfig
-from .text import file_sha256
 from .zeroshape import ZeroShapeW
 
 # Official keys that have no counterpart, with the reason (shown in the conversion report).

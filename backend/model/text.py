@@ -11,7 +11,6 @@ The prompt "object" is the category-agnostic setting: every encoder accepts it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend._torchvision_compat import ensure_torchvision
+from backend.files import file_sha256
 
 from .config import AGNOSTIC_PROMPT, TextEncoderConfig
 
@@ -141,11 +141,6 @@ class OpenCLIPTextEncoder(TextEncoder):
 
     def identity(self) -> dict[str, str]:
         return {"kind": "open_clip", "model": self.model_name, "weights_sha256": self.weights_sha256}
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -14,8 +14,8 @@ from training.metrics import (
     chamfer_and_fscore,
     evaluate_clouds,
     normalise_cloud,
-    sample_surface,
     summarise,
+    surface_cloud,
 )
 
 
@@ -109,24 +109,24 @@ def test_invalid_ground_truth_is_an_error() -> None:
         chamfer_and_fscore(_grid(), np.zeros((4, 2)))
 
 
-def test_sample_surface_on_unit_sphere() -> None:
+def test_surface_cloud_on_unit_sphere() -> None:
     sphere = trimesh.creation.icosphere(subdivisions=3, radius=1.0)
-    points = sample_surface(sphere, count=500, seed=3)
+    points = surface_cloud(sphere, count=500, seed=3)
     assert points.shape == (500, 3)
     assert points.dtype == np.float64
     # Points lie on the flat facets, inside the unit sphere by at most the chord sagitta (< 1 % here).
     radii = np.linalg.norm(points, axis=1)
     assert radii.max() <= 1.0 + 1e-9
     assert radii.min() > 0.99
-    np.testing.assert_array_equal(points, sample_surface(sphere, count=500, seed=3))
-    assert not np.array_equal(points, sample_surface(sphere, count=500, seed=4))
+    np.testing.assert_array_equal(points, surface_cloud(sphere, count=500, seed=3))
+    assert not np.array_equal(points, surface_cloud(sphere, count=500, seed=4))
 
 
-def test_sample_surface_of_nothing_is_empty() -> None:
-    assert sample_surface(None).shape == (0, 3)
-    assert sample_surface(trimesh.Trimesh()).shape == (0, 3)
+def test_surface_cloud_of_nothing_is_empty() -> None:
+    assert surface_cloud(None).shape == (0, 3)
+    assert surface_cloud(trimesh.Trimesh()).shape == (0, 3)
     flat = trimesh.Trimesh(vertices=[[0, 0, 0], [1, 0, 0], [2, 0, 0]], faces=[[0, 1, 2]], process=False)
-    assert sample_surface(flat, count=10).shape == (0, 3)
+    assert surface_cloud(flat, count=10).shape == (0, 3)
 
 
 def test_rotation_search_undoes_a_quarter_turn() -> None:

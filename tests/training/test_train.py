@@ -30,8 +30,8 @@ from training.train import (
     SHAPE_STAGE,
     STATE_FILE,
     TrainOptions,
-    learning_rates,
     resolve_recipe,
+    schedule,
     stage_of,
     train,
 )
@@ -223,7 +223,7 @@ def test_stage_one_trains_only_the_pixel_parts():
     assert stage_of(stage1 - 1, recipe, steps)[0] == 1
     assert stage_of(stage1, recipe, steps) == (2, stage1, steps - stage1)
     for step in range(stage1):
-        pixel, shape, forcing = learning_rates(step, recipe, steps, 1e-3)
+        pixel, shape, forcing = schedule(step, recipe, steps, 1e-3)
         assert shape == 0.0
         assert pixel > 0.0
         assert forcing == 1.0
@@ -234,7 +234,7 @@ def test_stage_two_pixel_rate_is_the_recipes_fraction(config):
     recipe = get_recipe(config)
     steps = 1000
     for step in range(round(steps * recipe.stage1_fraction), steps, 37):
-        pixel, shape, _ = learning_rates(step, recipe, steps, 1e-3)
+        pixel, shape, _ = schedule(step, recipe, steps, 1e-3)
         assert shape > 0.0
         assert pixel == pytest.approx(recipe.stage2_pixel_lr_ratio * shape, rel=1e-12)
 
@@ -244,11 +244,11 @@ def test_warm_up_rises_then_cosine_decays():
     steps, base = 200, 1e-3
     stage1 = round(steps * recipe.stage1_fraction)
     for start, group in ((0, 0), (stage1, 1)):  # stage 1 warms the pixel group, stage 2 the shape group
-        rates = [learning_rates(start + i, recipe, steps, base)[group] for i in range(recipe.warmup_steps)]
+        rates = [schedule(start + i, recipe, steps, base)[group] for i in range(recipe.warmup_steps)]
         assert all(b > a for a, b in itertools.pairwise(rates)), rates
         assert rates[-1] == pytest.approx(base)
         assert rates[0] == pytest.approx(base / recipe.warmup_steps)
-    decay = [learning_rates(s, recipe, steps, base)[1] for s in range(stage1 + recipe.warmup_steps, steps)]
+    decay = [schedule(s, recipe, steps, base)[1] for s in range(stage1 + recipe.warmup_steps, steps)]
     assert all(b <= a for a, b in itertools.pairwise(decay))
     assert decay[-1] == pytest.approx(base * recipe.final_lr_ratio, rel=0.01)
 
@@ -259,7 +259,7 @@ def test_teacher_forcing_goes_from_start_to_end():
     assert start > end  # the recipe must actually anneal for this test to mean something
     steps = 200
     stage1 = round(steps * recipe.stage1_fraction)
-    forcing = [learning_rates(s, recipe, steps, 1e-3)[2] for s in range(stage1, steps)]
+    forcing = [schedule(s, recipe, steps, 1e-3)[2] for s in range(stage1, steps)]
     assert forcing[0] == pytest.approx(start)
     assert forcing[-1] == pytest.approx(end)
     assert all(b < a for a, b in itertools.pairwise(forcing))
@@ -448,10 +448,10 @@ def test_the_shape_stage_runs_first_and_trains_only_the_shape_parts():
     assert stage_of(shape, recipe, steps) == (PIXEL_STAGE, shape, pixel)
     assert stage_of(shape + pixel, recipe, steps) == (JOINT_STAGE, shape + pixel, steps - shape - pixel)
     for step in range(shape):
-        pixel_lr, shape_lr, _ = learning_rates(step, recipe, steps, 1e-3)
+        pixel_lr, shape_lr, _ = schedule(step, recipe, steps, 1e-3)
         assert pixel_lr == 0.0
         assert shape_lr > 0.0
-    assert learning_rates(shape - 1, recipe, steps, 1e-3)[1] < learning_rates(shape // 2, recipe, steps, 1e-3)[1]
+    assert schedule(shape - 1, recipe, steps, 1e-3)[1] < schedule(shape // 2, recipe, steps, 1e-3)[1]
     with pytest.raises(ValueError, match="more than the whole run"):
         resolve_recipe(TrainOptions(data=("x",), out="y", config="tiny", shape_stage_fraction=0.9))
 
