@@ -7,7 +7,6 @@ and move the mesh to the requested frame. Timings of every stage are kept for th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import torch
 
 from backend import __version__
 from backend.color import vertex_colors
+from backend.device import autocast, resolve_device
 from backend.files import file_sha256
 from backend.frames import apply_transform, frame_transform
 from backend.mesh import extract_mesh
@@ -36,8 +36,6 @@ UNTRAINED_CHECKPOINT = REPO_ROOT / "weights" / "untrained-small.safetensors"
 """Made by `make setup` until the trained default ships: random weights, labelled as such."""
 
 Precision = Literal["fp32", "bf16", "fp16"]
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
 ProgressFn = Callable[[str, float], None]
 """(stage name, fraction of the whole job done in [0, 1])."""
 
@@ -51,18 +49,6 @@ def default_checkpoint() -> Path:
         f"no default checkpoint: neither {BUNDLED_CHECKPOINT} nor {UNTRAINED_CHECKPOINT} exists; "
         "run `make setup`, or pass --checkpoint PATH"
     )
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' → the first CUDA GPU when there is one, else the CPU; 'cuda[:N]' must exist."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested, but this machine has no CUDA GPU (use --device cpu)")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} requested, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
-    return resolved
 
 
 @dataclass
@@ -99,13 +85,7 @@ class Reconstructor:
 
     def autocast(self, precision: Precision):
         """A context in which the network computes in `precision` (fp32: plain)."""
-        if precision == "fp32":
-            return contextlib.nullcontext()
-        if precision not in _AUTOCAST_DTYPES:
-            raise ValueError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16")
-        if precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("fp16 needs a CUDA GPU; on the CPU use fp32 or bf16")
-        return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[precision])
+        return autocast(precision, self.device)
 
     def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None].to(self.device)

@@ -79,8 +79,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
+    from backend.device import resolve_device
     from backend.model.checkpoint import load_checkpoint
-    from backend.pipeline import default_checkpoint, resolve_device
+    from backend.pipeline import default_checkpoint
     from training.evaluate import EvalOptions, evaluate_dataset, evaluate_pix3d, format_tables, tables, write_results
 
     if not args.data and not args.pix3d:

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from backend.device import autocast_dtype, resolve_device
 from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from backend.model.config import AGNOSTIC_PROMPT, ModelConfig, get_config
 from backend.model.text import CategoryTableEncoder, build_text_encoder
@@ -133,29 +134,14 @@ def _init_distributed(device: torch.device) -> _Distributed:
     return _Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+def _training_device(name: str, local_rank: int) -> torch.device:
+    """The device of this process: `resolve_device`'s, with each torchrun process on its own GPU."""
+    device = resolve_device(name)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} requested, but this machine has no CUDA GPU (use --device cpu)")
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     return device
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision in ("bf16", "fp16"):
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 training needs a CUDA GPU; use fp32 or bf16 on the CPU")
-        return torch.bfloat16 if precision == "bf16" else torch.float16
-    raise ValueError(f"unknown precision {precision!r}; choose auto, fp32, bf16 or fp16")
 
 
 def model_config(options: TrainOptions) -> ModelConfig:
@@ -446,10 +432,10 @@ def train(
     query_points = options.query_points or recipe.query_points
     base_lr = options.learning_rate or recipe.learning_rate
     dist = _init_distributed(torch.device("cuda" if options.device != "cpu" and torch.cuda.is_available() else "cpu"))
-    device = _resolve_device(options.device, dist.local_rank)
+    device = _training_device(options.device, dist.local_rank)
     if options.threads:
         torch.set_num_threads(options.threads)
-    amp_dtype = _autocast_dtype(options.precision, device)
+    amp_dtype = autocast_dtype(options.precision, device)
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
 
