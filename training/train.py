@@ -25,23 +25,33 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
 import torch
 
-from backend.device import autocast_dtype, resolve_device
-from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
-from backend.model.config import AGNOSTIC_PROMPT, ModelConfig, get_config
-from backend.model.text import CategoryTableEncoder, build_text_encoder
+from backend.device import autocast_dtype
+from backend.model.checkpoint import save_checkpoint
+from backend.model.config import AGNOSTIC_PROMPT
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShapeW
-from training.dataset import Augmentation, RenderedViews, SampleRequest, collate
+from training.dataset import Augmentation, RenderedViews, collate
+from training.distributed import Distributed, init_distributed, training_device
 from training.losses import AuxiliaryDepthModel, LossWeights, occupancy_loss, zeroshape_w_loss
 from training.recipes import TrainRecipe, get_recipe
+from training.schedule import (
+    JOINT_STAGE,
+    PIXEL_STAGE,
+    SHAPE_STAGE,
+    Schedule,
+    StepBatches,
+    schedule,
+    stage_of,
+    step_requests,
+)
 from training.shape_augment import ShapeAugmentation, corrupt_visible_shape
+from training.warm_start import build_model
 
 log = logging.getLogger(__name__)
 
@@ -112,205 +122,11 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------------------- set-up
-@dataclass
-class _Distributed:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def _init_distributed(device: torch.device) -> _Distributed:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Distributed()
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return _Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def _training_device(name: str, local_rank: int) -> torch.device:
-    """The device of this process: `resolve_device`'s, with each torchrun process on its own GPU."""
-    device = resolve_device(name)
-    if device.type == "cuda":
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    return device
-
-
-def model_config(options: TrainOptions) -> ModelConfig:
-    """`options.config`'s preset with the run's architecture overrides (`pixel_aligned`)."""
-    config = get_config(options.config)
-    if options.pixel_aligned is not None:
-        config = dataclasses.replace(
-            config, decoder=dataclasses.replace(config.decoder, pixel_aligned=options.pixel_aligned)
-        )
-    return config
-
-
-def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
-    """A fresh model of `options.config`, or the warm start `options.init`; returns (model, provenance)."""
-    config = model_config(options)
-    if not options.init:
-        return ZeroShapeW(config), {}
-    init = Path(options.init)
-    if not init.is_file():
-        raise FileNotFoundError(f"--init {init}: no such file")
-    if init.suffix == ".safetensors":
-        model = load_checkpoint(init, open_clip_weights=options.open_clip_weights)
-        if options.init_matching:
-            fresh = ZeroShapeW(config, text_encoder=build_text_encoder(config.text, options.open_clip_weights))
-            copied, kept = copy_matching_weights(model, fresh)
-            log.info("warm start from %s: %d tensors copied, %d kept fresh (%s)", init, len(copied), len(kept), kept)
-            provenance = read_header(init).get("provenance")
-            return fresh.train(), {
-                "warm_start": str(init),
-                "warm_start_provenance": provenance,
-                "warm_start_fresh_tensors": kept,
-            }
-        if model.config != config:
-            raise ValueError(
-                f"--init {init} holds a {model.config.name!r} model, but --config is {options.config!r}; "
-                "warm starts need the same architecture"
-            )
-        return model.train(), {"warm_start": str(init), "warm_start_provenance": read_header(init).get("provenance")}
-    from backend.model.convert import convert_zeroshape_checkpoint
-
-    model, report, provenance = convert_zeroshape_checkpoint(init, open_clip_weights=options.open_clip_weights)
-    if model.config != config:
-        raise ValueError(f"--init {init} is an official ZeroShape checkpoint: it warm-starts --config paper only")
-    log.info("warm start from ZeroShape %s: %s", init, report)
-    return model.train(), {"warm_start": str(init), "warm_start_provenance": provenance}
-
-
-def copy_matching_weights(source: torch.nn.Module, target: torch.nn.Module) -> tuple[list[str], list[str]]:
-    """Copy every tensor of `source` into `target` where the name and shape agree.
-
-    Category tables (`CategoryTableEncoder`) are matched by category name instead: a category both know keeps
-    its trained row, a new one starts from the trained "object" row (what such samples were trained under).
-
-    Returns (copied names, names of `target` left as they were) so the caller can say what starts fresh.
-    """
-    theirs = source.state_dict()
-    copied, kept = [], []
-    tables = _category_tables(source, target)
-    with torch.no_grad():
-        for name, tensor in target.state_dict().items():
-            if name in tables:
-                tensor.copy_(tables[name].to(tensor.dtype))
-                copied.append(name)
-            elif name in theirs and theirs[name].shape == tensor.shape:
-                tensor.copy_(theirs[name].to(tensor.dtype))
-                copied.append(name)
-            else:
-                kept.append(name)
-    return copied, kept
-
-
-def _category_tables(source: torch.nn.Module, target: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """{state-dict name: the target's category table filled from the source's rows by category name}."""
-    mine = dict(source.named_modules())
-    tables = {}
-    for name, module in target.named_modules():
-        old = mine.get(name)
-        if not (isinstance(module, CategoryTableEncoder) and isinstance(old, CategoryTableEncoder)):
-            continue
-        if old.embed_dim != module.embed_dim:
-            continue
-        rows = module.table.weight.detach().clone()
-        for index, category in enumerate(module.categories):
-            rows[index] = old.table.weight[old.index.get(category, 0)]
-        tables[f"{name}.table.weight" if name else "table.weight"] = rows
-    return tables
-
-
 def _parameter_groups(model: ZeroShapeW) -> list[dict]:
     """Two groups: the stage-1 (pixel) parts plus the text table, and the stage-2 (shape) parts."""
     pixel = [p for name in (*PIXEL_COMPONENTS, "text_encoder") for p in model.component_parameters(name)]
     shape = [p for name in SHAPE_COMPONENTS for p in model.component_parameters(name)]
     return [{"params": pixel, "name": "pixel"}, {"params": shape, "name": "shape"}]
-
-
-SHAPE_STAGE, PIXEL_STAGE, JOINT_STAGE = 0, 1, 2
-"""The stages in the order they run: shape (3D half on corrupted true shapes), pixel (stage 1), joint (stage 2)."""
-
-
-def stage_of(step: int, recipe: TrainRecipe, max_steps: int) -> tuple[int, int, int]:
-    """(stage: SHAPE_STAGE, PIXEL_STAGE or JOINT_STAGE, first step of that stage, its length) for a 0-based step."""
-    shape = round(max_steps * recipe.shape_stage_fraction)
-    pixel = round(max_steps * recipe.stage1_fraction)
-    if step < shape:
-        return SHAPE_STAGE, 0, shape
-    if step < shape + pixel:
-        return PIXEL_STAGE, shape, pixel
-    return JOINT_STAGE, shape + pixel, max_steps - shape - pixel
-
-
-class Schedule(NamedTuple):
-    """What the schedule sets at one step."""
-
-    pixel_lr: float
-    """Learning rate of the image side (backbone and pixel heads)."""
-    shape_lr: float
-    """Learning rate of the 3D side (coordinate encoder and decoder)."""
-    teacher_forcing: float
-    """Probability that a sample's decoder sees the true visible shape instead of the predicted one."""
-
-
-def schedule(step: int, recipe: TrainRecipe, max_steps: int, base: float) -> Schedule:
-    """The learning rates and teacher-forcing probability at a 0-based step."""
-    stage, start, length = stage_of(step, recipe, max_steps)
-    position = step - start
-    warmup = min(recipe.warmup_steps, max(1, length // 4))
-    if position < warmup:
-        factor = (position + 1) / warmup
-    else:
-        progress = (position - warmup) / max(1, length - warmup)
-        factor = recipe.final_lr_ratio + (1 - recipe.final_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    if stage == SHAPE_STAGE:
-        return Schedule(0.0, base * factor, 1.0)
-    if stage == PIXEL_STAGE:
-        return Schedule(base * factor, 0.0, 1.0)
-    start_p, end_p = recipe.teacher_forcing
-    forcing = start_p + (end_p - start_p) * position / max(1, length - 1)
-    return Schedule(base * recipe.stage2_pixel_lr_ratio * factor, base * factor, forcing)
-
-
-def step_requests(seed: int, step: int, global_batch: int, dataset_size: int) -> tuple[list[SampleRequest], np.ndarray]:
-    """The global batch of a step and the step's own random numbers (prompt dropout, teacher forcing)."""
-    rng = np.random.default_rng([seed, step])
-    indices = rng.integers(0, dataset_size, size=global_batch)
-    seeds = rng.integers(0, 2**63 - 1, size=global_batch)
-    extra = rng.random(global_batch + 1)  # one per sample (prompt dropout), one for the step (teacher forcing)
-    return [SampleRequest(int(i), int(s)) for i, s in zip(indices, seeds, strict=True)], extra
-
-
-class _StepBatches(torch.utils.data.Sampler):
-    """Batch sampler: this process's slice of every step's global batch, from `first_step` on."""
-
-    def __init__(self, seed: int, first_step: int, last_step: int, batch: int, dist: _Distributed, size: int):
-        self.seed, self.first, self.last, self.batch, self.dist, self.size = (
-            seed,
-            first_step,
-            last_step,
-            batch,
-            dist,
-            size,
-        )
-
-    def __iter__(self) -> Iterator[list[SampleRequest]]:
-        for step in range(self.first, self.last):
-            requests, _ = step_requests(self.seed, step, self.batch * self.dist.world, self.size)
-            yield requests[self.dist.rank * self.batch : (self.dist.rank + 1) * self.batch]
-
-    def __len__(self) -> int:
-        return self.last - self.first
 
 
 # --------------------------------------------------------------------------------------------------- state
@@ -353,7 +169,7 @@ def _shape_step(
     seed: int,
     step: int,
     autocast: contextlib.AbstractContextManager,
-    dist: _Distributed,
+    dist: Distributed,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One shape-stage loss: occupancy from true visible shapes corrupted like predictions, no backbone."""
     with autocast:
@@ -411,6 +227,238 @@ def resolve_recipe(options: TrainOptions) -> TrainRecipe:
     return recipe
 
 
+class StopRequest:
+    """Why a run should stop before its last step: "" while it should not, else a signal's name or "time budget".
+    `on_signals()` turns SIGINT and SIGTERM into a request (the step in progress finishes and is saved)."""
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    @contextlib.contextmanager
+    def on_signals(self):
+        def request(signum, frame) -> None:
+            self.reason = f"signal {signal.Signals(signum).name}"
+
+        previous = {}
+        with contextlib.suppress(ValueError):  # not the main thread: no signal handling, the caller owns it
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, request)
+        try:
+            yield self
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+
+@dataclass
+class _Run:
+    """Everything a run holds while it trains; `step` counts the steps done."""
+
+    options: TrainOptions
+    recipe: TrainRecipe
+    max_steps: int
+    batch_size: int
+    base_lr: float
+    dist: Distributed
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    out: Path
+    model: ZeroShapeW
+    provenance: dict[str, Any]
+    dataset: RenderedViews
+    optimiser: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    record: dict[str, Any]
+    """options.json: the options, the recipe and the resolved sizes."""
+    started: float
+    step: int = 0
+    elapsed_before: float = 0.0
+    """Wall time of the earlier sessions of this run (resumed runs)."""
+
+
+def _open_run(options: TrainOptions, started: float) -> _Run:
+    """Resolve the recipe and sizes, build the model, data and optimiser, and resume from the run folder's state
+    if it has one (a state of another config is refused before anything large is built)."""
+    if options.init_matching and not options.init:
+        raise ValueError("--init-matching needs --init FILE (the checkpoint to copy matching tensors from)")
+    recipe = resolve_recipe(options)
+    max_steps = options.max_steps or recipe.max_steps
+    batch_size = options.batch_size or recipe.batch_size
+    query_points = options.query_points or recipe.query_points
+    base_lr = options.learning_rate or recipe.learning_rate
+    dist = init_distributed(torch.device("cuda" if options.device != "cpu" and torch.cuda.is_available() else "cpu"))
+    device = training_device(options.device, dist.local_rank)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    amp_dtype = autocast_dtype(options.precision, device)
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _load_state(out / STATE_FILE) if (out / STATE_FILE).is_file() else None
+    if state is not None:
+        saved_config = json.loads(state["options"]).get("config")
+        if saved_config != options.config:
+            raise ValueError(
+                f"{out} holds a run of the {saved_config!r} config, not {options.config!r}: "
+                "pick another --out, or delete that folder to start over"
+            )
+    torch.manual_seed(options.seed)  # the initial weights are part of the run: same seed, same start
+    model, provenance = build_model(options)
+    model.to(device).train()
+    dataset = RenderedViews(
+        options.data,
+        model.config.image_size,
+        query_points,
+        Augmentation(),
+        box_half_extent=model.preprocess.query_box_half_extent,
+        box_fraction=recipe.box_fraction,
+    )
+    optimiser = torch.optim.AdamW(
+        _parameter_groups(model), lr=base_lr, betas=recipe.betas, weight_decay=recipe.weight_decay
+    )
+    record = {
+        **dataclasses.asdict(options),
+        "recipe": dataclasses.asdict(recipe),
+        "resolved": {"max_steps": max_steps, "batch_size": batch_size, "query_points": query_points, "lr": base_lr},
+    }
+    run = _Run(
+        options, recipe, max_steps, batch_size, base_lr, dist, device, amp_dtype, out, model, provenance, dataset,
+        optimiser, torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None, record, started,
+    )  # fmt: skip
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        if run.scaler is not None and state["scaler"]:
+            run.scaler.load_state_dict(state["scaler"])
+        run.step, run.elapsed_before = int(state["step"]), float(state["elapsed_seconds"])
+        if dist.main:
+            log.info("resuming %s at step %d of %d", out, run.step, max_steps)
+    elif dist.main:
+        (out / "options.json").write_text(json.dumps(record, indent=2, default=str))
+    return run
+
+
+def _network(run: _Run) -> torch.nn.Module:
+    """The model, wrapped for DistributedDataParallel under torchrun."""
+    if run.dist.world <= 1:
+        return run.model
+    # Every parameter takes part in every step (stage 1 queries one point per image with weight 0), so DDP needs
+    # no search for unused parameters, which cannot see inside the Latent dataclass.
+    return torch.nn.parallel.DistributedDataParallel(
+        run.model, device_ids=[run.device.index] if run.device.type == "cuda" else None, find_unused_parameters=False
+    )
+
+
+def _loader(run: _Run) -> torch.utils.data.DataLoader:
+    """Batches of the remaining steps (from `run.step`), the same on resume as in an uninterrupted run."""
+    options = run.options
+    workers = options.workers if options.workers is not None else (4 if run.device.type == "cuda" else 1)
+    return torch.utils.data.DataLoader(
+        run.dataset,
+        batch_sampler=StepBatches(options.seed, run.step, run.max_steps, run.batch_size, run.dist, len(run.dataset)),
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=run.device.type == "cuda",
+        persistent_workers=False,
+    )
+
+
+def _save(run: _Run, final: bool) -> Path:
+    """The resumable state and a checkpoint (the final model, or `last`); only the main process writes."""
+    if not run.dist.main:
+        return run.out / LAST_CHECKPOINT
+    record = {
+        **run.provenance,
+        "trained_with": "zeroshape-w train",
+        "config": run.model.config.name,
+        "steps": run.step,
+        "max_steps": run.max_steps,
+        "data": [str(d) for d in run.options.data],
+        "views": len(run.dataset),
+        "categories": run.dataset.categories,
+        "seed": run.options.seed,
+        "finished": final,
+    }
+    elapsed = run.elapsed_before + time.perf_counter() - run.started
+    _save_state(run.out / STATE_FILE, run.model, run.optimiser, run.scaler, run.step, elapsed, run.record)
+    name = FINAL_CHECKPOINT if final else LAST_CHECKPOINT
+    return save_checkpoint(run.model, run.out / name, provenance=record)
+
+
+def _step_loss(
+    run: _Run,
+    network: torch.nn.Module,
+    tensors: dict[str, torch.Tensor],
+    prompts: list[str],
+    stage: int,
+    teacher: bool,
+    aux_depth_model: AuxiliaryDepthModel | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One step's loss and its terms, for the step's stage: the shape stage on corrupted true shapes; the pixel
+    stage (the image side alone, one query point per image); the joint stage, its decoder fed the truth
+    (exact or corrupted like predictions) when `teacher`, else the model's own predictions."""
+    recipe, step, seed = run.recipe, run.step, run.options.seed
+    autocast = (
+        torch.autocast(run.device.type, dtype=run.amp_dtype) if run.amp_dtype is not None else contextlib.nullcontext()
+    )
+    if stage == SHAPE_STAGE:
+        return _shape_step(network, run.model, tensors, prompts, recipe, seed, step, autocast, run.dist)
+    given = {}
+    if teacher and stage == JOINT_STAGE and recipe.corrupt_teacher_forcing:
+        given = _corrupted_truth(tensors, seed, step)
+    elif teacher:
+        given = {"visible_mask": tensors["visible_mask"], "depth": tensors["depth"], "intrinsics": tensors["K"]}
+    with autocast:
+        points = tensors["points"] if stage == JOINT_STAGE else tensors["points"][:, :1]
+        latent, logits = network(tensors["image"], points, prompts, **given)
+        pseudo = None
+        if aux_depth_model is not None:
+            with torch.no_grad():
+                pseudo = aux_depth_model(tensors["image"]).float()
+    joint_logits = logits if stage == JOINT_STAGE else None
+    loss, terms = zeroshape_w_loss(
+        latent, tensors, joint_logits, recipe.loss_weights, run.model.config.image_size, pseudo
+    )
+    if stage == PIXEL_STAGE:  # the shape parts get zero gradients (and a zero learning rate) here
+        loss = loss + 0.0 * logits.sum()
+    return loss, terms
+
+
+def _optimise(run: _Run, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Backward, clip and step (with loss scaling for fp16). Returns the gradient norm before clipping."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"loss became {loss.item()} at step {run.step} ({ {k: float(v) for k, v in terms.items()} }); "
+            "lower --learning-rate, or resume from the last checkpoint"
+        )
+    optimiser, scaler = run.optimiser, run.scaler
+    optimiser.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimiser)
+    else:
+        loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.recipe.grad_clip)
+    if scaler is not None:
+        scaler.step(optimiser)
+        scaler.update()
+    else:
+        optimiser.step()
+    return grad_norm
+
+
+def _log(writer, run: _Run, terms: dict[str, float], rates: Schedule, stage: int, grad_norm, seconds: float) -> None:
+    """TensorBoard scalars of the step just done."""
+    step = run.step
+    for name, value in terms.items():
+        writer.add_scalar(f"loss/{name}", value, step)
+    writer.add_scalar("lr/pixel", rates.pixel_lr, step)
+    writer.add_scalar("lr/shape", rates.shape_lr, step)
+    writer.add_scalar("train/teacher_forcing", rates.teacher_forcing if stage == JOINT_STAGE else 1.0, step)
+    writer.add_scalar("train/stage", stage, step)
+    writer.add_scalar("train/grad_norm", float(grad_norm), step)
+    writer.add_scalar("train/samples_per_second", run.batch_size * run.dist.world / seconds, step)
+
+
 def train(
     options: TrainOptions,
     aux_depth_model: AuxiliaryDepthModel | None = None,
@@ -424,253 +472,94 @@ def train(
         on_step: called on rank 0 after every step with (steps done, loss terms).
     """
     started = time.perf_counter()
-    if options.init_matching and not options.init:
-        raise ValueError("--init-matching needs --init FILE (the checkpoint to copy matching tensors from)")
-    recipe = resolve_recipe(options)
-    max_steps = options.max_steps or recipe.max_steps
-    batch_size = options.batch_size or recipe.batch_size
-    query_points = options.query_points or recipe.query_points
-    base_lr = options.learning_rate or recipe.learning_rate
-    dist = _init_distributed(torch.device("cuda" if options.device != "cpu" and torch.cuda.is_available() else "cpu"))
-    device = _training_device(options.device, dist.local_rank)
-    if options.threads:
-        torch.set_num_threads(options.threads)
-    amp_dtype = autocast_dtype(options.precision, device)
-    out = Path(options.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    state_path = out / STATE_FILE
-    state = _load_state(state_path) if state_path.is_file() else None
-    if state is not None:  # refuse another config's run folder before building anything large
-        saved_config = json.loads(state["options"]).get("config")
-        if saved_config != options.config:
-            raise ValueError(
-                f"{out} holds a run of the {saved_config!r} config, not {options.config!r}: "
-                "pick another --out, or delete that folder to start over"
-            )
-    torch.manual_seed(options.seed)  # the initial weights are part of the run: same seed, same start
-    model, provenance = build_model(options)
-    model.to(device).train()
-    config = model.config
-    dataset = RenderedViews(
-        options.data,
-        config.image_size,
-        query_points,
-        Augmentation(),
-        box_half_extent=model.preprocess.query_box_half_extent,
-        box_fraction=recipe.box_fraction,
-    )
-    groups = _parameter_groups(model)
-    optimiser = torch.optim.AdamW(groups, lr=base_lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-
-    options_record = {
-        **dataclasses.asdict(options),
-        "recipe": dataclasses.asdict(recipe),
-        "resolved": {"max_steps": max_steps, "batch_size": batch_size, "query_points": query_points, "lr": base_lr},
-    }
-    step = 0
-    elapsed_before = 0.0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        if scaler is not None and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        step, elapsed_before = int(state["step"]), float(state["elapsed_seconds"])
-        if dist.main:
-            log.info("resuming %s at step %d of %d", out, step, max_steps)
-    elif dist.main:
-        (out / "options.json").write_text(json.dumps(options_record, indent=2, default=str))
-
-    network: torch.nn.Module = model
-    if dist.world > 1:
-        # Every parameter takes part in every step (stage 1 queries one point per image with weight 0), so
-        # DDP needs no search for unused parameters, which cannot see inside the Latent dataclass.
-        network = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
-        )
-
-    workers = options.workers if options.workers is not None else (4 if device.type == "cuda" else 1)
-    loader = torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=_StepBatches(options.seed, step, max_steps, batch_size, dist, len(dataset)),
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-    )
-
+    run = _open_run(options, started)
+    recipe, dist, max_steps = run.recipe, run.dist, run.max_steps
+    network = _network(run)
+    loader = _loader(run)
     writer = None
     if dist.main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "tensorboard"))
-
-    stop_reason = {"why": ""}
-
-    def request_stop(signum, frame) -> None:
-        stop_reason["why"] = f"signal {signal.Signals(signum).name}"
-
-    previous_handlers = {}
-    with contextlib.suppress(ValueError):  # not the main thread: no signal handling, the caller owns it
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous_handlers[signum] = signal.signal(signum, request_stop)
-
-    budget_s = options.time_budget_minutes * 60 if options.time_budget_minutes else None
+        writer = SummaryWriter(str(run.out / "tensorboard"))
     bar = None
     if dist.main and options.progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=max_steps, initial=step, unit="step", desc=f"train {config.name}", dynamic_ncols=True)
+        bar = tqdm(
+            total=max_steps, initial=run.step, unit="step", desc=f"train {run.model.config.name}", dynamic_ncols=True
+        )
+    budget_s = options.time_budget_minutes * 60 if options.time_budget_minutes else None
+    stop = StopRequest()
     last_terms: dict[str, float] = {}
     step_times: list[float] = []
-    last_checkpoint = out / LAST_CHECKPOINT
-    first_step = step
-
-    def checkpoint(final: bool) -> Path:
-        if not dist.main:
-            return last_checkpoint
-        record = {
-            **provenance,
-            "trained_with": "zeroshape-w train",
-            "config": config.name,
-            "steps": step,
-            "max_steps": max_steps,
-            "data": [str(d) for d in options.data],
-            "views": len(dataset),
-            "categories": dataset.categories,
-            "seed": options.seed,
-            "finished": final,
-        }
-        _save_state(
-            state_path,
-            model,
-            optimiser,
-            scaler,
-            step,
-            elapsed_before + time.perf_counter() - started,
-            options_record,
-        )
-        return save_checkpoint(model, out / (FINAL_CHECKPOINT if final else LAST_CHECKPOINT), provenance=record)
-
+    last_checkpoint = run.out / LAST_CHECKPOINT
+    first_step = run.step
     previous = time.perf_counter()
     try:
-        for batch in loader:
-            _, extra = step_requests(options.seed, step, batch_size * dist.world, len(dataset))
-            stage, _, _ = stage_of(step, recipe, max_steps)
-            pixel_lr, shape_lr, forcing = schedule(step, recipe, max_steps, base_lr)
-            optimiser.param_groups[0]["lr"], optimiser.param_groups[1]["lr"] = pixel_lr, shape_lr
-            torch.manual_seed(options.seed * 1_000_003 + step)
-            own = extra[dist.rank * batch_size : (dist.rank + 1) * batch_size]
-            prompts = [
-                AGNOSTIC_PROMPT if drop < recipe.prompt_dropout else category
-                for drop, category in zip(own, batch["category"], strict=True)
-            ]
-            tensors = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-            teacher = stage == PIXEL_STAGE or extra[-1] < forcing
-            autocast = (
-                torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-            )
-            if stage == SHAPE_STAGE:
-                loss, terms = _shape_step(network, model, tensors, prompts, recipe, options.seed, step, autocast, dist)
-            else:
-                given = {}
-                if teacher and stage == JOINT_STAGE and recipe.corrupt_teacher_forcing:
-                    given = _corrupted_truth(tensors, options.seed, step)
-                elif teacher:
-                    given = {
-                        "visible_mask": tensors["visible_mask"],
-                        "depth": tensors["depth"],
-                        "intrinsics": tensors["K"],
-                    }
-                with autocast:
-                    latent, logits = network(
-                        tensors["image"],
-                        tensors["points"] if stage == JOINT_STAGE else tensors["points"][:, :1],
-                        prompts,
-                        **given,
-                    )
-                    pseudo = None
-                    if aux_depth_model is not None:
-                        with torch.no_grad():
-                            pseudo = aux_depth_model(tensors["image"]).float()
-                loss, terms = zeroshape_w_loss(
-                    latent,
-                    tensors,
-                    logits if stage == JOINT_STAGE else None,
-                    recipe.loss_weights,
-                    config.image_size,
-                    pseudo,
+        with stop.on_signals():
+            for batch in loader:
+                # What this step is: its stage, rates, the prompts (some dropped to the agnostic one) and whether
+                # the decoder is fed the truth; every draw comes from the seed and the step, so resuming repeats it.
+                _, extra = step_requests(options.seed, run.step, run.batch_size * dist.world, len(run.dataset))
+                stage, _, _ = stage_of(run.step, recipe, max_steps)
+                rates = schedule(run.step, recipe, max_steps, run.base_lr)
+                run.optimiser.param_groups[0]["lr"], run.optimiser.param_groups[1]["lr"] = (
+                    rates.pixel_lr,
+                    rates.shape_lr,
                 )
-            if stage == PIXEL_STAGE:  # the shape parts get zero gradients (and a zero learning rate) here
-                loss = loss + 0.0 * logits.sum()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss.item()} at step {step} ({ {k: float(v) for k, v in terms.items()} }); "
-                    "lower --learning-rate, or resume from the last checkpoint"
-                )
-            optimiser.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimiser)
-            else:
-                loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            if scaler is not None:
-                scaler.step(optimiser)
-                scaler.update()
-            else:
-                optimiser.step()
-            step += 1
-            now = time.perf_counter()
-            step_times.append(now - previous)  # wall time per step, data loading and checkpoints included
-            previous = now
-            last_terms = {k: float(v) for k, v in terms.items()} | {"total": float(loss.detach())}
+                torch.manual_seed(options.seed * 1_000_003 + run.step)
+                own = extra[dist.rank * run.batch_size : (dist.rank + 1) * run.batch_size]
+                prompts = [
+                    AGNOSTIC_PROMPT if drop < recipe.prompt_dropout else category
+                    for drop, category in zip(own, batch["category"], strict=True)
+                ]
+                tensors = {
+                    k: v.to(run.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
+                }
+                teacher = stage == PIXEL_STAGE or extra[-1] < rates.teacher_forcing
 
-            if dist.main:
-                if writer is not None and (step % options.log_every == 0 or step == max_steps):
-                    for name, value in last_terms.items():
-                        writer.add_scalar(f"loss/{name}", value, step)
-                    writer.add_scalar("lr/pixel", pixel_lr, step)
-                    writer.add_scalar("lr/shape", shape_lr, step)
-                    writer.add_scalar("train/teacher_forcing", forcing if stage == JOINT_STAGE else 1.0, step)
-                    writer.add_scalar("train/stage", stage, step)
-                    writer.add_scalar("train/grad_norm", float(grad_norm), step)
-                    writer.add_scalar("train/samples_per_second", batch_size * dist.world / step_times[-1], step)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(stage=stage, loss=f"{last_terms['total']:.3f}", refresh=False)
-                if on_step is not None:
-                    on_step(step, last_terms)
-            if step % options.checkpoint_every == 0 and step < max_steps:
-                last_checkpoint = checkpoint(final=False)
-            if budget_s is not None and not stop_reason["why"]:
-                mean_step = sum(step_times[-20:]) / len(step_times[-20:])
-                if time.perf_counter() - started + 2 * mean_step > budget_s:
-                    stop_reason["why"] = "time budget"
-            if stop_reason["why"] and step < max_steps:
-                break
+                loss, terms = _step_loss(run, network, tensors, prompts, stage, teacher, aux_depth_model)
+                grad_norm = _optimise(run, loss, terms)
+                run.step += 1
+
+                now = time.perf_counter()
+                step_times.append(now - previous)  # wall time per step, data loading and checkpoints included
+                previous = now
+                last_terms = {k: float(v) for k, v in terms.items()} | {"total": float(loss.detach())}
+                if dist.main:
+                    if writer is not None and (run.step % options.log_every == 0 or run.step == max_steps):
+                        _log(writer, run, last_terms, rates, stage, grad_norm, step_times[-1])
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(stage=stage, loss=f"{last_terms['total']:.3f}", refresh=False)
+                    if on_step is not None:
+                        on_step(run.step, last_terms)
+                if run.step % options.checkpoint_every == 0 and run.step < max_steps:
+                    last_checkpoint = _save(run, final=False)
+                if budget_s is not None and not stop.reason:
+                    mean_step = sum(step_times[-20:]) / len(step_times[-20:])
+                    if time.perf_counter() - started + 2 * mean_step > budget_s:
+                        stop.reason = "time budget"
+                if stop.reason and run.step < max_steps:
+                    break
     finally:
         if bar is not None:
             bar.close()
-        for signum, handler in previous_handlers.items():
-            signal.signal(signum, handler)
 
-    finished = step >= max_steps
-    if step > first_step or finished:
-        last_checkpoint = checkpoint(final=finished)
+    finished = run.step >= max_steps
+    if run.step > first_step or finished:
+        last_checkpoint = _save(run, final=finished)
     if writer is not None:
         writer.close()
-    seconds = time.perf_counter() - started
     # Wall-clock throughput; the first two steps (start-up of workers, caches) are left out.
     timed = step_times[2:] or step_times
-    throughput = batch_size * dist.world * len(timed) / sum(timed) if timed else 0.0
+    throughput = run.batch_size * dist.world * len(timed) / sum(timed) if timed else 0.0
     return TrainResult(
-        step=step,
+        step=run.step,
         finished=finished,
         checkpoint=last_checkpoint,
         samples_per_second=throughput,
-        seconds=seconds,
+        seconds=time.perf_counter() - started,
         last_losses=last_terms,
-        stopped_because="finished" if finished else (stop_reason["why"] or "stopped"),
+        stopped_because="finished" if finished else (stop.reason or "stopped"),
     )

@@ -505,26 +505,8 @@ def test_shape_stage_steps_leave_the_pixel_parts_alone(tiny_run, tmp_path):
     assert result.finished
 
 
-def test_warm_start_keeps_category_rows_by_name():
-    """An older table (fewer categories) warm-starts a newer one: shared categories keep their rows, new ones
-    start from "object", whatever the order."""
-    from backend.model.text import CategoryTableEncoder
-    from training.train import copy_matching_weights
-
-    old = CategoryTableEncoder(("object", "chair", "mug"), 8)
-    new = CategoryTableEncoder(("object", "mug", "chair", "stool"), 8)
-    copied, kept = copy_matching_weights(old, new)
-    assert "table.weight" in copied
-    assert not kept
-    old_rows, new_rows = old.table.weight, new.table.weight
-    assert torch.equal(new_rows[0], old_rows[0])
-    assert torch.equal(new_rows[1], old_rows[2])
-    assert torch.equal(new_rows[2], old_rows[1])
-    assert torch.equal(new_rows[3], old_rows[0])
-
-
 def test_pixel_aligned_override_changes_the_decoder_only():
-    from training.train import model_config
+    from training.warm_start import model_config
 
     token_only = model_config(TrainOptions(data=("x",), out="y", config="small", pixel_aligned=False))
     assert not token_only.decoder.pixel_aligned
