@@ -17,15 +17,6 @@ from pathlib import Path
 PAPER_PARAMETERS = 193.7e6
 """ZeroShape-W's published parameter count (text encoder excluded)."""
 
-# Parameters in ZeroShape's own count (and so, presumably, in the 193.7M) that this implementation does
-# not build because nothing reads them: DPT's unused skip unit of the deepest fusion block, the ViT's
-# classifier norm and head, and the part of the 24×24 (384 px) position table beyond the 14×14 grid.
-UNBUILT_ZEROSHAPE_PARAMETERS = {
-    "DPT refinenet4.resConfUnit1": 2 * (256 * 256 * 9 + 256),
-    "ViT classifier head and norm": 1000 * 768 + 1000 + 2 * 768,
-    "384 px position table (577 vs 197 tokens)": (577 - 197) * 768,
-}
-
 
 def _format_millions(count: int) -> str:
     return f"{count / 1e6:9.3f}M"
@@ -33,6 +24,7 @@ def _format_millions(count: int) -> str:
 
 def command_params(args: argparse.Namespace) -> int:
     from backend.model.config import CONFIGS
+    from backend.model.convert import UNBUILT_PARAMETER_COUNTS
     from backend.model.zeroshape import COMPONENTS, ZeroShapeW
 
     names = args.config or list(CONFIGS)
@@ -53,11 +45,11 @@ def command_params(args: argparse.Namespace) -> int:
         print(f"  {'total':<20}{_format_millions(total)}")
         if name == "paper":
             delta = (total - PAPER_PARAMETERS) / PAPER_PARAMETERS
-            unbuilt = sum(UNBUILT_ZEROSHAPE_PARAMETERS.values())
+            unbuilt = sum(UNBUILT_PARAMETER_COUNTS.values())
             print(f"  paper reports 193.700M: difference {delta:+.2%} (target: within ±2%)")
             print(
                 f"  with the {unbuilt / 1e6:.3f}M parameters ZeroShape counts but nothing reads "
-                f"({'; '.join(UNBUILT_ZEROSHAPE_PARAMETERS)}): "
+                f"({'; '.join(UNBUILT_PARAMETER_COUNTS)}): "
                 f"{(total + unbuilt) / 1e6:.3f}M, {(total + unbuilt - PAPER_PARAMETERS) / PAPER_PARAMETERS:+.2%}"
             )
     return 0

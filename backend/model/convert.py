@@ -32,11 +32,20 @@ from .config import PAPER, ModelConfig
 from .zeroshape import ZeroShapeW
 
 # Official keys that have no counterpart, with the reason (shown in the conversion report).
+_VIT_HEAD = r"dpt_depth\.pretrained\.model\.(norm|head)\..*"
+_DPT_SKIP_UNIT = r"dpt_depth\.scratch\.refinenet4\.resConfUnit1\..*"
 DROPPED = {
-    r"dpt_depth\.pretrained\.model\.(norm|head)\..*": "ViT classifier norm/head: DPT never reads them",
-    r"dpt_depth\.scratch\.refinenet4\.resConfUnit1\..*": "DPT's deepest fusion block has no skip input",
+    _VIT_HEAD: "ViT classifier norm/head: DPT never reads them",
+    _DPT_SKIP_UNIT: "DPT's deepest fusion block has no skip input",
     r"impl_network\.pos_embed": "fixed sine-cosine codes, recomputed by the model",
 }
+UNBUILT_PARAMETER_COUNTS = {
+    DROPPED[_DPT_SKIP_UNIT]: 2 * (256 * 256 * 9 + 256),
+    DROPPED[_VIT_HEAD]: 1000 * 768 + 1000 + 2 * 768,
+    "the 384 px position table's tokens beyond the 14×14 grid (resampled on conversion)": (577 - 197) * 768,
+}
+"""Parameters in ZeroShape's own count (so, presumably, in the published 193.7M) that this implementation does
+not build because nothing reads them; `zeroshape-w params` adds them back to compare with the paper."""
 
 Transform = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
