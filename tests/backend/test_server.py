@@ -108,6 +108,13 @@ def server(checkpoint, tmp_path_factory):
     process.stop()
 
 
+def serve_until_it_exits(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`zeroshape-w serve ARGS` for a server that should refuse to start: its exit status and output."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    command = [sys.executable, "-m", "backend", "serve", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+
+
 def raw_socket(address: str):
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -301,14 +308,7 @@ def test_ping_and_info_refuse_options_they_do_not_take(server):
     [("--queue-size", "0", "--queue-size must be at least 1"), ("--max-resolution", "4096", "32 to 512")],
 )
 def test_limits_that_cannot_work_refuse_to_start(checkpoint, flag, value, words):
-    result = subprocess.run(
-        [sys.executable, "-m", "backend", "serve", "--checkpoint", str(checkpoint), flag, value],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = serve_until_it_exits("--checkpoint", str(checkpoint), flag, value)
     assert result.returncode == 2
     assert words in result.stderr
     assert "Traceback" not in result.stderr
@@ -612,14 +612,7 @@ def test_shutdown_needs_the_token(checkpoint, tmp_path):
 
 
 def test_non_loopback_address_without_keys_refuses_to_start(checkpoint):
-    result = subprocess.run(
-        [sys.executable, "-m", "backend", "serve", "--address", "tcp://0.0.0.0:5999", "--checkpoint", str(checkpoint)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = serve_until_it_exits("--address", "tcp://0.0.0.0:5999", "--checkpoint", str(checkpoint))
     assert result.returncode == 2
     assert "refusing to listen on tcp://0.0.0.0:5999 without authentication" in result.stderr
     assert "Traceback" not in result.stderr
@@ -779,15 +772,7 @@ def test_a_hung_worker_is_detected_by_its_silence_and_replaced(checkpoint, tmp_p
 def test_a_broker_whose_workers_cannot_load_the_model_exits_with_the_reason(tmp_path):
     damaged = tmp_path / "damaged.safetensors"
     damaged.write_bytes(b"not a checkpoint" * 10)
-    result = subprocess.run(
-        [sys.executable, "-m", "backend", "serve", "--workers", "2", "--checkpoint", str(damaged)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=dict(os.environ, HF_HUB_OFFLINE="1"),
-    )
+    result = serve_until_it_exits("--workers", "2", "--checkpoint", str(damaged), timeout=120)
     assert result.returncode == 2
     assert "before its model was ready" in result.stderr
     assert "cannot load the model" in result.stderr  # the worker's own reason, passed through
