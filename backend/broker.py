@@ -1,7 +1,7 @@
 """`zeroshape-w serve --workers N`: one public endpoint, N worker processes (one per GPU when there are GPUs).
 
 ZeroMQ's broker pattern with a ROUTER on each side: clients talk to the public ROUTER exactly as to a single
-server; workers (ordinary servers started with `worker_of`, children of the broker) connect their DEALER
+server; workers (ordinary servers started with the broker's configuration, children of the broker) connect their DEALER
 sockets to a private backend ROUTER on an ipc endpoint in a folder only this user can open. The broker
 validates each request, sends a reconstruction to the ready worker with the fewest unfinished jobs, sends
 `cancel` to the worker that has the job, answers `ping` and `shutdown` itself and adds its own view (workers,
@@ -16,6 +16,7 @@ exit when the broker does. Workers on other machines are not supported: every wo
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import logging
@@ -97,13 +98,20 @@ class Broker:
         """Final answers the broker passed to clients, by kind."""
 
     def _start_worker(self, endpoint: str, device: str) -> WorkerSlot:
-        command = [sys.executable, "-m", "backend", "serve", "--worker-of", endpoint, "--device", device]
-        command += ["--queue-size", str(self.config.queue_size), "--max-resolution", str(self.config.max_resolution)]
-        command += ["--deadline", str(self.config.job_deadline_s), "--grace", str(self.config.grace_s)]
-        if self.config.checkpoint:
-            command += ["--checkpoint", str(self.config.checkpoint)]
-        if self.config.open_clip_weights:
-            command += ["--open-clip-weights", str(self.config.open_clip_weights)]
+        # The worker gets the broker's whole configuration (a file in the private folder), with its own device and
+        # endpoint: a new server option reaches the workers without the broker knowing of it.
+        config = dataclasses.replace(
+            self.config,
+            worker_of=endpoint,
+            device=device,
+            auth=False,
+            server_secret_key=None,
+            allowed_clients=None,
+            token_file=None,
+        )
+        config_file = Path(endpoint.removeprefix("ipc://")).with_name(f"worker-{device.replace(':', '-')}.json")
+        config_file.write_text(config.to_json())
+        command = [sys.executable, "-m", "backend", "serve", "--worker-config", str(config_file)]
         log.info("starting a worker on %s", device)
         env = dict(os.environ)
         if device == "cpu" and "OMP_NUM_THREADS" not in env:

@@ -193,22 +193,24 @@ def command_serve(args: argparse.Namespace) -> int:
     from backend.endpoint import ServerConfig, ServerError
     from backend.server import Server
 
-    config = ServerConfig(
-        address=args.address,
-        checkpoint=args.checkpoint,
-        device=args.device,
-        open_clip_weights=args.open_clip_weights,
-        queue_size=args.queue_size,
-        max_resolution=args.max_resolution,
-        job_deadline_s=args.deadline,
-        max_message_bytes=args.max_message_mb * 1024 * 1024,
-        grace_s=args.grace,
-        auth=args.auth,
-        server_secret_key=args.server_key,
-        allowed_clients=args.allowed_clients,
-        token_file=args.token_file,
-        worker_of=args.worker_of,
-    )
+    if args.worker_config:  # a broker's worker: its configuration is the broker's, from the file it wrote
+        config = ServerConfig.from_json(args.worker_config.read_text())
+    else:
+        config = ServerConfig(
+            address=args.address,
+            checkpoint=args.checkpoint,
+            device=args.device,
+            open_clip_weights=args.open_clip_weights,
+            queue_size=args.queue_size,
+            max_resolution=args.max_resolution,
+            job_deadline_s=args.deadline,
+            max_message_bytes=args.max_message_mb * 1024 * 1024,
+            grace_s=args.grace,
+            auth=args.auth,
+            server_secret_key=args.server_key,
+            allowed_clients=args.allowed_clients,
+            token_file=args.token_file,
+        )
     try:
         if args.workers > 1:
             from backend.broker import Broker
@@ -315,7 +317,7 @@ def add_commands(commands) -> None:
         default=1,
         help="run N worker processes behind one address (one per GPU with --device auto)",
     )
-    serve.add_argument("--worker-of", metavar="ENDPOINT", help="run as a worker of a broker at ENDPOINT (internal)")
+    serve.add_argument("--worker-config", type=Path, metavar="FILE", help="run as a broker's worker (internal)")
     serve.set_defaults(run=command_serve)
 
     keys = commands.add_parser("keys", help="generate a CurveZMQ key pair for --auth")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,20 @@ class ServerConfig:
     warmup: bool = True
     worker_of: str | None = None
     """Run as one worker of a broker: connect to this endpoint instead of listening (see `Broker`)."""
+
+    def to_json(self) -> str:
+        """The whole configuration as JSON: how a broker hands it to its workers, field by field untouched."""
+        return json.dumps({f.name: _plain(getattr(self, f.name)) for f in fields(self)})
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerConfig:
+        data = json.loads(text)
+        paths = {f.name for f in fields(cls) if "Path" in str(f.type)}
+        return cls(**{k: Path(v) if k in paths and v is not None else v for k, v in data.items()})
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
 
 
 class ServerError(Exception):

@@ -703,8 +703,13 @@ def test_broker_spreads_jobs_over_workers_and_clients_are_unchanged(checkpoint, 
         assert process.process.wait(timeout=60) == 0
     finally:
         process.stop()
-    workers = subprocess.run(["pgrep", "-f", "worker-of ipc"], capture_output=True, text=True, check=False)
-    assert workers.stdout.strip() == ""
+    assert lingering_workers() == ""
+
+
+def lingering_workers() -> str:
+    """Any broker worker process still running on this machine (pgrep's output; "" when none)."""
+    found = subprocess.run(["pgrep", "-f", "serve --worker-config"], capture_output=True, text=True, check=False)
+    return found.stdout.strip()
 
 
 def broker_workers(broker_pid: int) -> list[int]:
@@ -785,7 +790,6 @@ def test_a_broker_that_cannot_listen_starts_no_workers(checkpoint, tmp_path):
         assert second.process.wait(timeout=120) != 0
         assert "cannot listen" in second.process.stderr.read()
         assert broker_workers(second.pid) == []
-        lingering = subprocess.run(["pgrep", "-f", "worker-of ipc"], capture_output=True, text=True, check=False)
-        assert lingering.stdout.strip() == ""
+        assert lingering_workers() == ""
     finally:
         blocker.stop()
