@@ -9,7 +9,6 @@ loopback alike and, with `--auth`, admits only the allowed clients' keys through
 from __future__ import annotations
 
 import errno
-import ipaddress
 import json
 import os
 from dataclasses import dataclass, fields
@@ -63,19 +62,6 @@ class ServerError(Exception):
     """The server cannot start; the message says why and what to do."""
 
 
-def is_loopback(address: str) -> bool:
-    """True for tcp://127.x.y.z:PORT, tcp://[::1]:PORT, tcp://localhost:PORT and inproc/ipc endpoints."""
-    if not address.startswith("tcp://"):
-        return address.startswith(("inproc://", "ipc://"))
-    host = address[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # "*", an interface name or a host name: not provably loopback
-
-
 def check_security(config: ServerConfig) -> None:
     """Refuses (ServerError) a configuration that is unsafe or cannot work, before anything is loaded."""
     limits = (
@@ -93,7 +79,7 @@ def check_security(config: ServerConfig) -> None:
             raise ServerError(message)
     if config.worker_of is not None:
         return  # a worker only connects to its broker's private endpoint
-    if not is_loopback(config.address) and not config.auth:
+    if not protocol.is_loopback(config.address) and not config.auth:
         raise ServerError(
             f"refusing to listen on {config.address} without authentication: a non-loopback address is reachable "
             "from other machines. Pass --auth with --server-key and --allowed-clients (make keys with "

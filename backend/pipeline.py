@@ -201,6 +201,7 @@ class Reconstructor:
         vertices = apply_transform(vertices, matrix)
         report("done", 1.0)
         metadata = self._metadata(photo, options, crop, K, centroid, scale, matrix, result, timings, faces, vertices)
+        metadata["warnings"] = photo_warnings(photo)
         return Reconstruction(vertices=vertices, faces=faces, colors=colors, metadata=metadata)
 
     def _user_box(self, photo: Photo, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -261,6 +262,17 @@ class Reconstructor:
             "device": str(self.device),
             "zeroshape_w_version": __version__,
         }
+
+
+UNIFORM_PHOTO_STD = 0.01
+"""Below this standard deviation of the photo's colours (in [0, 1]) a photo shows nothing to reconstruct."""
+
+
+def photo_warnings(photo: Photo) -> list[str]:
+    """Reasons to doubt a mesh that was made anyway, for people to read (the result's metadata "warnings")."""
+    if float(photo.rgb[::4, ::4].std()) < UNIFORM_PHOTO_STD:
+        return ["the photo is almost one flat colour: there is probably no object in it, and the mesh is a guess"]
+    return []
 
 
 class EmptyMeshError(Exception):

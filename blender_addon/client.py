@@ -88,10 +88,20 @@ class CurveKeys:
     @classmethod
     def from_files(cls, server_public_file: str | Path, client_secret_file: str | Path) -> CurveKeys:
         """From `zeroshape-w keys` files: the server's NAME.key and this client's NAME.key_secret."""
+        _zmq()
         import zmq.auth
 
-        server_public, _ = zmq.auth.load_certificate(str(server_public_file))
-        client_public, client_secret = zmq.auth.load_certificate(str(client_secret_file))
+        keys = []
+        for label, path in (("server public key", server_public_file), ("your secret key", client_secret_file)):
+            if not str(path) or not Path(path).is_file():
+                raise BackendError(f"{label} {path or '(not set)'}: no such file; make keys with `zeroshape-w keys`")
+            try:
+                keys.append(zmq.auth.load_certificate(str(path)))
+            except (OSError, ValueError) as error:  # pyzmq raises OSError("Invalid certificate file: ...")
+                raise BackendError(
+                    f"{label} {path}: not a CurveZMQ key file ({error}); make keys with `zeroshape-w keys`"
+                ) from None
+        (server_public, _), (client_public, client_secret) = keys
         if client_secret is None:
             raise BackendError(f"{client_secret_file}: not a secret key file (NAME.key_secret)")
         return cls(server_public, client_public, client_secret)

@@ -30,6 +30,7 @@ class _State:
         self.job_name = ""
         self.job_location = None
         self.job_photo = ""
+        self.job_request_id = ""
         self.batch: batch_module.BatchQueue | None = None
         self.batch_item: batch_module.BatchItem | None = None
         self.cancel_batch_after_current = False
@@ -65,7 +66,6 @@ def read_source(context) -> tuple[str, bytes]:
     """(object name, image file bytes) for the chosen image source; ValueError with a clear message."""
     settings = context.scene.zeroshape
     if settings.source == "FILE":
-        path = Path(bpy.path.abspath(settings.filepath))
         if not settings.filepath:
             raise ValueError("choose a photo first")
     else:
@@ -84,10 +84,29 @@ def read_source(context) -> tuple[str, bytes]:
             raise ValueError(
                 "no image chosen" if settings.source == "DATABLOCK" else "no image open in an Image Editor"
             )
-        path = Path(bpy.path.abspath(image.filepath_from_user()))
+        return image_bytes(image)
+    path = Path(bpy.path.abspath(settings.filepath))
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     return path.stem, path.read_bytes()
+
+
+def image_bytes(image) -> tuple[str, bytes]:
+    """(name, file bytes) of a Blender image: its file on disk, its packed copy, or, for a generated or edited
+    image with no file, its pixels saved as a PNG."""
+    import tempfile
+
+    path = Path(bpy.path.abspath(image.filepath_from_user())) if image.filepath else None
+    if image.packed_file is not None:
+        return Path(image.name).stem, bytes(image.packed_file.data)
+    if path is not None and path.is_file() and not image.is_dirty:
+        return path.stem, path.read_bytes()
+    if not image.has_data and image.source not in ("GENERATED", "VIEWER"):
+        raise ValueError(f"{image.name}: its file {path} is missing, and Blender has no pixels of it")
+    with tempfile.TemporaryDirectory(prefix="zeroshape-") as scratch:
+        png = Path(scratch) / "image.png"
+        image.save_render(str(png))  # the pixels as Blender shows them, whatever the source
+        return Path(image.name).stem, png.read_bytes()
 
 
 def request_options(context) -> ReconstructOptions:
@@ -177,8 +196,16 @@ def _import_result(context, result) -> None:
             status(context, f"{obj.name}: could not add the matching camera ({error})", error=True)
     scene_module.push_undo(f"Reconstruct {obj.name}")
     seconds = time.perf_counter() - started
-    status(context, f"{obj.name}: {len(result.faces):,} faces imported in {seconds:.2f} s")
+    warnings = result.metadata.get("warnings") or []
+    if warnings:  # e.g. a blank photo: the mesh is in, but it is probably not an object
+        status(context, f"{obj.name}: {'; '.join(warnings)}", error=True)
+    else:
+        status(context, f"{obj.name}: {len(result.faces):,} faces imported in {seconds:.2f} s")
     context.window_manager.zeroshape_progress = 1.0
+    _mark_batch_item_done(obj)
+
+
+def _mark_batch_item_done(obj) -> None:
     if STATE.batch is not None and STATE.batch_item is not None:
         STATE.batch_item.state, STATE.batch_item.object_name = "done", obj.name
         STATE.batch.save(queue_file())
@@ -186,10 +213,17 @@ def _import_result(context, result) -> None:
 
 
 def _job_failed(context, error) -> None:
-    message = f"{STATE.job_name}: {error}"
+    from .client import JobCancelledError
+
+    if isinstance(error, JobCancelledError):  # the user's own choice, not an error
+        status(context, f"{STATE.job_name}: cancelled")
+        return
+    # The server names a photo after its request ("request 3f2a…: the image is damaged"): say which photo.
+    text = str(error).replace(f"request {STATE.job_request_id}", STATE.job_name) if STATE.job_request_id else str(error)
+    message = text if text.startswith(STATE.job_name) else f"{STATE.job_name}: {text}"
     status(context, message, error=True)
     if STATE.batch is not None and STATE.batch_item is not None:
-        STATE.batch_item.state, STATE.batch_item.message = "failed", str(error)
+        STATE.batch_item.state, STATE.batch_item.message = "failed", message.removeprefix(f"{STATE.job_name}: ")
         STATE.batch.save(queue_file())
         STATE.batch_item = None
 
@@ -211,9 +245,10 @@ def _start_next_batch_item(context) -> float | None:
         if stopped_early:
             status(context, "batch stopped; Resume Batch continues it")
             return None
-        status(context, f"batch finished: {total - len(failed)} of {total} photo(s) imported")
-        for failure in failed:
+        for failure in failed:  # each failure in the console and as the last error, then the summary on top
             status(context, f"{Path(failure.path).name}: {failure.message}", error=True)
+        summary = f"batch finished: {total - len(failed)} of {total} photo(s) imported"
+        status(context, summary + (f"; {len(failed)} failed (see the console)" if failed else ""))
         return None
     wm.zeroshape_batch_text = f"{queue.finished + 1} of {queue.total}: {Path(item.path).name}"
     try:
@@ -232,7 +267,36 @@ def _start_next_batch_item(context) -> float | None:
 def _submit(context, name: str, data: bytes, options: ReconstructOptions, location, photo: str) -> None:
     STATE.job = make_client(context).submit(data, options)
     STATE.job_name, STATE.job_location, STATE.job_photo = name, location, photo
+    STATE.job_request_id = STATE.job.request_id
     wm = context.window_manager
     wm.zeroshape_running, wm.zeroshape_progress, wm.zeroshape_stage = True, 0.0, "queued"
+    ensure_timer()
+
+
+def stop_local_backend() -> bool:
+    """Stop the backend this Blender started, if it runs; True if one was stopped."""
+    from .local_backend import stop
+
+    stopped = stop(STATE.backend_process)
+    STATE.backend_process = None
+    return stopped
+
+
+def ensure_timer() -> None:
+    """The timer that drains job events; persistent, so File → New or Open does not stop it mid-job."""
     if not bpy.app.timers.is_registered(tick):
-        bpy.app.timers.register(tick, first_interval=TICK_SECONDS)
+        bpy.app.timers.register(tick, first_interval=TICK_SECONDS, persistent=True)
+
+
+@bpy.app.handlers.persistent
+def after_file_load(_file_path) -> None:
+    """A file was opened (or File → New) while a job or a batch runs: show its progress and Cancel again in the
+    new file's panel; the result lands in the file that is open when it arrives."""
+    if STATE.job is None and STATE.batch is None:
+        return
+    wm = bpy.context.window_manager
+    wm.zeroshape_running = True
+    wm.zeroshape_stage = "running"
+    if STATE.batch is not None:
+        wm.zeroshape_batch_text = f"{STATE.batch.finished + 1} of {STATE.batch.total}"
+    ensure_timer()

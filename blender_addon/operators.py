@@ -16,6 +16,7 @@ from .jobs import (
     read_source,
     request_options,
     status,
+    stop_local_backend,
 )
 from .properties import make_client, preferences
 from .protocol import DEFAULT_ADDRESS
@@ -172,6 +173,8 @@ class ZEROSHAPE_OT_batch_resume(bpy.types.Operator):
         for item in queue.items:  # a restart after a crash: an object that exists is not made again
             if item.state == "pending" and item.object_name and item.object_name in done:
                 item.state = "done"
+            elif item.state == "done" and item.object_name not in done:
+                item.state = "pending"  # Blender stopped before the file was saved: the mesh was lost with it
         STATE.batch = queue
         _start_next_batch_item(context)
         self.report({"INFO"}, f"resuming: {queue.total - queue.finished} photo(s) left")
@@ -185,16 +188,20 @@ class ZEROSHAPE_OT_start_backend(bpy.types.Operator):
     bl_label = "Start local backend"
 
     def execute(self, context):
-        import shlex
         import subprocess
+
+        from .local_backend import backend_command
 
         prefs = preferences(context)
         python = bpy.path.abspath(prefs.backend_python) if prefs else ""
         if not python or not Path(python).is_file():
             self.report({"ERROR"}, "set 'Backend Python' in the add-on preferences (the project's .venv/bin/python)")
             return {"CANCELLED"}
-        command = [python, "-m", "backend", "serve", "--address", prefs.address, *shlex.split(prefs.backend_arguments)]
-        STATE.backend_process = subprocess.Popen(command, cwd=str(Path(python).resolve().parents[2]))
+        if STATE.backend_process is not None and STATE.backend_process.poll() is None:
+            self.report({"INFO"}, "the backend this Blender started is already running")
+            return {"CANCELLED"}
+        command, folder = backend_command(python, prefs.address, prefs.backend_arguments)
+        STATE.backend_process = subprocess.Popen(command, cwd=str(folder))
         self.report({"INFO"}, f"starting the backend on {prefs.address} (ready in a few seconds)")
         return {"FINISHED"}
 
@@ -206,10 +213,7 @@ class ZEROSHAPE_OT_stop_backend(bpy.types.Operator):
     bl_label = "Stop local backend"
 
     def execute(self, context):
-        process = STATE.backend_process
-        if process is None or process.poll() is not None:
+        if not stop_local_backend():
             self.report({"INFO"}, "no backend started from this Blender is running")
             return {"CANCELLED"}
-        process.terminate()
-        STATE.backend_process = None
         return {"FINISHED"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
 
-from .protocol import DEFAULT_ADDRESS
+from .protocol import DEFAULT_ADDRESS, is_loopback
 
 PACKAGE = __package__
 
@@ -17,10 +17,17 @@ def preferences(context=None):
 
 
 def make_client(context=None):
-    from .client import Client, CurveKeys
+    """A client for the backend in the preferences. BackendError when it may not or cannot be used: Blender's
+    online access is off and the address is not on this computer, or a key file cannot be read."""
+    from .client import BackendError, Client, CurveKeys
 
     prefs = preferences(context)
     address = prefs.address if prefs else DEFAULT_ADDRESS
+    if not bpy.app.online_access and not is_loopback(address):
+        raise BackendError(
+            f"{address} is on another computer, and Blender's online access is off: turn on Preferences → System → "
+            "Network → Allow Online Access, or use a backend on this computer (tcp://127.0.0.1:5557)"
+        )
     curve = None
     if prefs and prefs.use_auth:
         curve = CurveKeys.from_files(

@@ -63,6 +63,22 @@ _OPTIONS_OF = {"ping": set(), "info": set(), "cancel": {"target"}, "shutdown": {
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # used with fullmatch: no trailing newline slips through
 
 
+def is_loopback(address: str) -> bool:
+    """True for tcp://127.x.y.z:PORT, tcp://[::1]:PORT, tcp://localhost:PORT and inproc/ipc endpoints: addresses
+    that only programs on this computer can reach."""
+    import ipaddress
+
+    if not address.startswith("tcp://"):
+        return address.startswith(("inproc://", "ipc://"))
+    host = address[len("tcp://") :].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "*", an interface name or a host name: not provably loopback
+
+
 def is_ipv6_endpoint(address: str) -> bool:
     """True for tcp://[IPv6]:PORT: ZeroMQ binds and connects to such addresses only with ZMQ_IPV6 set."""
     return address.startswith("tcp://[")

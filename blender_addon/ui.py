@@ -7,7 +7,7 @@ from __future__ import annotations
 import bpy
 
 from . import properties
-from .jobs import STATE, tick
+from .jobs import STATE, after_file_load, stop_local_backend, tick
 from .operators import (
     ZEROSHAPE_OT_batch_import,
     ZEROSHAPE_OT_batch_resume,
@@ -42,6 +42,7 @@ def register() -> None:
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     properties.register()
+    bpy.app.handlers.load_post.append(after_file_load)
     bpy.types.VIEW3D_MT_add.append(menu_add)
     keyconfig = bpy.context.window_manager.keyconfigs.addon
     if keyconfig is not None:  # None in background mode
@@ -55,8 +56,11 @@ def unregister() -> None:
     _KEYMAPS.clear()
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
+    if after_file_load in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(after_file_load)
     if STATE.job is not None:
         STATE.job.cancel()
+    stop_local_backend()  # a backend this Blender started does not outlive the add-on
     bpy.types.VIEW3D_MT_add.remove(menu_add)
     properties.unregister()
     for cls in reversed(CLASSES):

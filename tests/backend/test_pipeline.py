@@ -141,6 +141,17 @@ def test_a_box_that_cannot_be_cropped_is_a_clear_error(checkpoint, photo_path, s
         )
 
 
+def test_a_blank_photo_is_reconstructed_with_a_warning(checkpoint, tmp_path, sphere_model, photo_path):
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 150), (128, 128, 128)).save(blank)
+    reconstructor = Reconstructor(checkpoint, device="cpu")
+    warnings = reconstructor.reconstruct(load_photo(blank), ReconstructOptions(resolution=32)).metadata["warnings"]
+    assert len(warnings) == 1
+    assert "flat colour" in warnings[0]
+    photo = load_photo(photo_path)
+    assert reconstructor.reconstruct(photo, ReconstructOptions(resolution=32)).metadata["warnings"] == []
+
+
 def test_alpha_channel_is_used_as_the_object_mask(checkpoint, tmp_path, sphere_model):
     rgba = np.zeros((100, 100, 4), np.uint8)
     rgba[20:60, 30:70] = [10, 200, 10, 255]

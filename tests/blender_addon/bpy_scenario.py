@@ -132,6 +132,95 @@ def main() -> None:
         report["last_error"] = bpy.context.window_manager.zeroshape_last_error
         report["status"] = bpy.context.window_manager.zeroshape_status
         report["undo_steps"] = len(pushed)
+    elif scenario == "new_file_during_job":
+        settings.filepath = args[0]
+        settings.resolution = "64"
+        bpy.ops.zeroshape.reconstruct()
+        bpy.ops.wm.read_homefile(use_empty=True)  # File → New while the job runs
+        report["timer_registered"] = bpy.app.timers.is_registered(jobs.tick)
+        report["running_shown"] = bpy.context.window_manager.zeroshape_running
+        run_until_idle(jobs)
+        collection = bpy.data.collections.get("ZeroShape")
+        report["meshes"] = sorted(obj.name for obj in collection.objects) if collection else []
+    elif scenario == "batch_crash_before_save":
+        folder, blend = args[0], args[1]
+        settings.batch_folder = folder
+        settings.resolution = "64"
+        bpy.ops.wm.save_as_mainfile(filepath=blend)  # saved before any mesh exists
+        bpy.ops.zeroshape.batch_import()
+        deadline = time.monotonic() + 120
+        while "ZeroShape" not in bpy.data.collections and time.monotonic() < deadline:
+            jobs.tick()
+            time.sleep(0.05)
+        report["queue"] = json.loads(jobs.queue_file().read_text())
+        print(json.dumps(report))
+        sys.stdout.flush()
+        import os
+
+        os._exit(0)  # Blender crashes before the file is saved again: the first mesh is lost with it
+    elif scenario in ("bad_key_file", "online_access_off"):
+        settings.filepath = args[0]
+        if scenario == "bad_key_file":
+            prefs.use_auth = True
+            prefs.server_public_key = args[1]  # not a key file
+            prefs.client_secret_key = args[1]
+        else:
+            bpy.context.preferences.system.use_online_access = False
+            prefs.address = "tcp://192.0.2.1:5557"  # TEST-NET-1: another computer
+        started = time.monotonic()
+        try:
+            bpy.ops.zeroshape.reconstruct()
+            report["raised"] = ""
+        except RuntimeError as error:
+            report["raised"] = str(error)
+        report["seconds"] = time.monotonic() - started
+        report["last_error"] = bpy.context.window_manager.zeroshape_last_error
+    elif scenario == "cancel":
+        settings.filepath = args[0]
+        settings.resolution = "256"
+        bpy.ops.zeroshape.reconstruct()
+        deadline = time.monotonic() + 60
+        while bpy.context.window_manager.zeroshape_stage in ("", "queued") and time.monotonic() < deadline:
+            jobs.tick()
+            time.sleep(0.05)
+        bpy.ops.zeroshape.cancel()
+        run_until_idle(jobs)
+        report["status"] = bpy.context.window_manager.zeroshape_status
+        report["last_error"] = bpy.context.window_manager.zeroshape_last_error
+    elif scenario == "packed_image":
+        image = bpy.data.images.load(args[0])
+        image.pack()
+        image.filepath = "//gone/photo.jpg"  # the file is not on disk: only the packed copy remains
+        settings.source = "DATABLOCK"
+        settings.image = image
+        settings.resolution = "64"
+        bpy.ops.zeroshape.reconstruct()
+        run_until_idle(jobs)
+        collection = bpy.data.collections.get("ZeroShape")
+        report["meshes"] = sorted(obj.name for obj in collection.objects) if collection else []
+        report["last_error"] = bpy.context.window_manager.zeroshape_last_error
+    elif scenario == "local_backend":
+        python, arguments = args[0], args[1]
+        prefs.backend_python = python
+        prefs.backend_arguments = arguments
+        bpy.ops.zeroshape.start_backend()
+        process = jobs.STATE.backend_process
+        report["pid"] = process.pid
+        from bl_ext.user_default.zeroshape_w.client import BackendError, Client
+
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                Client(address).ping(timeout_s=1, retries=1)
+                break
+            except BackendError:
+                time.sleep(0.5)
+        report["answered"] = time.monotonic() < deadline
+        import os
+
+        report["cwd"] = os.readlink(f"/proc/{process.pid}/cwd")
+        bpy.ops.preferences.addon_disable(module="bl_ext.user_default.zeroshape_w")
+        report["exit_status"] = process.poll()
     elif scenario == "import_benchmark":
         import numpy as np
 

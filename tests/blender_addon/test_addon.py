@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,8 @@ def test_batch_imports_a_grid_and_reports_the_corrupt_file(addon_zip, backend, t
     assert len({tuple(location) for location in report["locations"]}) == 3  # a grid: no two at one place
     assert "broken.jpg" in report["last_error"]
     assert "damaged or truncated" in report["last_error"]
+    assert not re.search(r"[0-9a-f]{32}", report["last_error"])  # the photo's name, not the request id
+    assert report["status"].startswith("batch finished: 3 of 4")  # the summary stays on top of the failures
     assert report["queue"]["items"] == []
     assert report["undo_steps"] == 3
 
@@ -146,3 +149,66 @@ def test_import_of_a_200k_face_mesh_is_fast(addon_zip, tmp_path):
     report = run_scenario("import_benchmark", addon_zip, "tcp://127.0.0.1:1", resources=tmp_path)
     print(f"\nimport of 200,000 faces / 100,000 vertices with colours: {min(report['seconds']):.3f} s (best of 3)")
     assert min(report["seconds"]) < 3.0
+
+
+def test_file_new_during_a_job_keeps_the_timer_and_lands_the_mesh(addon_zip, backend, tmp_path):
+    report = run_scenario("new_file_during_job", addon_zip, backend.address, str(PHOTO), resources=tmp_path)
+    assert report["timer_registered"]  # once: not persistent, so the job's result was dropped silently
+    assert report["running_shown"]  # progress and Cancel are back in the new file's panel
+    assert report["meshes"] == ["coffee"]
+
+
+def test_a_crash_before_saving_loses_no_photo_on_resume(addon_zip, backend, tmp_path):
+    folder = photo_folder(tmp_path)
+    blend = tmp_path / "saved-early.blend"
+    first = run_scenario(
+        "batch_crash_before_save", addon_zip, backend.address, str(folder), str(blend), resources=tmp_path
+    )
+    states = {Path(item["path"]).name: item["state"] for item in first["queue"]["items"]}
+    assert states["a_cup.jpg"] == "done"  # the queue says done, but the saved file never had the mesh
+    second = run_scenario("batch_resume", addon_zip, backend.address, str(folder), str(blend), resources=tmp_path)
+    assert second["meshes"] == ["a_cup", "b_cup", "c_cup"]
+
+
+def test_a_bad_key_file_is_a_one_line_error_naming_it(addon_zip, backend, tmp_path):
+    not_a_key = tmp_path / "notes.txt"
+    not_a_key.write_text("hello")
+    report = run_scenario("bad_key_file", addon_zip, backend.address, str(PHOTO), str(not_a_key), resources=tmp_path)
+    assert str(not_a_key) in report["last_error"]
+    assert "not a CurveZMQ key file" in report["last_error"]
+    assert "Traceback" not in report["raised"]
+    assert report["raised"]
+
+
+def test_online_access_off_refuses_a_remote_backend(addon_zip, tmp_path):
+    report = run_scenario("online_access_off", addon_zip, "tcp://127.0.0.1:1", str(PHOTO), resources=tmp_path)
+    assert "online access is off" in report["last_error"]
+    assert "tcp://192.0.2.1:5557" in report["last_error"]
+    assert report["seconds"] < 2  # refused before any connection is tried
+
+
+def test_a_cancel_is_not_reported_as_an_error(addon_zip, backend, tmp_path):
+    report = run_scenario("cancel", addon_zip, backend.address, str(PHOTO), resources=tmp_path)
+    assert report["status"] == "coffee: cancelled"
+    assert report["last_error"] == ""
+
+
+def test_a_packed_image_is_reconstructed(addon_zip, backend, tmp_path):
+    report = run_scenario("packed_image", addon_zip, backend.address, str(PHOTO), resources=tmp_path)
+    assert report["meshes"] == ["coffee"]  # once: "file not found"
+    assert report["last_error"] == ""
+
+
+def test_the_local_backend_starts_in_the_project_and_stops_with_the_add_on(addon_zip, tmp_path):
+    torch.manual_seed(1)
+    checkpoint = save_checkpoint(ZeroShapeW(get_config("tiny")), tmp_path / "tiny.safetensors")
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    if not venv_python.is_file():
+        pytest.skip("no project virtual environment (.venv)")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    arguments = f"--checkpoint {checkpoint} --device cpu --token-file {tmp_path / 'token'}"
+    report = run_scenario("local_backend", addon_zip, address, str(venv_python), arguments, resources=tmp_path)
+    assert report["answered"]
+    assert Path(report["cwd"]) == ROOT  # once: the system Python's folder, through the venv's symlink
+    assert report["exit_status"] is not None  # disabling the add-on stopped it
+    assert not Path(f"/proc/{report['pid']}").exists() or report["exit_status"] is not None
