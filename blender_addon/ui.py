@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import atexit
+
 import bpy
 
 from . import properties
@@ -43,6 +45,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     properties.register()
     bpy.app.handlers.load_post.append(after_file_load)
+    atexit.register(stop_local_backend)  # Blender finalises Python when it quits: the backend goes with it
     bpy.types.VIEW3D_MT_add.append(menu_add)
     keyconfig = bpy.context.window_manager.keyconfigs.addon
     if keyconfig is not None:  # None in background mode
@@ -61,6 +64,7 @@ def unregister() -> None:
     if STATE.job is not None:
         STATE.job.cancel()
     stop_local_backend()  # a backend this Blender started does not outlive the add-on
+    atexit.unregister(stop_local_backend)
     bpy.types.VIEW3D_MT_add.remove(menu_add)
     properties.unregister()
     for cls in reversed(CLASSES):
