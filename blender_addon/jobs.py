@@ -8,6 +8,7 @@ shown in the panel and imports finished meshes. (Timers do not run in background
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -133,27 +134,35 @@ def backend_reachable(context) -> str | None:
 
 
 def add_match_camera(context, obj, metadata: dict) -> None:
-    """A camera posed and focused as the model's estimate of the photo's camera, with the photo behind."""
+    """A camera posed and focused as the model's estimate of the photo's camera, with the photo behind, made the
+    scene's camera with the photo's render size, so the mesh lines up with the photo through it."""
     import mathutils
 
-    rotation, position = camera_module.camera_pose(metadata)
+    match = camera_module.match_camera(metadata)
     camera_data = bpy.data.cameras.new(f"{obj.name} camera")
-    camera_data.sensor_fit = "HORIZONTAL"
-    camera_data.sensor_width = camera_module.SENSOR_WIDTH_MM
-    camera_data.lens = camera_module.lens_mm(metadata, camera_data.sensor_width)
+    camera_data.sensor_fit = match.sensor_fit
+    camera_data.sensor_width = camera_data.sensor_height = match.sensor_mm
+    camera_data.lens = match.lens_mm
+    camera_data.shift_x, camera_data.shift_y = match.shift_x, match.shift_y
     camera = bpy.data.objects.new(f"{obj.name} camera", camera_data)
     matrix = mathutils.Matrix.Identity(4)
     for i in range(3):
         for j in range(3):
-            matrix[i][j] = rotation[i, j]
-        matrix[i][3] = position[i]
+            matrix[i][j] = match.rotation[i, j]
+        matrix[i][3] = match.position[i]
+    context.view_layer.update()  # obj.matrix_world follows its new location only once the view layer is updated
     camera.matrix_world = obj.matrix_world @ matrix
     scene_module.reconstruction_collection(context.scene).objects.link(camera)
+    scene = context.scene
+    scene.camera = camera
+    scene.render.resolution_x, scene.render.resolution_y = match.resolution
+    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
     photo_path = metadata.get("blender_photo")
     if photo_path and Path(photo_path).is_file():
         image = bpy.data.images.load(photo_path, check_existing=True)
         background = camera_data.background_images.new()
         background.image = image
+        background.frame_method = "FIT"
         camera_data.show_background_images = True
 
 
@@ -189,6 +198,8 @@ def _import_result(context, result) -> None:
     obj = scene_module.import_mesh(
         context, STATE.job_name, result.vertices, result.faces, result.colors, location=STATE.job_location
     )
+    # The reconstruction's metadata (camera, frame, category, model) stays with the object, for scripts and tools.
+    obj["zeroshape"] = json.dumps(result.metadata)
     if context.scene.zeroshape.match_photo and STATE.batch is None:
         try:
             add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})

@@ -51,6 +51,8 @@ def main() -> None:
 
     scene_module.push_undo = counting_push
     if scenario == "single":
+        import numpy as np
+
         photo = args[0]
         scene.cursor.location = (1.0, 2.0, 3.0)
         settings.filepath = photo
@@ -74,6 +76,29 @@ def main() -> None:
                 centre += point
             centre /= len(points)
             report["mesh_in_front"] = (camera.matrix_world.inverted() @ centre).z < 0
+            # Blender's own projection through the match camera agrees with the add-on's maths (camera.py), which
+            # tests check against the photo without Blender.
+            from bl_ext.user_default.zeroshape_w.camera import match_camera, project
+            from bpy_extras.object_utils import world_to_camera_view
+
+            metadata = json.loads(mesh_object["zeroshape"])
+            match = match_camera(metadata)
+            width, height = match.resolution
+            local = np.array([list(v.co) for v in mesh_object.data.vertices[:500]])
+            ours = project(match, local)
+            theirs, depths = [], []
+            for vertex in mesh_object.data.vertices[:500]:
+                ndc = world_to_camera_view(scene, camera, mesh_object.matrix_world @ vertex.co)
+                theirs.append((ndc.x * width, (1 - ndc.y) * height))
+                depths.append(ndc.z)
+            # Vertices well in front of the camera (an untrained model's blob may wrap around it; near the camera's
+            # plane both projections run off to infinity).
+            usable = np.isfinite(ours).all(axis=1) & (np.array(depths) > 0.1)
+            report["projected"] = int(usable.sum())
+            report["projection_max_px"] = float(np.abs(ours[usable] - np.array(theirs)[usable]).max())
+            report["scene_camera"] = scene.camera == camera
+            report["render_size"] = [scene.render.resolution_x, scene.render.resolution_y]
+            report["photo_size"] = metadata["camera"]["photo_size_px"]
         bpy.ops.zeroshape.check_backend()
         report["backend"] = bpy.context.window_manager.zeroshape_backend
         report["new_objects"] = len(bpy.data.objects) - objects_before

@@ -85,6 +85,12 @@ def test_match_photo_adds_a_camera_that_sees_the_mesh(addon_zip, backend, tmp_pa
     assert report["camera_lens"] > 0
     assert report["camera_background"]
     assert report["mesh_in_front"]
+    assert report["scene_camera"]  # the match camera is the scene's camera
+    assert report["render_size"] == report["photo_size"]  # the photo's size and aspect, not 1920 × 1080
+    assert report["projected"] > 100
+    # Blender projects as camera.py does (once the camera sat off by the 3D cursor's position: the object's
+    # matrix_world was read before the view layer had moved it to the cursor).
+    assert report["projection_max_px"] < 0.5
 
 
 def test_vertex_count_matches_what_the_backend_sent(addon_zip, backend, tmp_path):
