@@ -32,6 +32,7 @@ class _State:
         self.job_location = None
         self.job_photo = ""
         self.job_request_id = ""
+        self.job_started = 0.0
         self.batch: batch_module.BatchQueue | None = None
         self.batch_item: batch_module.BatchItem | None = None
         self.cancel_batch_after_current = False
@@ -117,6 +118,7 @@ def request_options(context) -> ReconstructOptions:
         category=settings.category.strip() or "object",
         frame="blender",
         color=settings.color,
+        max_faces=settings.max_faces if settings.limit_faces else None,
     )
 
 
@@ -181,8 +183,10 @@ def tick() -> float | None:
             return TICK_SECONDS
         kind = event[0]
         if kind == "progress":
-            wm.zeroshape_stage, wm.zeroshape_progress = event[1], float(event[2])
-            status(context, f"{STATE.job_name}: {event[1]} {event[2]:.0%}")
+            stage, fraction = event[1], float(event[2])
+            wm.zeroshape_stage = f"{stage} · {progress_times(time.monotonic() - STATE.job_started, fraction)}"
+            wm.zeroshape_progress = fraction
+            status(context, f"{STATE.job_name}: {stage} {fraction:.0%}")
             continue
         STATE.job = None
         wm.zeroshape_running = STATE.batch is not None
@@ -198,6 +202,9 @@ def _import_result(context, result) -> None:
     obj = scene_module.import_mesh(
         context, STATE.job_name, result.vertices, result.faces, result.colors, location=STATE.job_location
     )
+    height = context.scene.zeroshape.real_height
+    if height > 0:  # the mesh arrives 1 unit tall, standing on z = 0
+        obj.scale = (height, height, height)
     # The reconstruction's metadata (camera, frame, category, model) stays with the object, for scripts and tools.
     obj["zeroshape"] = json.dumps(result.metadata)
     if context.scene.zeroshape.match_photo and STATE.batch is None:
@@ -279,6 +286,7 @@ def _submit(context, name: str, data: bytes, options: ReconstructOptions, locati
     STATE.job = make_client(context).submit(data, options)
     STATE.job_name, STATE.job_location, STATE.job_photo = name, location, photo
     STATE.job_request_id = STATE.job.request_id
+    STATE.job_started = time.monotonic()
     wm = context.window_manager
     wm.zeroshape_running, wm.zeroshape_progress, wm.zeroshape_stage = True, 0.0, "queued"
     ensure_timer()
@@ -291,6 +299,14 @@ def stop_local_backend() -> bool:
     stopped = stop(STATE.backend_process)
     STATE.backend_process = None
     return stopped
+
+
+def progress_times(elapsed_s: float, fraction: float) -> str:
+    """ "12 s, about 30 s left": the time so far and, once there is enough progress to go by, what remains."""
+    text = f"{elapsed_s:.0f} s"
+    if 0.05 <= fraction < 1.0:
+        text += f", about {elapsed_s * (1 - fraction) / fraction:.0f} s left"
+    return text
 
 
 def ensure_timer() -> None:

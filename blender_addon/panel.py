@@ -38,6 +38,12 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
         row = layout.row()
         row.prop(settings, "color")
         row.prop(settings, "match_photo")
+        row = layout.row()
+        row.prop(settings, "limit_faces")
+        sub = row.row()
+        sub.enabled = settings.limit_faces
+        sub.prop(settings, "max_faces", text="")
+        layout.prop(settings, "real_height")
         layout.operator(ZEROSHAPE_OT_reconstruct.bl_idname, icon="MESH_MONKEY")
         if wm.zeroshape_running:
             layout.progress(factor=wm.zeroshape_progress, type="BAR", text=wm.zeroshape_stage or "working")

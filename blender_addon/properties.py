@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, PointerProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from .protocol import DEFAULT_ADDRESS, is_loopback
 
@@ -60,6 +60,16 @@ class ZeroShapeSettings(bpy.types.PropertyGroup):
     resolution: EnumProperty(name="Detail", items=RESOLUTIONS, default="128")
     color: BoolProperty(name="Colour from photo", default=True)
     match_photo: BoolProperty(name="Match photo", description="Add a camera that sees the mesh as the photo did")
+    limit_faces: BoolProperty(name="Face budget", description="Decimate the mesh to at most this many faces")
+    max_faces: IntProperty(name="Faces", default=20_000, min=100, max=10_000_000)
+    real_height: FloatProperty(
+        name="Height",
+        description="The object's real height: the mesh is scaled to it (0: leave it 1 unit tall)",
+        default=0.0,
+        min=0.0,
+        soft_max=10.0,
+        unit="LENGTH",
+    )
     batch_folder: StringProperty(name="Folder", subtype="DIR_PATH")
 
 

@@ -58,6 +58,8 @@ def main() -> None:
         settings.filepath = photo
         settings.resolution = "64"
         settings.match_photo = len(args) > 1 and args[1] == "match"
+        if len(args) > 1 and args[1] == "budget":
+            settings.limit_faces, settings.max_faces, settings.real_height = True, 500, 0.3
         objects_before = len(bpy.data.objects)
         result = bpy.ops.zeroshape.reconstruct()
         report["operator"] = sorted(result)
@@ -107,6 +109,8 @@ def main() -> None:
         report["vertices"] = len(obj.data.vertices)
         report["faces"] = len(obj.data.polygons)
         report["location"] = list(obj.location)
+        report["scale"] = list(obj.scale)
+        report["height"] = obj.dimensions.z
         report["collection"] = obj.users_collection[0].name
         report["active"] = bpy.context.view_layer.objects.active == obj
         report["material"] = obj.data.materials[0].name

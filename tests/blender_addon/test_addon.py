@@ -93,6 +93,13 @@ def test_match_photo_adds_a_camera_that_sees_the_mesh(addon_zip, backend, tmp_pa
     assert report["projection_max_px"] < 0.5
 
 
+def test_face_budget_and_real_height(addon_zip, backend, tmp_path):
+    report = run_scenario("single", addon_zip, backend.address, str(PHOTO), "budget", resources=tmp_path)
+    assert 0 < report["faces"] <= 500
+    assert report["scale"] == pytest.approx([0.3, 0.3, 0.3])
+    assert report["height"] == pytest.approx(0.3, rel=0.02)  # the mesh arrives 1 unit tall
+
+
 def test_vertex_count_matches_what_the_backend_sent(addon_zip, backend, tmp_path):
     from blender_addon.client import Client
     from blender_addon.protocol import ReconstructOptions
