@@ -36,10 +36,16 @@ benchmark: setup
 
 # The main job: reconstruct the example photos with the default checkpoint, a mesh, its JSON and a
 # preview picture (photo beside a Cycles render of the mesh) for each, in out/examples/, and all previews
-# in one picture, out/examples-overview.png (the README shows it).
+# in one picture, out/examples-overview.png (the README shows it); then each mesh through the camera it
+# estimates for its photo, over the photo (out/match-photo-overview.png, also in the README).
 run: setup
 	$(BIN)/zeroshape-w reconstruct examples/*.jpg -o out/examples --preview
 	$(BIN)/python -m training.figures grid out/examples/*.png -o out/examples-overview.png
+	$(BIN)/zeroshape-w reconstruct examples/*.jpg -o out/match-photo --format ply --quiet
+	for photo in examples/*.jpg; do name=$$(basename $$photo .jpg); \
+	  $(BIN)/python -m backend.preview_render out/match-photo/$$name.ply out/match-photo/$$name-overlay.png \
+	    --photo $$photo --match-photo out/match-photo/$$name.json --size 512 || exit 1; done
+	$(BIN)/python -m training.figures grid out/match-photo/*-overlay.png -o out/match-photo-overview.png --columns 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache dist build *.egg-info

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -188,6 +189,20 @@ def side_by_side(photo_path: Path, render_path: Path, out_path: Path, size: int)
     canvas.save(out_path)
 
 
+def over_photo(photo_path: Path, render_path: Path, out_path: Path, opacity: float = 0.7) -> None:
+    """Write the render (RGBA, the size of the photo or smaller, same aspect) over the photo: the mesh through the
+    match camera, at `opacity`, so a person sees how well it lines up with what was photographed."""
+    from PIL import Image, ImageOps
+
+    with Image.open(render_path) as render:
+        render = render.convert("RGBA")
+    with Image.open(photo_path) as photo:
+        photo = ImageOps.exif_transpose(photo).convert("RGB").resize(render.size, Image.Resampling.LANCZOS)
+    alpha = render.getchannel("A").point(lambda value: round(value * opacity))
+    photo.paste(render.convert("RGB"), (0, 0), mask=alpha)
+    photo.save(out_path)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Subprocess side: everything below imports bpy inside functions only.
 # ---------------------------------------------------------------------------------------------------------------------
@@ -314,6 +329,14 @@ def _add_camera(scene, vertices) -> None:
     scene.collection.objects.link(camera)
     scene.camera = camera
 
+    _add_sun(scene)
+
+
+def _add_sun(scene) -> None:
+    """The preview's sun, from the upper left of a 3/4 view."""
+    import bpy
+    from mathutils import Vector
+
     sun_data = bpy.data.lights.new("preview_sun", type="SUN")
     sun_data.energy = 3.0  # W/m²
     sun_data.angle = math.radians(10.0)  # a slightly soft shadow edge
@@ -382,11 +405,41 @@ def _set_up_render(scene, size: int, samples: int) -> None:
     render.use_file_extension = False
 
 
-def render_scene(mesh_path: Path, out_path: Path, size: int, samples: int) -> bool:
+def _add_match_camera(scene, metadata: dict, size: int) -> None:
+    """The camera the reconstruction estimates for its photo (`blender_addon.camera`), rendering the photo's aspect
+    with its longer side `size` pixels, onto a transparent film; and the preview's sun."""
+    import bpy
+
+    from blender_addon.camera import match_camera
+
+    match = match_camera(metadata)
+    data = bpy.data.cameras.new("match_camera")
+    data.sensor_fit = match.sensor_fit
+    data.sensor_width = data.sensor_height = match.sensor_mm
+    data.lens = match.lens_mm
+    data.shift_x, data.shift_y = match.shift_x, match.shift_y
+    data.clip_start = 1e-3
+    camera = bpy.data.objects.new("match_camera", data)
+    matrix = camera.matrix_world.copy()
+    for i in range(3):
+        for j in range(3):
+            matrix[i][j] = match.rotation[i, j]
+        matrix[i][3] = match.position[i]
+    camera.matrix_world = matrix
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    width, height = match.resolution
+    scale = size / max(width, height)
+    scene.render.resolution_x, scene.render.resolution_y = round(width * scale), round(height * scale)
+    _add_sun(scene)
+
+
+def render_scene(mesh_path: Path, out_path: Path, size: int, samples: int, match_metadata: dict | None = None) -> bool:
     """Build the preview scene for ``mesh_path`` and render it to the PNG ``out_path`` (bpy process only).
 
-    ``out_path`` must be a plain file name (no '#', which Blender replaces by the frame number).
-    Returns whether the mesh had a colour attribute.
+    ``out_path`` must be a plain file name (no '#', which Blender replaces by the frame number). With
+    ``match_metadata`` (a reconstruction's JSON), the mesh is seen through the camera it estimates for its photo, on a
+    transparent film (RGBA). Returns whether the mesh had a colour attribute.
     """
     import bpy
 
@@ -399,8 +452,13 @@ def render_scene(mesh_path: Path, out_path: Path, size: int, samples: int) -> bo
     coloured = _apply_material(objects)
     # matrix_world is only current after a depsgraph update (glTF imports parent objects to nodes/empties).
     bpy.context.view_layer.update()
-    _add_camera(scene, _world_vertices(objects))
     _set_up_render(scene, size, samples)
+    if match_metadata is None:
+        _add_camera(scene, _world_vertices(objects))
+    else:
+        _add_match_camera(scene, match_metadata, size)
+        scene.render.film_transparent = True
+        scene.render.image_settings.color_mode = "RGBA"
     scene.render.filepath = str(out_path)
     bpy.ops.render.render(write_still=True)
     if not out_path.is_file():
@@ -418,6 +476,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=512, help="image side in pixels (default 512)")
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default 16)")
     parser.add_argument("--photo", type=Path, help="input photo to show at the left of the render")
+    parser.add_argument(
+        "--match-photo",
+        type=Path,
+        metavar="JSON",
+        help="with --photo: render through the camera this reconstruction JSON estimates, over the photo (the mesh "
+        "must be a PLY or OBJ in the JSON's frame)",
+    )
     args = parser.parse_args(argv)
     if args.size < 8:
         parser.error("--size must be at least 8")
@@ -440,16 +505,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not mesh_path.is_file():
             raise _MeshError("no such file")
+        if args.match_photo is not None and args.photo is None:
+            raise _MeshError("--match-photo needs --photo")
         if args.photo is not None and not args.photo.is_file():
             raise _MeshError(f"no such photo: {args.photo}")
         # Render into a private folder under a fixed name, then move: Blender treats '#' and '//' in paths specially,
         # and a reader never sees a half-written preview.
         with tempfile.TemporaryDirectory(prefix="zeroshape-preview-") as tmp:
             rendered = Path(tmp) / "render.png"
-            render_scene(mesh_path, rendered, args.size, args.samples)
+            match = json.loads(args.match_photo.read_text()) if args.match_photo else None
+            render_scene(mesh_path, rendered, args.size, args.samples, match)
             out_path.parent.mkdir(parents=True, exist_ok=True)
             staged = Path(tmp) / "out.png"
-            if args.photo is not None:
+            if match is not None:
+                over_photo(args.photo.resolve(), rendered, staged)
+            elif args.photo is not None:
                 side_by_side(args.photo.resolve(), rendered, staged, args.size)
             else:
                 staged = rendered
