@@ -112,6 +112,38 @@ def test_photo_side_by_side(meshes: dict[str, Path], tmp_path: Path) -> None:
 
 @pytest.mark.blender
 @needs_bpy
+def test_match_photo_draws_the_mesh_where_its_camera_sees_it(meshes: dict[str, Path], tmp_path: Path) -> None:
+    """A reconstruction JSON whose camera looks at the unit sphere from 4 units away, its principal point off to the
+    right of a 300 × 200 green photo: the sphere is drawn over the photo around that point, the photo elsewhere."""
+    import json
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (300, 200), (0, 200, 0)).save(photo)
+    metadata = {
+        "frame_transform": np.eye(4).tolist(),
+        "normalisation": {"centroid": [0.0, 0.0, 4.0], "scale": 1.0},  # the sphere's centre, 4 units ahead
+        "camera": {
+            "focal_length_photo_px": 150.0,
+            "principal_point_photo_px": [219.5, 99.5],
+            "photo_size_px": [300, 200],
+        },
+    }
+    (tmp_path / "sphere.json").write_text(json.dumps(metadata))
+    out = tmp_path / "over.png"
+    command = [sys.executable, "-m", "backend.preview_render", str(meshes["sphere"]), str(out), "--size", "150"]
+    command += ["--samples", "2", "--photo", str(photo), "--match-photo", str(tmp_path / "sphere.json")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    pixels = _pixels(out)
+    assert pixels.shape == (100, 150, 3)  # the photo's aspect, its longer side --size
+    # The sphere (radius 1 at 4 units, focal 150 px at full size) covers about ±19 px around (110, 50) here.
+    assert abs(pixels[50, 110] - (0, 200, 0)).max() > 30
+    for corner in (pixels[5, 5], pixels[95, 5], pixels[50, 60]):
+        assert (abs(corner - (0, 200, 0)) <= 3).all()
+
+
+@pytest.mark.blender
+@needs_bpy
 @pytest.mark.parametrize(("name", "expected"), [("garbage", "cannot read the mesh"), ("points", "no faces")])
 def test_unreadable_or_empty_mesh_raises(meshes: dict[str, Path], tmp_path: Path, name: str, expected: str) -> None:
     out = tmp_path / f"{name}.png"
