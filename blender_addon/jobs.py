@@ -37,6 +37,10 @@ class _State:
         self.batch_item: batch_module.BatchItem | None = None
         self.cancel_batch_after_current = False
         self.backend_process = None
+        self.backend_problem: str | None = None
+        """Why the backend cannot be reached, from the last background check; None when it answered (or
+        before the first check). The Reconstruct button is greyed out with this reason."""
+        self.backend_check = None
 
 
 STATE = _State()
@@ -307,6 +311,38 @@ def progress_times(elapsed_s: float, fraction: float) -> str:
     if 0.05 <= fraction < 1.0:
         text += f", about {elapsed_s * (1 - fraction) / fraction:.0f} s left"
     return text
+
+
+BACKEND_CHECK_SECONDS = 5.0
+
+
+def watch_backend() -> float:
+    """A persistent timer: every few seconds, ping the backend in a background thread (Blender never waits on the
+    network) and keep the answer in STATE.backend_problem for the Reconstruct button's poll."""
+    import threading
+
+    from .client import BackendError
+
+    if STATE.backend_check is not None and STATE.backend_check.is_alive():
+        return BACKEND_CHECK_SECONDS
+    try:
+        client = make_client(bpy.context)  # preferences are read here, on the main thread
+    except BackendError as error:
+        STATE.backend_problem = str(error)
+        return BACKEND_CHECK_SECONDS
+    prefs = preferences(bpy.context)
+    timeout = prefs.ping_timeout if prefs else 0.5
+
+    def check() -> None:
+        try:
+            client.ping(timeout_s=timeout, retries=2)
+            STATE.backend_problem = None
+        except BackendError as error:
+            STATE.backend_problem = str(error)
+
+    STATE.backend_check = threading.Thread(target=check, name="zeroshape-backend-check", daemon=True)
+    STATE.backend_check.start()
+    return BACKEND_CHECK_SECONDS
 
 
 def ensure_timer() -> None:

@@ -37,6 +37,9 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
         if settings.source == "FILE" and not settings.filepath:
             cls.poll_message_set("choose a photo first")
             return False
+        if STATE.backend_problem:  # from the background check (jobs.watch_backend), a few seconds old at most
+            cls.poll_message_set(STATE.backend_problem)
+            return False
         return True
 
     def execute(self, context):

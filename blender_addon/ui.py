@@ -9,7 +9,7 @@ import atexit
 import bpy
 
 from . import properties
-from .jobs import STATE, after_file_load, stop_local_backend, tick
+from .jobs import STATE, after_file_load, stop_local_backend, tick, watch_backend
 from .operators import (
     ZEROSHAPE_OT_batch_import,
     ZEROSHAPE_OT_batch_resume,
@@ -45,6 +45,7 @@ def register() -> None:
         bpy.utils.register_class(cls)
     properties.register()
     bpy.app.handlers.load_post.append(after_file_load)
+    bpy.app.timers.register(watch_backend, first_interval=1.0, persistent=True)
     atexit.register(stop_local_backend)  # Blender finalises Python when it quits: the backend goes with it
     bpy.types.VIEW3D_MT_add.append(menu_add)
     keyconfig = bpy.context.window_manager.keyconfigs.addon
@@ -59,6 +60,8 @@ def unregister() -> None:
     _KEYMAPS.clear()
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
+    if bpy.app.timers.is_registered(watch_backend):
+        bpy.app.timers.unregister(watch_backend)
     if after_file_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(after_file_load)
     if STATE.job is not None:

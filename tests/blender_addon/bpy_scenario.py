@@ -250,6 +250,17 @@ def main() -> None:
         report["cwd"] = os.readlink(f"/proc/{process.pid}/cwd")
         bpy.ops.preferences.addon_disable(module="bl_ext.user_default.zeroshape_w")
         report["exit_status"] = process.poll()
+    elif scenario == "greyed_out":
+        settings.filepath = args[0]
+        report["enabled_before_check"] = bpy.ops.zeroshape.reconstruct.poll()
+        jobs.watch_backend()  # what the persistent timer does every few seconds
+        jobs.STATE.backend_check.join(timeout=10)
+        report["enabled_without_backend"] = bpy.ops.zeroshape.reconstruct.poll()
+        report["problem"] = jobs.STATE.backend_problem or ""
+        prefs.address = args[1]  # a running backend
+        jobs.watch_backend()
+        jobs.STATE.backend_check.join(timeout=10)
+        report["enabled_with_backend"] = bpy.ops.zeroshape.reconstruct.poll()
     elif scenario == "import_benchmark":
         import numpy as np
 

@@ -225,3 +225,12 @@ def test_the_local_backend_starts_in_the_project_and_stops_with_the_add_on(addon
     assert Path(report["cwd"]) == ROOT  # once: the system Python's folder, through the venv's symlink
     assert report["exit_status"] is not None  # disabling the add-on stopped it
     assert not Path(f"/proc/{report['pid']}").exists() or report["exit_status"] is not None
+
+
+def test_reconstruct_is_greyed_out_with_the_reason_while_the_backend_is_unreachable(addon_zip, backend, tmp_path):
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    report = run_scenario("greyed_out", addon_zip, nowhere, str(PHOTO), backend.address, resources=tmp_path)
+    assert report["enabled_before_check"]  # nothing known yet: the button itself pings on press
+    assert not report["enabled_without_backend"]
+    assert "nothing listens there" in report["problem"]
+    assert report["enabled_with_backend"]
