@@ -6,9 +6,17 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from backend.pipeline import Reconstruction
 
 FORMATS = ("glb", "obj", "ply", "stl")
+Y_UP_FORMATS = ("glb", "obj")
+"""Formats whose readers take +Y as up: glTF by its specification, OBJ by custom (Blender's and most tools' OBJ
+importers turn Y up into Z up). A mesh in the `blender` frame (Z up) is turned Y up in them, so it stands upright
+wherever it is opened; PLY and STL keep Z up, as their importers do."""
+Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+"""(x, y, z) → (x, z, −y): up stays up, the front (−Y in Blender) becomes glTF's front (+Z)."""
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -27,9 +35,20 @@ def write_reconstruction(reconstruction: Reconstruction, mesh_path: str | Path, 
         raise ValueError(f"unknown format {file_format!r}; choose one of {', '.join(FORMATS)}")
     mesh_path = Path(mesh_path)
     mesh_path.parent.mkdir(parents=True, exist_ok=True)
-    data = reconstruction.to_trimesh().export(file_type=file_format)
+    mesh = reconstruction.to_trimesh()
+    file_transform = np.eye(4)
+    if file_format in Y_UP_FORMATS and reconstruction.metadata.get("frame") == "blender":
+        file_transform = Z_UP_TO_Y_UP
+        mesh.apply_transform(file_transform)
+    data = mesh.export(file_type=file_format)
     _atomic_write(mesh_path, data.encode() if isinstance(data, str) else data)
     json_path = mesh_path.with_suffix(".json")
-    metadata = dict(reconstruction.metadata, mesh_file=mesh_path.name, format=file_format)
+    metadata = dict(
+        reconstruction.metadata,
+        mesh_file=mesh_path.name,
+        format=file_format,
+        file_transform=file_transform.tolist(),
+        file_transform_maps="output vertices (the frame above) -> the coordinates in the mesh file",
+    )
     _atomic_write(json_path, json.dumps(metadata, indent=2).encode())
     return mesh_path, json_path

@@ -243,6 +243,22 @@ def test_cli_formats(checkpoint, photo_path, tmp_path, sphere_model, file_format
     assert (tmp_path / "mug.json").is_file()
 
 
+@pytest.mark.parametrize(("file_format", "up_axis"), [("glb", 1), ("obj", 1), ("ply", 2), ("stl", 2)])
+def test_blender_frame_files_stand_upright_in_their_format(
+    checkpoint, photo_path, tmp_path, sphere_model, file_format, up_axis
+):
+    """glTF is Y-up by its specification and OBJ by custom (Blender's importers turn both to Z up): a `blender`
+    frame mesh rests on the ground along the format's up axis (once, a GLB opened in Blender lay on its back)."""
+    options = ["--checkpoint", str(checkpoint), "--resolution", "32", "--format", file_format, "-q"]
+    assert main(["reconstruct", str(photo_path), "-o", str(tmp_path), *options]) == 0
+    vertices = np.asarray(trimesh.load(tmp_path / f"mug.{file_format}", force="mesh").vertices)
+    assert vertices[:, up_axis].min() == pytest.approx(0.0, abs=1e-4)  # standing on the ground
+    assert vertices[:, up_axis].max() == pytest.approx(1.0, abs=1e-4)  # one unit tall
+    metadata = json.loads((tmp_path / "mug.json").read_text())
+    expected = np.eye(4) if up_axis == 2 else np.array([[1, 0, 0, 0], [0, 0, 1, 0], [0, -1, 0, 0], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(metadata["file_transform"], expected)
+
+
 def test_cli_accepts_folders_and_globs_and_names_outputs_uniquely(checkpoint, photo_path, tmp_path, sphere_model):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
