@@ -115,7 +115,9 @@ def image_bytes(image) -> tuple[str, bytes]:
         return Path(image.name).stem, png.read_bytes()
 
 
-def request_options(context) -> ReconstructOptions:
+def request_options(context, with_box: bool = True) -> ReconstructOptions:
+    """The panel's settings as the options of a request (a batch leaves the box out: it belongs to one photo).
+    ValueError, with the option's rule, for a box that is not one."""
     settings = context.scene.zeroshape
     return ReconstructOptions(
         resolution=int(settings.resolution),
@@ -123,6 +125,7 @@ def request_options(context) -> ReconstructOptions:
         frame="blender",
         color=settings.color,
         max_faces=settings.max_faces if settings.limit_faces else None,
+        box=tuple(settings.box) if settings.use_box and with_box else None,
     )
 
 
@@ -282,7 +285,8 @@ def _start_next_batch_item(context) -> float | None:
     item.state = "running"
     queue.save(queue_file())
     STATE.batch_item = item
-    _submit(context, Path(item.path).stem, data, request_options(context), queue.grid_position(item), item.path)
+    options = request_options(context, with_box=False)
+    _submit(context, Path(item.path).stem, data, options, queue.grid_position(item), item.path)
     return TICK_SECONDS
 
 

@@ -45,6 +45,7 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
     def execute(self, context):
         try:
             name, data = read_source(context)
+            options = request_options(context)
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -56,7 +57,7 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
             return {"CANCELLED"}
         settings = context.scene.zeroshape
         photo = bpy.path.abspath(settings.filepath) if settings.source == "FILE" else ""
-        _submit(context, name, data, request_options(context), None, photo)
+        _submit(context, name, data, options, None, photo)
         self.report({"INFO"}, f"reconstructing {name}…")
         return {"FINISHED"}
 

@@ -44,6 +44,11 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
         sub.enabled = settings.limit_faces
         sub.prop(settings, "max_faces", text="")
         layout.prop(settings, "real_height")
+        row = layout.row()
+        row.prop(settings, "use_box")
+        sub = row.row()
+        sub.enabled = settings.use_box
+        sub.prop(settings, "box", text="")
         layout.operator(ZEROSHAPE_OT_reconstruct.bl_idname, icon="MESH_MONKEY")
         if wm.zeroshape_running:
             layout.progress(factor=wm.zeroshape_progress, type="BAR", text=wm.zeroshape_stage or "working")

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty, StringProperty
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    FloatVectorProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .protocol import DEFAULT_ADDRESS, is_loopback
 
@@ -60,6 +68,16 @@ class ZeroShapeSettings(bpy.types.PropertyGroup):
     resolution: EnumProperty(name="Detail", items=RESOLUTIONS, default="128")
     color: BoolProperty(name="Colour from photo", default=True)
     match_photo: BoolProperty(name="Match photo", description="Add a camera that sees the mesh as the photo did")
+    use_box: BoolProperty(
+        name="Object box", description="Reconstruct the object inside this box of the photo (instead of finding it)"
+    )
+    box: FloatVectorProperty(
+        name="Box",
+        description="x0, y0, x1, y1 in the photo's pixels, from its top-left corner",
+        size=4,
+        min=0.0,
+        default=(0.0, 0.0, 0.0, 0.0),
+    )
     limit_faces: BoolProperty(name="Face budget", description="Decimate the mesh to at most this many faces")
     max_faces: IntProperty(name="Faces", default=20_000, min=100, max=10_000_000)
     real_height: FloatProperty(

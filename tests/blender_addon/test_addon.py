@@ -100,6 +100,13 @@ def test_face_budget_and_real_height(addon_zip, backend, tmp_path):
     assert report["height"] == pytest.approx(0.3, rel=0.02)  # the mesh arrives 1 unit tall
 
 
+def test_an_object_box_from_the_panel_reaches_the_crop(addon_zip, backend, tmp_path):
+    report = run_scenario("single", addon_zip, backend.address, str(PHOTO), "box", resources=tmp_path)
+    x0, y0, x1, y1 = report["crop_box"]
+    assert ((x0 + x1) / 2, (y0 + y1) / 2) == pytest.approx((300.0, 200.0))  # the box's centre, in photo pixels
+    assert x1 - x0 == pytest.approx(200.0 * 1.2)  # the box, with the checkpoint's crop margin
+
+
 def test_vertex_count_matches_what_the_backend_sent(addon_zip, backend, tmp_path):
     from blender_addon.client import Client
     from blender_addon.protocol import ReconstructOptions
