@@ -492,24 +492,23 @@ class Server:
             job.started = time.monotonic()
             start_mb = self.metrics.job_started()
             try:
-                response = self._run(job, lambda response, job=job: emit(job, response))
-                self.metrics.count("done" if response.type == "result" else "failed")
-                emit(job, response)
+                final = self._run(job, lambda response, job=job: emit(job, response))
+                self.metrics.count("done" if final.type == "result" else "failed")
             except JobAbortedError as aborted:
                 kind = "cancelled" if aborted.code == "cancelled" else "error"
                 outcome = "abandoned" if job.abandoned else "cancelled" if kind == "cancelled" else "expired"
                 self.metrics.count(outcome)
-                emit(job, Response(job.request_id, kind, error_fields(aborted.code, str(aborted))))
+                final = Response(job.request_id, kind, error_fields(aborted.code, str(aborted)))
             except Exception as error:  # one bad job must never take the server down
                 log.exception("job %s failed", job.request_id)
                 self.metrics.count("failed")
-                emit(
-                    job, Response(job.request_id, "error", error_fields("internal", f"{type(error).__name__}: {error}"))
-                )
+                final = Response(job.request_id, "error", error_fields("internal", f"{type(error).__name__}: {error}"))
             finally:
                 self.running = None
                 rise = self.metrics.job_finished(time.monotonic() - job.started, start_mb)
                 log.info("job %s: %.2f s, peak memory +%s MB", job.request_id, time.monotonic() - job.started, rise)
+            # Answered only once the job is off the books: a client that asks `info` on its answer sees it done.
+            emit(job, final)
         push.close(linger=0)
 
     def _run(self, job: QueuedJob, emit) -> Response:
