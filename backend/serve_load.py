@@ -54,21 +54,22 @@ def run_load(
     clients: int = 8,
     jobs: int = 5,
     kill_worker_after_s: float | None = None,
-    client_factory=Client,
+    progress=None,
     timeout_s: float = 3600.0,
 ) -> LoadResult:
     """`clients` threads × `jobs` reconstructions each. With `kill_worker_after_s`, SIGKILL the first worker a
-    broker's `info` lists (local brokers only) after that many seconds."""
+    broker's `info` lists (local brokers only) after that many seconds. `progress(stage, fraction)` sees every
+    client's progress events (from their threads)."""
     result = LoadResult()
     lock = threading.Lock()
 
     def one_client(index: int) -> None:
-        client = client_factory(address)
+        client = Client(address)
         for number in range(jobs):
             request_id = f"load-c{index}-j{number}"
             started = time.monotonic()
             try:
-                mesh = client.reconstruct(image, options, request_id=request_id)
+                mesh = client.reconstruct(image, options, progress=progress, request_id=request_id)
                 outcome = "result" if mesh.metadata.get("source") == f"request {request_id}" else "mixed"
             except JobFailedError as error:
                 outcome = error.code
@@ -85,7 +86,7 @@ def run_load(
         thread.start()
     if kill_worker_after_s is not None:
         time.sleep(kill_worker_after_s)
-        workers = client_factory(address).info().get("workers") or []
+        workers = Client(address).info().get("workers") or []
         if not workers:
             raise RuntimeError(f"{address} is not a broker (its info lists no workers): nothing to kill")
         result.killed_worker = workers[0]["pid"]

@@ -440,32 +440,9 @@ def test_eight_stock_clients_get_all_forty_meshes(stock_server):
     for its own request, and the clients waiting behind others hear where they are in the queue. (Once, 5
     of 40 came back at resolution 128: queued jobs got no heartbeat, and the clients gave up on them.) At
     resolution 32 here, to keep the suite short; the same test at 128 passed 40/40 in 570 s on 2 cores."""
-    image = PHOTO.read_bytes()
-    job = SMALL_JOB
-    outcomes: dict[tuple[int, int], str] = {}
     stages: list[str] = []
-    lock = threading.Lock()
-
-    def one_client(index: int) -> None:
-        client = Client(stock_server.address)
-        for number in range(5):
-            request_id = f"c{index}-r{number}"
-            try:
-                result = client.reconstruct(
-                    image, job, request_id=request_id, progress=lambda stage, fraction: stages.append(stage)
-                )
-                # The server names the photo after its request: a mixed-up answer would carry another id.
-                outcome = "result" if result.metadata["source"] == f"request {request_id}" else "mixed"
-            except Exception as error:
-                outcome = f"{type(error).__name__}: {error}"
-            with lock:
-                outcomes[(index, number)] = outcome
-
-    threads = [threading.Thread(target=one_client, args=(i,)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
+    load = run_load(stock_server.address, PHOTO.read_bytes(), SMALL_JOB, progress=lambda stage, _: stages.append(stage))
+    outcomes = load.outcomes  # "mixed" for an answer that names another request
     assert len(outcomes) == 40
     assert [o for o in outcomes.values() if o != "result"] == []
     assert any(stage.startswith("queued (") for stage in stages)
