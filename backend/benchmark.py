@@ -41,14 +41,18 @@ class ThroughputResult:
 
 def stand_in_loss(latent, logits, occupancy, visible, occluder, depth) -> torch.Tensor:
     """A loss over every output, shaped like the training objective (BCE on masks and occupancy, L1 on
-    depth, squared error on the focal length), so forward and backward touch all parts of the model."""
-    return (
+    depth, squared error on the focal length; a scene head's gravity and category logits), so forward and
+    backward touch all parts of the model."""
+    loss = (
         F.binary_cross_entropy_with_logits(logits, occupancy)
         + F.binary_cross_entropy_with_logits(latent.visible_mask_logits, visible)
         + F.binary_cross_entropy_with_logits(latent.occluder_mask_logits, occluder)
         + (latent.depth - depth).abs().mean()
         + 1e-4 * (latent.intrinsics[:, 0, 0] - 300.0).square().mean()
     )
+    if latent.gravity is not None:
+        loss = loss + (1 - latent.gravity[:, 1]).mean() + latent.category_logits.logsumexp(dim=1).mean()
+    return loss
 
 
 def train_throughput(

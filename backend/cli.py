@@ -124,11 +124,12 @@ def command_reconstruct(args: argparse.Namespace) -> int:
     try:
         options = ReconstructOptions(
             resolution=args.resolution,
-            category=args.category or "object",
+            category=args.category or "auto",
             frame=args.frame,
             color=not args.no_color,
             box=tuple(args.box) if args.box else None,
             largest_component=not args.keep_fragments,
+            upright=not args.camera_up,
             max_faces=args.max_faces,
             precision=args.precision,
         )
@@ -257,7 +258,11 @@ def add_commands(commands) -> None:
     reconstruct.add_argument("-o", "--output", type=Path, required=True, help="folder for the meshes")
     reconstruct.add_argument("--format", default="glb", choices=["glb", "obj", "ply", "stl"], help="default glb")
     reconstruct.add_argument("--resolution", type=int, default=128, help="grid cells per side, 32-512 (default 128)")
-    reconstruct.add_argument("--category", help='object category prompt, e.g. "chair" (default "object")')
+    reconstruct.add_argument(
+        "--category",
+        help='object category prompt, e.g. "chair"; "object" is category-agnostic; default "auto": the model '
+        'chooses when it is confident (models without a category head use "object")',
+    )
     reconstruct.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
     reconstruct.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     reconstruct.add_argument(
@@ -278,6 +283,11 @@ def add_commands(commands) -> None:
         "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network arithmetic (fp16: GPU only)"
     )
     reconstruct.add_argument("--keep-fragments", action="store_true", help="keep parts not connected to the main one")
+    reconstruct.add_argument(
+        "--camera-up",
+        action="store_true",
+        help="blender frame: keep the camera's up instead of standing the object on the ground the model predicts",
+    )
     reconstruct.add_argument("--recursive", action="store_true", help="look into sub-folders too")
     reconstruct.add_argument("--preview", action="store_true", help="also render a PNG preview next to each mesh")
     reconstruct.add_argument("-q", "--quiet", action="store_true", help="print errors only")

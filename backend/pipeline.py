@@ -21,7 +21,7 @@ from backend import __version__
 from backend.color import vertex_colors
 from backend.device import autocast, resolve_device
 from backend.files import file_sha256
-from backend.frames import apply_transform, frame_transform
+from backend.frames import apply_transform, elevation_deg, frame_transform
 from backend.mesh import extract_mesh
 from backend.model.checkpoint import load_checkpoint, read_header
 from backend.preprocess import Crop, Photo, crop_photo, full_frame_box, mask_box, square_box_around
@@ -197,10 +197,14 @@ class Reconstructor:
             )
         lap("color")
 
-        matrix = frame_transform(vertices, options.frame)
+        gravity = None
+        if latent.gravity is not None:
+            gravity = latent.gravity[0].double().cpu().numpy()
+        matrix = frame_transform(vertices, options.frame, gravity if options.upright else None)
         vertices = apply_transform(vertices, matrix)
         report("done", 1.0)
         metadata = self._metadata(photo, options, crop, K, centroid, scale, matrix, result, timings, faces, vertices)
+        metadata.update(self._scene_metadata(latent, options, gravity))
         metadata["warnings"] = photo_warnings(photo)
         return Reconstruction(vertices=vertices, faces=faces, colors=colors, metadata=metadata)
 
@@ -216,6 +220,26 @@ class Reconstructor:
         if max(x1 - x0, y1 - y0) > 4 * max(width, height):
             raise BadBoxError(f"{photo.source}: box {list(box)} is more than 4 times the size of the photo")
         return square_box_around((x0, y0, x1, y1), self.preprocess.crop_margin)
+
+    def _scene_metadata(self, latent, options: ReconstructOptions, gravity: np.ndarray | None) -> dict:
+        """The category the mesh was made with (and how sure the model was) and which way is up."""
+        chosen, probability = self.model.choose_categories(latent.category_logits)
+        scene = {
+            "category": latent.prompts[0] if latent.prompts else options.category,
+            "category_requested": options.category,
+            "category_predicted": {"name": chosen[0], "probability": probability[0]},
+        }
+        if latent.category_logits is None:
+            scene["category_predicted"] = None
+        if gravity is None:
+            scene["up"] = {"source": "camera", "note": "this model has no gravity head: up is the camera's up"}
+        else:
+            scene["up"] = {
+                "source": "gravity head" if options.upright else "camera (upright off)",
+                "gravity_camera": [round(float(v), 5) for v in gravity],
+                "elevation_deg": round(elevation_deg(gravity), 2),
+            }
+        return scene
 
     def _metadata(self, photo, options, crop: Crop, K, centroid, scale, matrix, result, timings, faces, vertices):
         photo_per_input = 1.0 / crop.scale

@@ -103,8 +103,9 @@ class ReconstructOptions:
 
     resolution: int = 128
     """Cells per side of the finest occupancy grid: a power of two from 32 to 512."""
-    category: str = "object"
-    """Category prompt; "object" is the category-agnostic setting."""
+    category: str = "auto"
+    """Category prompt; "object" is the category-agnostic setting; "auto" lets the model choose (models
+    without a category head use "object")."""
     frame: str = "blender"
     """"blender" (Z up, on the ground) or "camera" (OpenCV camera axes)."""
     color: bool = True
@@ -118,6 +119,9 @@ class ReconstructOptions:
     """Give up on the job after this many seconds, queue included (the server also has its own limit)."""
     largest_component: bool = True
     """Drop floating fragments (keep the connected part with the largest area)."""
+    upright: bool = True
+    """"blender" frame: stand the object on the ground the model predicts (models with a gravity head); false:
+    the camera's up, so the mesh is tilted by the camera's elevation."""
 
     def __post_init__(self) -> None:
         resolution = self.resolution
@@ -127,7 +131,7 @@ class ReconstructOptions:
             raise ValueError("category must be a string of at most 100 characters")
         if self.frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}")
-        for name in ("color", "largest_component"):
+        for name in ("color", "largest_component", "upright"):
             if type(getattr(self, name)) is not bool:
                 raise ValueError(f"{name} must be true or false")
         if self.precision not in PRECISIONS:
@@ -161,6 +165,8 @@ class ReconstructOptions:
         }
         if not self.largest_component:
             data["largest_component"] = False
+        if not self.upright:
+            data["upright"] = False
         if self.box is not None:
             data["box"] = list(self.box)
         if self.max_faces is not None:

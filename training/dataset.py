@@ -163,6 +163,12 @@ def load_view(view: ViewRecord) -> dict[str, np.ndarray]:
     }
 
 
+def gravity_in_camera(world_to_camera: np.ndarray) -> np.ndarray:
+    """float32 [3]: the unit direction of gravity (world −Z) in the camera axes of a [4, 4] world_to_camera."""
+    down = -np.asarray(world_to_camera, dtype=np.float64)[:3, 2]
+    return (down / np.linalg.norm(down)).astype(np.float32)
+
+
 def resize_view(data: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
     """A view resized to size² (models with smaller inputs, e.g. `tiny`): bilinear RGB, nearest depth and
     mask (no depth is invented between object and background), K rescaled with pixel centres at integers."""
@@ -309,6 +315,7 @@ class RenderedViews(torch.utils.data.Dataset):
 
     Each item is a dict of tensors: image [3, S, S] in [0, 1]; depth [1, S, S] (camera z, 0 off the object);
     visible_mask, occluder_mask [1, S, S] in {0, 1}; K [3, 3] in pixels; points [N, 3] and occupancy [N];
+    gravity [3] (the world's down, −Z, in camera axes: the renders' worlds are Z-up);
     plus the strings category and object_id and the int occluders (cut-outs pasted).
     """
 
@@ -390,6 +397,7 @@ class RenderedViews(torch.utils.data.Dataset):
             "visible_mask": torch.from_numpy(visible.astype(np.float32))[None],
             "occluder_mask": torch.from_numpy(occluder.astype(np.float32))[None],
             "K": torch.from_numpy(data["K"].astype(np.float32)),
+            "gravity": torch.from_numpy(gravity_in_camera(data["world_to_camera"])),
             "points": torch.from_numpy(points),
             "occupancy": torch.from_numpy(labels),
             "category": view.category,

@@ -1,5 +1,5 @@
 """ZeroShape-W's training objective (supplement): L = 10·L_camera + L_depth + 0.1·L_depth_aux + L_visible + L_occluder,
-and in the shape stage L' = L + L_occupancy.
+and in the shape stage L' = L + L_occupancy. Models with a scene head add L_gravity + 0.2·L_category.
 
 Every term is a mean over the batch, so the weights mean the same thing at any batch size.
 """
@@ -24,6 +24,8 @@ class LossWeights:
     visible_mask: float = 1.0
     occluder_mask: float = 1.0
     occupancy: float = 1.0
+    gravity: float = 1.0
+    category: float = 0.2
 
 
 def camera_loss(K_pred: torch.Tensor, K_true: torch.Tensor, image_size: int) -> torch.Tensor:
@@ -84,6 +86,20 @@ def auxiliary_depth_loss(prediction: torch.Tensor, pseudo_disparity: torch.Tenso
     return scale_shift_invariant_loss(disparity, pseudo_disparity, mask)
 
 
+def gravity_loss(gravity_pred: torch.Tensor, gravity_true: torch.Tensor) -> torch.Tensor:
+    """Mean chord length between predicted and true unit gravity directions [B, 3]: about the angle in radians
+    for small errors, with a gradient that does not vanish near the answer as 1 − cos does."""
+    difference = gravity_pred.float() - gravity_true.float()
+    return (difference.square().sum(dim=1) + 1e-8).sqrt().mean()
+
+
+def category_targets(categories: list[str], table: tuple[str, ...]) -> torch.Tensor:
+    """int64 [B]: each sample's row in the model's category table; a category the table lacks is "object" (row 0),
+    the prompt such samples are trained under."""
+    index = {name: row for row, name in enumerate(table)}
+    return torch.tensor([index.get(name, 0) for name in categories], dtype=torch.long)
+
+
 def occupancy_loss(logits: torch.Tensor, occupancy: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy of [B, N] occupancy logits against {0, 1} labels."""
     return F.binary_cross_entropy_with_logits(logits.float(), occupancy)
@@ -100,7 +116,8 @@ def zeroshape_w_loss(
     """The total loss and its (unweighted, detached) terms.
 
     Args:
-        batch: from `training.dataset.collate`: K, depth, visible_mask, occluder_mask, occupancy.
+        batch: from `training.dataset.collate`: K, depth, visible_mask, occluder_mask, occupancy; and for models
+            with a scene head gravity [B, 3] and category_index [B] (rows of the model's category table).
         logits: [B, N] occupancy logits, or None in the pixel stage (no occupancy term).
         pseudo_disparity: [B, 1, H, W] from an auxiliary depth model, or None (term off).
     """
@@ -115,6 +132,10 @@ def zeroshape_w_loss(
     }
     if pseudo_disparity is not None:
         terms["depth_aux"] = auxiliary_depth_loss(latent.depth.float(), pseudo_disparity, visible)
+    if latent.gravity is not None and "gravity" in batch:
+        terms["gravity"] = gravity_loss(latent.gravity, batch["gravity"])
+    if latent.category_logits is not None and "category_index" in batch:
+        terms["category"] = F.cross_entropy(latent.category_logits.float(), batch["category_index"])
     if logits is not None:
         terms["occupancy"] = occupancy_loss(logits, batch["occupancy"])
     total = sum(getattr(weights, name) * value for name, value in terms.items())

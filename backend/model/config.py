@@ -17,6 +17,9 @@ ResNetBlock = Literal["basic", "bottleneck"]
 # The category-agnostic prompt of ZeroShape-W: with it the model needs no recognition step.
 AGNOSTIC_PROMPT = "object"
 
+# The prompt that asks the model to choose the category itself (models with a scene head; others use "object").
+AUTO_CATEGORY = "auto"
+
 # The one list of category names: the learned prompt table and every data source read it. The procedural
 # builders make a subset of it (training.data.procedural refuses to import a builder that is not here), and
 # the asset sources map their own names onto it (training.data.categories). "object" is always first; new
@@ -152,6 +155,12 @@ class ModelConfig:
     """Focal length / image side at a zero intrinsics-head output (ZeroShape: 310.8 px at 224)."""
     focal_range_log4: float = 1.0
     """The focal length spans default·4^[-r, r]."""
+    scene_head: bool = False
+    """Predict the direction of gravity and the category from the global features (model v2, `SceneHead`):
+    upright meshes and `--category auto`. False is the published model, which ZeroShape's weights fit."""
+    scene_head_hidden: int = 128
+    auto_category_confidence: float = 0.5
+    """`auto` uses the predicted category when its probability is at least this, else "object"."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -244,6 +253,7 @@ SMALL = ModelConfig(
         pixel_aligned=True,
     ),
     text=TextEncoderConfig(kind="category_table", embed_dim=64),
+    scene_head=True,
 )
 
 TINY = ModelConfig(
@@ -274,6 +284,8 @@ TINY = ModelConfig(
         evidence_hidden=16,
     ),
     text=TextEncoderConfig(kind="category_table", embed_dim=16),
+    scene_head=True,
+    scene_head_hidden=16,
 )
 
 CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (PAPER, SMALL, TINY)}

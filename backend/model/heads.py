@@ -118,3 +118,33 @@ class MaskHead(nn.Module):
             x = torch.cat([x, extra], dim=1)
         logits = self.conv2(F.relu(self.conv1(x)))
         return F.interpolate(logits, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class SceneHead(nn.Module):
+    """Global feature map [B, C, h, w] → the direction of gravity in the camera frame and the category.
+
+    Not part of the published model: model v2 predicts both so a mesh can stand upright and `--category auto`
+    needs no separate recognition model. Both read the pooled global features, before any prompt is applied, so
+    the category can be chosen before the prompt-conditioned heads run.
+    """
+
+    # A camera looking slightly down (OpenCV axes: y down, z forward): the prior at a zero output.
+    GRAVITY_PRIOR = (0.0, 1.0, 0.3)
+
+    def __init__(self, channels: int, num_categories: int, hidden: int):
+        super().__init__()
+        self.trunk = nn.Sequential(nn.Linear(2 * channels, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.gravity = nn.Linear(hidden, 3)
+        self.category = nn.Linear(hidden, num_categories)
+        # Zero init: an untrained head predicts the prior and a uniform category.
+        for layer in (self.gravity, self.category):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        self.register_buffer("prior", torch.tensor(self.GRAVITY_PRIOR), persistent=False)
+
+    def forward(self, global_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """→ (gravity [B, 3] unit vectors in camera axes, pointing down; category logits [B, num_categories])."""
+        pooled = torch.cat([global_map.mean(dim=(2, 3)), global_map.amax(dim=(2, 3))], dim=1)
+        features = self.trunk(pooled)
+        gravity = F.normalize(self.gravity(features) + self.prior.to(features.dtype), dim=1)
+        return gravity, self.category(features)

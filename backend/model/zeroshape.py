@@ -17,17 +17,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DPTHybridBackbone
-from .config import AGNOSTIC_PROMPT, ModelConfig, PreprocessConfig, default_preprocess
+from .config import AGNOSTIC_PROMPT, AUTO_CATEGORY, ModelConfig, PreprocessConfig, default_preprocess
 from .coord_encoder import CoordEncoder
 from .geometry import Normalisation, normalise_points, resize_coordinate_map, unproject_depth
-from .heads import DepthHead, IntrinsicsHead, MaskHead
+from .heads import DepthHead, IntrinsicsHead, MaskHead, SceneHead
 from .implicit import ImplicitDecoder
 from .pixel_aligned import PixelEvidence, surface_maps
 from .text import TextEncoder, build_text_encoder
 
 # Parts trained in the pixel stage (pixel-level regression) and their order in parameter tables; the shape
-# stage trains SHAPE_COMPONENTS alone.
-PIXEL_COMPONENTS = ("backbone", "intrinsics_head", "depth_head", "visible_mask_head", "occluder_mask_head")
+# stage trains SHAPE_COMPONENTS alone. The scene head exists only where the config asks for it.
+PIXEL_COMPONENTS = (
+    "backbone",
+    "intrinsics_head",
+    "depth_head",
+    "visible_mask_head",
+    "occluder_mask_head",
+    "scene_head",
+)
 SHAPE_COMPONENTS = ("coord_encoder", "decoder")
 COMPONENTS = (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS, "text_encoder")
 
@@ -56,6 +63,12 @@ class Latent:
     """[B, E]."""
     evidence: PixelEvidence | None = None
     """What pixel-aligned queries sample (decoders with `pixel_aligned` only)."""
+    gravity: torch.Tensor | None = None
+    """[B, 3] unit direction of gravity in camera axes (OpenCV: y down), models with a scene head only."""
+    category_logits: torch.Tensor | None = None
+    """[B, C] logits over `config.text.categories`, models with a scene head only."""
+    prompts: list[str] | None = None
+    """The category prompt each image was encoded with (after `auto` was resolved); None for a given embedding."""
 
 
 class ZeroShapeW(nn.Module):
@@ -94,17 +107,47 @@ class ZeroShapeW(nn.Module):
         self.decoder = ImplicitDecoder(
             config.decoder, text_dim, self.coord_encoder.grid, self.coord_encoder.fine_channels
         )
+        self.scene_head = None
+        if config.scene_head:
+            if AUTO_CATEGORY in config.text.categories:
+                raise ValueError(f"{AUTO_CATEGORY!r} is reserved for choosing the category; rename that category")
+            self.scene_head = SceneHead(
+                self.backbone.global_channels, len(config.text.categories), config.scene_head_hidden
+            )
 
     # ----------------------------------------------------------------------------------------- API
     def embed_text(self, text: Sequence[str] | torch.Tensor | None, batch: int) -> torch.Tensor:
         """Prompts (one per image, or one for all), a precomputed [B, E] embedding, or None ("object")."""
         if isinstance(text, torch.Tensor):
             return text
+        return self.text_encoder(self._prompt_list(text, batch))
+
+    @staticmethod
+    def _prompt_list(text: Sequence[str] | str | None, batch: int) -> list[str]:
         if text is None or isinstance(text, str):
             text = [text or AGNOSTIC_PROMPT] * batch
         if len(text) != batch:
             raise ValueError(f"got {len(text)} prompts for {batch} images")
-        return self.text_encoder(list(text))
+        return list(text)
+
+    def choose_categories(self, category_logits: torch.Tensor | None) -> tuple[list[str], list[float | None]]:
+        """The category `auto` picks for each image, and its probability: the scene head's most likely
+        category when its probability reaches `config.auto_category_confidence`, else "object". Without a
+        scene head (category_logits None) every image gets "object" and probability None.
+
+        Args:
+            category_logits: [B, C] or None.
+        """
+        if category_logits is None:
+            return [AGNOSTIC_PROMPT], [None]
+        probabilities = torch.softmax(category_logits.float(), dim=1)
+        best, index = probabilities.max(dim=1)
+        names = self.config.text.categories
+        chosen = [
+            names[i] if p >= self.config.auto_category_confidence else AGNOSTIC_PROMPT
+            for p, i in zip(best.tolist(), index.tolist(), strict=True)
+        ]
+        return chosen, [round(p, 4) for p in best.tolist()]
 
     def encode(
         self,
@@ -118,7 +161,8 @@ class ZeroShapeW(nn.Module):
 
         Args:
             image: [B, 3, H, W] RGB in [0, 1], H = W = config.image_size.
-            text: category prompt(s); None is the category-agnostic "object".
+            text: category prompt(s); None is the category-agnostic "object"; "auto" lets the scene head choose
+                (see `choose_categories`).
             visible_mask: optional [B, 1, H, W] mask in {0, 1} used instead of the predicted one to select
                 the visible shape (ground truth during training, a user's alpha at inference).
             depth, intrinsics: optional [B, 1, H, W] camera z and [B, 3, 3] K used instead of the predicted
@@ -128,9 +172,17 @@ class ZeroShapeW(nn.Module):
         size = self.config.image_size
         if image.ndim != 4 or image.shape[1] != 3 or image.shape[-2:] != (size, size):
             raise ValueError(f"expected images of shape [B, 3, {size}, {size}], got {list(image.shape)}")
-        text_embedding = self.embed_text(text, image.shape[0]).to(image.dtype)
         network_input = image * self.preprocess.input_scale + self.preprocess.input_shift
         global_map, fine_map = self.backbone(network_input)
+        gravity, category_logits = self.scene_head(global_map) if self.scene_head is not None else (None, None)
+        prompts = None
+        if not isinstance(text, torch.Tensor):
+            prompts = self._prompt_list(text, image.shape[0])
+            if AUTO_CATEGORY in prompts:
+                chosen, _ = self.choose_categories(category_logits)
+                chosen = chosen * image.shape[0] if len(chosen) == 1 else chosen
+                prompts = [c if p == AUTO_CATEGORY else p for p, c in zip(prompts, chosen, strict=True)]
+        text_embedding = self.embed_text(text if prompts is None else prompts, image.shape[0]).to(image.dtype)
         K = self.intrinsics_head(global_map)
         predicted_depth = self.depth_head(fine_map)
         visible_logits = self.visible_mask_head(fine_map, text_embedding)
@@ -159,6 +211,9 @@ class ZeroShapeW(nn.Module):
             tokens=tokens,
             text_embedding=text_embedding,
             evidence=evidence,
+            gravity=gravity,
+            category_logits=category_logits,
+            prompts=prompts,
         )
 
     def encode_shape(
@@ -270,8 +325,9 @@ class ZeroShapeW(nn.Module):
 
     # -------------------------------------------------------------------------------- bookkeeping
     def component_parameters(self, name: str) -> list[nn.Parameter]:
-        """Trainable parameters of one component (see COMPONENTS)."""
-        return [p for p in getattr(self, name).parameters() if p.requires_grad]
+        """Trainable parameters of one component (see COMPONENTS; an absent scene head has none)."""
+        module = getattr(self, name)
+        return [] if module is None else [p for p in module.parameters() if p.requires_grad]
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per component; a frozen external text encoder counts as 0 (it is not ours)."""
@@ -279,7 +335,7 @@ class ZeroShapeW(nn.Module):
         for name in COMPONENTS:
             module = getattr(self, name)
             external = name == "text_encoder" and self.text_encoder.frozen_external
-            counts[name] = 0 if external else sum(p.numel() for p in module.parameters())
+            counts[name] = 0 if external or module is None else sum(p.numel() for p in module.parameters())
         return counts
 
     def own_state_dict(self) -> dict[str, torch.Tensor]:

@@ -94,6 +94,52 @@ def test_reconstruct_blender_frame(checkpoint, photo_path, sphere_model):
     assert result.to_trimesh().volume > 0  # the axis change kept the faces outward
 
 
+@pytest.fixture(scope="module")
+def tilted_mug_checkpoint(tmp_path_factory):
+    """A tiny model whose scene head says, for any photo: the camera looks 40° down, and this is a mug."""
+    torch.manual_seed(1)
+    model = ZeroShapeW(get_config("tiny"))
+    head = model.scene_head
+    with torch.no_grad():
+        angle = np.radians(40.0)
+        head.gravity.bias.copy_(torch.tensor([0.0, np.cos(angle), np.sin(angle)]) - head.prior)
+        head.category.bias[model.config.text.categories.index("mug")] = 6.0
+    path = tmp_path_factory.mktemp("tilted") / "tilted-mug.safetensors"
+    return save_checkpoint(model, path, provenance={"untrained": True})
+
+
+def test_blender_frame_stands_the_object_on_the_predicted_ground(tilted_mug_checkpoint, photo_path, sphere_model):
+    from backend.frames import CAMERA_TO_BLENDER_AXES
+
+    reconstructor = Reconstructor(tilted_mug_checkpoint, device="cpu")
+    photo = load_photo(photo_path)
+    upright = reconstructor.reconstruct(photo, ReconstructOptions(resolution=32, color=False))
+    meta = upright.metadata
+    assert meta["up"]["source"] == "gravity head"
+    assert meta["up"]["elevation_deg"] == pytest.approx(40.0, abs=0.01)
+    # The matrix maps the predicted gravity to Blender's −Z and keeps the view direction in the YZ plane.
+    rotation = np.asarray(meta["frame_transform"])[:3, :3]
+    rotation /= np.cbrt(np.linalg.det(rotation))
+    gravity = np.asarray(meta["up"]["gravity_camera"])
+    assert rotation @ gravity == pytest.approx([0.0, 0.0, -1.0], abs=1e-5)
+    assert (rotation @ [0.0, 0.0, 1.0])[0] == pytest.approx(0.0, abs=1e-6)
+    # The auto category followed the confident head.
+    assert meta["category"] == "mug"
+    assert meta["category_requested"] == "auto"
+    assert meta["category_predicted"]["name"] == "mug"
+    assert meta["category_predicted"]["probability"] > 0.9
+
+    tilted = reconstructor.reconstruct(photo, ReconstructOptions(resolution=32, color=False, upright=False))
+    rotation = np.asarray(tilted.metadata["frame_transform"])[:3, :3]
+    rotation /= np.cbrt(np.linalg.det(rotation))
+    assert rotation == pytest.approx(CAMERA_TO_BLENDER_AXES, abs=1e-6)
+    assert tilted.metadata["up"]["source"] == "camera (upright off)"
+    assert tilted.metadata["up"]["elevation_deg"] == pytest.approx(40.0, abs=0.01)
+    # A category the user names is used as given.
+    named = reconstructor.reconstruct(photo, ReconstructOptions(resolution=32, color=False, category="chair"))
+    assert named.metadata["category"] == "chair"
+
+
 def test_user_box_overrides_the_automatic_crop(checkpoint, photo_path, sphere_model):
     result = Reconstructor(checkpoint, device="cpu").reconstruct(
         load_photo(photo_path), ReconstructOptions(resolution=32, box=(50, 30, 110, 90))

@@ -16,6 +16,8 @@ from training.losses import (
     align_scale_shift,
     auxiliary_depth_loss,
     camera_loss,
+    category_targets,
+    gravity_loss,
     load_auxiliary_depth_model,
     occupancy_loss,
     scale_shift_invariant_loss,
@@ -101,6 +103,19 @@ def test_camera_loss_is_symmetric_in_log_focal():
 
 
 # ------------------------------------------------------------------------------------------------------ total
+def test_gravity_loss_is_about_the_angle_and_zero_for_the_truth():
+    down = torch.tensor([[0.0, 1.0, 0.0]])
+    assert float(gravity_loss(down, down)) < 1e-3
+    tilted = torch.tensor([[0.0, math.cos(0.1), math.sin(0.1)]])  # 0.1 rad off
+    assert float(gravity_loss(tilted, down)) == pytest.approx(0.1, rel=0.01)
+    assert float(gravity_loss(-down, down)) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_category_targets_are_table_rows_and_unknown_names_are_object():
+    table = ("object", "chair", "table")
+    assert category_targets(["table", "chair", "spaceship", "object"], table).tolist() == [2, 1, 0, 0]
+
+
 def synthetic_batch(batch: int = 2, size: int = 64, points: int = 96) -> dict:
     generator = torch.Generator().manual_seed(0)
     rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
@@ -117,6 +132,8 @@ def synthetic_batch(batch: int = 2, size: int = 64, points: int = 96) -> dict:
         "points": torch.rand(batch, points, 3, generator=generator) * 2 - 1,
         "occupancy": (torch.rand(batch, points, generator=generator) > 0.7).float(),
         "category": ["chair", "table"][:batch],
+        "gravity": torch.nn.functional.normalize(torch.tensor([[0.0, 1.0, 0.5]]).expand(batch, 3), dim=1),
+        "category_index": category_targets(["chair", "table"][:batch], get_config("tiny").text.categories),
     }
 
 
@@ -133,7 +150,16 @@ def test_total_is_the_papers_weighted_sum(tiny_model):
     pseudo = 1.0 / (batch["depth"] + 1.0)
 
     total, terms = zeroshape_w_loss(latent, batch, logits, LossWeights(), 64, pseudo)
-    assert set(terms) == {"camera", "depth", "depth_aux", "visible_mask", "occluder_mask", "occupancy"}
+    assert set(terms) == {
+        "camera",
+        "depth",
+        "depth_aux",
+        "visible_mask",
+        "occluder_mask",
+        "occupancy",
+        "gravity",
+        "category",
+    }
     assert all(not value.requires_grad and value.ndim == 0 for value in terms.values())
     # The supplement's weights, written out rather than read from LossWeights so a changed default is caught.
     expected = (
@@ -143,6 +169,8 @@ def test_total_is_the_papers_weighted_sum(tiny_model):
         + terms["visible_mask"]
         + terms["occluder_mask"]
         + terms["occupancy"]
+        + terms["gravity"]
+        + 0.2 * terms["category"]
     )
     assert float(total.detach()) == pytest.approx(float(expected), rel=1e-5)
     assert float(terms["occupancy"]) == pytest.approx(
@@ -150,13 +178,24 @@ def test_total_is_the_papers_weighted_sum(tiny_model):
     )
 
     # Without a teacher there is no depth_aux term; without logits (stage 1) no occupancy term.
-    total, terms = zeroshape_w_loss(latent, batch, None, LossWeights(), 64)
+    # Nor gravity and category terms for a batch without those labels.
+    plain = {k: v for k, v in batch.items() if k not in ("gravity", "category_index")}
+    total, terms = zeroshape_w_loss(latent, plain, None, LossWeights(), 64)
     assert set(terms) == {"camera", "depth", "visible_mask", "occluder_mask"}
     expected = 10 * terms["camera"] + terms["depth"] + terms["visible_mask"] + terms["occluder_mask"]
     assert float(total.detach()) == pytest.approx(float(expected), rel=1e-5)
 
     # Custom weights are honoured (each term distinguishable by a different prime weight).
-    weights = LossWeights(camera=2.0, depth=3.0, depth_aux=5.0, visible_mask=7.0, occluder_mask=11.0, occupancy=13.0)
+    weights = LossWeights(
+        camera=2.0,
+        depth=3.0,
+        depth_aux=5.0,
+        visible_mask=7.0,
+        occluder_mask=11.0,
+        occupancy=13.0,
+        gravity=17.0,
+        category=19.0,
+    )
     total, terms = zeroshape_w_loss(latent, batch, logits, weights, 64, pseudo)
     expected = sum(getattr(weights, name) * value for name, value in terms.items())
     assert float(total.detach()) == pytest.approx(float(expected), rel=1e-5)
@@ -243,4 +282,5 @@ def test_training_step_with_the_auxiliary_depth_term(rendered_dataset, tmp_path)
     assert terms["depth_aux"] > 0
     parts = 10 * terms["camera"] + terms["depth"] + 0.1 * terms["depth_aux"] + terms["visible_mask"]
     parts += terms["occluder_mask"] + terms["occupancy"]  # one step of 1: already stage 2
+    parts += terms["gravity"] + 0.2 * terms["category"]  # the tiny model has a scene head
     assert terms["total"] == pytest.approx(parts, rel=1e-5)

@@ -75,6 +75,46 @@ def test_encode_shapes_and_units(name):
     assert latent.text_embedding.shape == (3, config.text.embed_dim)
 
 
+def test_the_scene_head_predicts_gravity_and_auto_picks_a_confident_category():
+    config = get_config("tiny")
+    model = ZeroShapeW(config).eval()
+    batch = make_batch(config, batch=2)
+    with torch.no_grad():
+        latent = model.encode(batch["image"], "auto")
+        # An untrained head: the gravity prior (looking slightly down), a uniform category → "object".
+        assert latent.gravity.shape == (2, 3)
+        assert torch.allclose(latent.gravity.norm(dim=1), torch.ones(2))
+        assert (latent.gravity[:, 1] > 0.9).all()
+        assert latent.prompts == ["object", "object"]
+        # A head sure of "chair" for the first image, unsure for the second: auto follows it only when sure.
+        categories = config.text.categories
+        sure = torch.full((2, len(categories)), -5.0)
+        sure[0, categories.index("chair")] = 5.0
+        sure[1, categories.index("mug")] = -4.5
+        chosen, probability = model.choose_categories(sure)
+        assert chosen == ["chair", "object"]
+        assert probability[0] > 0.9
+        assert probability[1] < 0.5
+        model.scene_head.category.bias.copy_(sure[0])
+        latent = model.encode(batch["image"], ["auto", "mug"])
+        assert latent.prompts == ["chair", "mug"]
+        assert torch.allclose(latent.text_embedding, model.embed_text(["chair", "mug"], 2))
+
+
+def test_a_model_without_scene_head_treats_auto_as_object():
+    import dataclasses
+
+    config = dataclasses.replace(get_config("tiny"), scene_head=False)
+    model = ZeroShapeW(config).eval()
+    assert model.scene_head is None
+    assert model.parameter_counts()["scene_head"] == 0
+    with torch.no_grad():
+        latent = model.encode(make_batch(config, batch=1)["image"], "auto")
+    assert latent.gravity is None
+    assert latent.category_logits is None
+    assert latent.prompts == ["object"]
+
+
 def test_encode_rejects_wrong_image_size():
     config = get_config("tiny")
     model = ZeroShapeW(config)
