@@ -121,9 +121,10 @@ def request_options(context, with_box: bool = True) -> ReconstructOptions:
     settings = context.scene.zeroshape
     return ReconstructOptions(
         resolution=int(settings.resolution),
-        category=settings.category.strip() or "object",
+        category=settings.category.strip() or "auto",
         frame="blender",
         color=settings.color,
+        upright=settings.upright,
         max_faces=settings.max_faces if settings.limit_faces else None,
         box=tuple(settings.box) if settings.use_box and with_box else None,
     )

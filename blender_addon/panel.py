@@ -33,11 +33,12 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
             layout.prop(settings, "filepath")
         elif settings.source == "DATABLOCK":
             layout.prop(settings, "image")
-        layout.prop(settings, "category", placeholder="object")
+        layout.prop(settings, "category", placeholder="Auto")
         layout.prop(settings, "resolution")
         row = layout.row()
         row.prop(settings, "color")
         row.prop(settings, "match_photo")
+        layout.prop(settings, "upright")
         row = layout.row()
         row.prop(settings, "limit_faces")
         sub = row.row()

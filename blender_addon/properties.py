@@ -64,7 +64,15 @@ class ZeroShapeSettings(bpy.types.PropertyGroup):
     )
     filepath: StringProperty(name="Photo", subtype="FILE_PATH")
     image: PointerProperty(name="Image", type=bpy.types.Image)
-    category: StringProperty(name="Category", description='What the object is, e.g. "chair" (empty: "object")')
+    category: StringProperty(
+        name="Category",
+        description='What the object is, e.g. "chair"; "object" for no category; empty: Auto, the model chooses',
+    )
+    upright: BoolProperty(
+        name="Upright",
+        description="Stand the mesh on the ground the model sees in the photo (off: tilted by the camera's view)",
+        default=True,
+    )
     resolution: EnumProperty(name="Detail", items=RESOLUTIONS, default="128")
     color: BoolProperty(name="Colour from photo", default=True)
     match_photo: BoolProperty(name="Match photo", description="Add a camera that sees the mesh as the photo did")

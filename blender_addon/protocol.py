@@ -187,7 +187,7 @@ class ReconstructOptions:
         if values.get("box") is not None and not isinstance(values["box"], list):  # JSON has lists, not tuples
             raise ProtocolError("bad_options", "box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1", request_id)
         if isinstance(values.get("category"), str):
-            values["category"] = values["category"].strip() or "object"
+            values["category"] = values["category"].strip() or "auto"  # blank: the default, as if not given
         try:
             return cls(**values)
         except ValueError as error:

@@ -98,7 +98,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         conditions=tuple(args.conditions),
         rotation_search=args.rotation_search,
         baselines=not args.no_baselines,
-        category_prompt=not args.agnostic,
+        prompt="object" if args.agnostic else args.prompt,
         seed=args.seed,
         oracle=args.oracle,
     )
@@ -518,7 +518,13 @@ def add_commands(commands) -> None:
     )
     evaluate.add_argument("--rotation-search", action="store_true", help="also search rotations about the up axis")
     evaluate.add_argument("--no-baselines", action="store_true", help="skip the visible-surface and sphere baselines")
-    evaluate.add_argument("--agnostic", action="store_true", help='prompt "object" instead of the true category')
+    evaluate.add_argument(
+        "--prompt",
+        choices=("true", "object", "auto"),
+        default="true",
+        help='category prompt: the view\'s true category (default), "object", or "auto" (the model chooses)',
+    )
+    evaluate.add_argument("--agnostic", action="store_true", help="the same as --prompt object")
     evaluate.add_argument(
         "--oracle",
         action="store_true",

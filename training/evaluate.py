@@ -35,7 +35,7 @@ import torch
 import trimesh
 
 from backend.mesh import extract_mesh
-from backend.model.zeroshape import ZeroShapeW
+from backend.model.zeroshape import Latent, ZeroShapeW
 from training.data import layout
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
 from training.metrics import THRESHOLDS, evaluate_clouds, summarise, surface_cloud
@@ -48,6 +48,7 @@ ORACLES: dict[str, tuple[str, ...]] = {
 """Oracle rows: which true inputs replace the model's predictions (keyword arguments of `ZeroShapeW.encode`)."""
 METHODS = ("model", *ORACLES, "visible", "sphere")
 CONDITIONS = ("clean", "cluttered", "occluded")
+PROMPTS = ("true", "object", "auto")
 METRIC_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd")
 
 
@@ -64,11 +65,16 @@ class EvalOptions:
     """Conditions to score. Clean-only splits: "occluded" pastes a cut-out. Scene splits: each view has one."""
     rotation_search: bool = False
     baselines: bool = True
-    category_prompt: bool = True
-    """Give the model the true category (False: the agnostic "object" prompt)."""
+    prompt: str = "true"
+    """The category prompt: "true" (the view's own category), "object" (agnostic) or "auto" (the model's scene
+    head chooses; models without one use "object")."""
     seed: int = 0
     oracle: bool = False
     """Also score the model given the true mask, depth and intrinsics (the ORACLES rows; rendered data only)."""
+
+    def __post_init__(self) -> None:
+        if self.prompt not in PROMPTS:
+            raise ValueError(f"prompt must be one of {PROMPTS}, got {self.prompt!r}")
 
 
 def sphere_cloud(count: int, seed: int = 0) -> np.ndarray:
@@ -100,8 +106,8 @@ def predict_mesh(
     resolution: int,
     level: float | None = None,
     truth: dict[str, torch.Tensor] | None = None,
-) -> tuple[trimesh.Trimesh, torch.Tensor, torch.Tensor]:
-    """Mesh in the normalised camera frame, plus the predicted visible points [3, H, W] and mask [1, H, W].
+) -> tuple[trimesh.Trimesh, Latent]:
+    """Mesh in the normalised camera frame, and the latent it came from (batch of one).
 
     Args:
         image: [3, S, S] in [0, 1].
@@ -125,7 +131,7 @@ def predict_mesh(
         chunk_size=262144 if device.type == "cuda" else 16384,
         largest_component=False,
     )
-    return mesh, latent.visible_points[0], latent.visible[0]
+    return mesh, latent
 
 
 def _view_seed(object_id: str, view_name: str, seed: int) -> int:
@@ -186,7 +192,7 @@ def evaluate_dataset(
             "occluders": sample["occluders"] + int(bool(sample["occluder_mask"].any()) and staged),
         }
         truth = {"visible_mask": sample["visible_mask"], "depth": sample["depth"], "intrinsics": sample["K"]}
-        rows += score_view(model, sample["image"], gt, base, options, seed, truth)
+        rows += score_view(model, sample["image"], gt, base, options, seed, truth, sample["gravity"])
     return rows
 
 
@@ -198,27 +204,53 @@ def score_view(
     options: EvalOptions,
     seed: int,
     truth: dict[str, torch.Tensor] | None = None,
+    gravity: torch.Tensor | None = None,
 ) -> list[dict]:
     """Rows for the model (and the baselines) on one image [3, S, S] against ground-truth points [N, 3] in
     camera axes; `base` (ids, category, condition) is copied into every row. `truth` (visible_mask [1, S, S],
-    depth [1, S, S], intrinsics [3, 3]) is needed for the oracle rows."""
-    prompt = base["category"] if options.category_prompt else "object"
-    mesh, visible_points, visible = predict_mesh(model, image, prompt, options.resolution)
+    depth [1, S, S], intrinsics [3, 3]) is needed for the oracle rows; `gravity` [3] (the true direction of
+    gravity in camera axes) scores a scene head's estimate, which the model's row records with its category."""
+    prompt = {"true": base["category"], "object": "object", "auto": "auto"}[options.prompt]
+    mesh, latent = predict_mesh(model, image, prompt, options.resolution)
+    visible_points, visible = latent.visible_points[0], latent.visible[0]
+    prompt = options.prompt if options.prompt == "true" else latent.prompts[0]
     clouds = {"model": surface_cloud(mesh, options.surface_samples, seed)}
+    scene = {"prompt": prompt, **scene_estimates(model, latent, base["category"], gravity)}
     if options.oracle:
         if truth is None:
             raise ValueError("oracle rows need the true depth, mask and intrinsics (rendered datasets only)")
         for method, names in ORACLES.items():
             given = {name: truth[name] for name in names}
-            oracle_mesh, _, _ = predict_mesh(model, image, prompt, options.resolution, truth=given)
+            oracle_mesh, _ = predict_mesh(model, image, prompt, options.resolution, truth=given)
             clouds[method] = surface_cloud(oracle_mesh, options.surface_samples, seed)
     if options.baselines:
         clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
         clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
     return [
-        {**base, "method": method, **evaluate_clouds(cloud, gt, options.rotation_search, THRESHOLDS)}
+        {
+            **base,
+            "method": method,
+            **evaluate_clouds(cloud, gt, options.rotation_search, THRESHOLDS),
+            **(scene if method == "model" else {}),
+        }
         for method, cloud in clouds.items()
     ]
+
+
+def scene_estimates(model: ZeroShapeW, latent: Latent, category: str, gravity: torch.Tensor | None) -> dict:
+    """What a scene head said about one view (batch of one): the angle in degrees between its gravity and the
+    true `gravity` [3], and its most likely category, that category's probability and whether it is `category`.
+    {} for a model without a scene head."""
+    if latent.gravity is None:
+        return {}
+    chosen, probability = model.choose_categories(latent.category_logits)
+    top = model.config.text.categories[int(latent.category_logits[0].argmax())]
+    estimates = {"category_top": top, "category_probability": probability[0], "category_correct": top == category}
+    estimates["category_auto"] = chosen[0]
+    if gravity is not None:
+        cosine = torch.nn.functional.cosine_similarity(latent.gravity[0].float().cpu(), gravity.float(), dim=0)
+        estimates["gravity_error_deg"] = float(torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))))
+    return estimates
 
 
 def tables(rows: list[dict]) -> dict:
@@ -232,7 +264,36 @@ def tables(rows: list[dict]) -> dict:
                 condition: summarise([r for r in mine if r["condition"] == condition], key, keys=METRIC_KEYS)
                 for condition in sorted({r["condition"] for r in mine})
             }
+    scene = scene_table([r for r in rows if r["method"] == "model"])
+    if scene:
+        result["scene"] = scene
     return result
+
+
+def scene_table(rows: list[dict]) -> dict:
+    """Per condition and "all": the scene head's gravity error (median, mean, share within 10°) and category
+    accuracy (all views, and views whose true category is not "object"); {} when no row has the estimates."""
+    rows = [r for r in rows if "category_top" in r]
+    if not rows:
+        return {}
+    table = {}
+    for condition in [*sorted({r["condition"] for r in rows}, key=CONDITIONS.index), "all"]:
+        group = [r for r in rows if condition in ("all", r["condition"])]
+        named = [r for r in group if r["category"] != "object"]
+        errors = np.array([r["gravity_error_deg"] for r in group if "gravity_error_deg" in r])
+        table[condition] = {
+            "n": len(group),
+            "category_accuracy": float(np.mean([r["category_correct"] for r in group])),
+            "category_accuracy_named": float(np.mean([r["category_correct"] for r in named])) if named else None,
+            "auto_chose_a_category": float(np.mean([r["category_auto"] != "object" for r in group])),
+        }
+        if len(errors):
+            table[condition] |= {
+                "gravity_error_deg_median": float(np.median(errors)),
+                "gravity_error_deg_mean": float(errors.mean()),
+                "gravity_within_10deg": float((errors <= 10).mean()),
+            }
+    return table
 
 
 def format_tables(result: dict) -> str:
@@ -246,9 +307,34 @@ def format_tables(result: dict) -> str:
                 f"| {method} | {condition} | {int(g['n'])} | {g['fscore@0.05']:.3f} | {g['fscore@0.1']:.3f} | "
                 f"{g['fscore@0.15']:.3f} | {g['fscore@0.25']:.3f} | {g['cd']:.4f} |"
             )
+    lines += _scene_lines(result.get("scene", {}))
     lines += _fscore_table(result["per_category"], "category", with_counts=False, at_least=1)
     lines += _fscore_table(result.get("per_source", {}), "source", with_counts=True, at_least=2)
     return "\n".join(lines)
+
+
+def _scene_lines(scene: dict) -> list[str]:
+    """The scene head's table (gravity error, category accuracy) per condition; [] without one."""
+    if not scene:
+        return []
+    lines = [
+        "",
+        "Scene head (the model's row):",
+        "",
+        '| condition | views | gravity error median | mean | within 10° | category accuracy | without "object" |'
+        " auto chose a category |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for condition, g in scene.items():
+        median = g.get("gravity_error_deg_median")
+        mean, within = g.get("gravity_error_deg_mean"), g.get("gravity_within_10deg")
+        gravity = f"{median:.1f}° | {mean:.1f}° | {within:.0%}" if median is not None else "– | – | –"
+        named = "–" if g["category_accuracy_named"] is None else f"{g['category_accuracy_named']:.0%}"
+        lines.append(
+            f"| {condition} | {g['n']} | {gravity} | {g['category_accuracy']:.0%} | {named} | "
+            f"{g['auto_chose_a_category']:.0%} |"
+        )
+    return lines
 
 
 def _fscore_table(groups: dict, name: str, with_counts: bool, at_least: int) -> list[str]:

@@ -52,7 +52,7 @@ def level_scores(
         camera = load_view(view)
         truth = ground_truth_cloud(view.object_folder, camera["world_to_camera"], samples, seed)
         for level in levels:
-            mesh, _, _ = predict_mesh(model, sample["image"], view.category, resolution, level)
+            mesh, _ = predict_mesh(model, sample["image"], view.category, resolution, level)
             empty[level] += int(len(mesh.faces) == 0)
             cloud = surface_cloud(mesh, samples, seed)
             scores[level].append(evaluate_clouds(cloud, truth, False, THRESHOLDS)["fscore@0.05"])

@@ -45,6 +45,8 @@ FULL_OPTIONS = ReconstructOptions(
     max_faces=50_000,
     precision="bf16",
     deadline_s=90.5,
+    largest_component=False,
+    upright=False,
 )
 
 
@@ -502,6 +504,8 @@ BAD_OPTIONS = [
     {"color": 0},
     {"color": "true"},
     {"color": None},
+    {"upright": "no"},
+    {"upright": 0},
     # box: four finite numbers with x0 < x1 and y0 < y1
     {"box": [0, 0, 1]},
     {"box": [0, 0, 1, 1, 1]},
@@ -571,8 +575,11 @@ GOOD_OPTIONS = [
     *[({"resolution": r}, ReconstructOptions(resolution=r)) for r in (32, 64, 128, 256, 512)],
     ({"category": "x" * 100}, ReconstructOptions(category="x" * 100)),
     ({"category": "  chair \n"}, ReconstructOptions(category="chair")),
-    ({"category": "   "}, ReconstructOptions(category="object")),
-    ({"category": ""}, ReconstructOptions(category="object")),
+    ({"category": "   "}, ReconstructOptions(category="auto")),
+    ({"category": ""}, ReconstructOptions()),
+    ({"category": "object"}, ReconstructOptions(category="object")),
+    ({"upright": False}, ReconstructOptions(upright=False)),
+    ({"largest_component": False}, ReconstructOptions(largest_component=False)),
     ({"frame": "camera"}, ReconstructOptions(frame="camera")),
     ({"color": False}, ReconstructOptions(color=False)),
     ({"box": [0, 0, 1, 1]}, ReconstructOptions(box=(0.0, 0.0, 1.0, 1.0))),
@@ -968,10 +975,10 @@ def test_fuzz_split_envelope():
 # ------------------------------------------------------------------------------------- ReconstructOptions
 def test_default_options():
     options = ReconstructOptions()
-    assert options == ReconstructOptions(128, "object", "blender", True, None, None, "fp32", None)
+    assert options == ReconstructOptions(128, "auto", "blender", True, None, None, "fp32", None, True, True)
     assert options.to_json() == {
         "resolution": 128,
-        "category": "object",
+        "category": "auto",
         "frame": "blender",
         "color": True,
         "precision": "fp32",

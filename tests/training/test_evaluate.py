@@ -63,6 +63,45 @@ def test_rows_cover_every_method_condition_and_view(rows):
 
 
 @pytest.mark.blender
+def test_the_model_rows_score_the_scene_head(rows, tiny_run):
+    model = load_checkpoint(tiny_run.out / "model.safetensors")
+    mine = [r for r in rows if r["method"] == "model"]
+    for row in mine:
+        assert 0.0 <= row["gravity_error_deg"] <= 180.0
+        assert row["category_top"] in model.config.text.categories
+        assert row["category_correct"] == (row["category_top"] == row["category"])
+        assert row["prompt"] == "true"
+    assert all("gravity_error_deg" not in r for r in rows if r["method"] != "model")
+    scene = tables(rows)["scene"]
+    assert scene["all"]["n"] == len(mine)
+    errors = sorted(r["gravity_error_deg"] for r in mine)
+    assert scene["all"]["gravity_error_deg_median"] == pytest.approx(float(np.median(errors)))
+    assert scene["all"]["category_accuracy"] == pytest.approx(np.mean([r["category_correct"] for r in mine]))
+    assert "Scene head" in format_tables(tables(rows))
+
+
+def test_scene_estimates_measure_the_angle_to_the_true_gravity():
+    from backend.model.config import get_config
+    from backend.model.zeroshape import ZeroShapeW
+    from training.evaluate import scene_estimates
+
+    model = ZeroShapeW(get_config("tiny")).eval()
+    with torch.no_grad():
+        latent = model.encode(torch.rand(1, 3, 64, 64), "object")
+    predicted = latent.gravity[0]
+    assert scene_estimates(model, latent, "chair", predicted)["gravity_error_deg"] == pytest.approx(0.0, abs=0.1)
+    # A true gravity 30° away from the prediction, about the camera's x axis.
+    angle = math.radians(30)
+    rotation = torch.tensor(
+        [[1.0, 0.0, 0.0], [0.0, math.cos(angle), -math.sin(angle)], [0.0, math.sin(angle), math.cos(angle)]]
+    )
+    estimates = scene_estimates(model, latent, "chair", rotation @ predicted)
+    assert estimates["gravity_error_deg"] == pytest.approx(30.0, abs=0.1)
+    assert estimates["category_auto"] == "object"  # an untrained head is unsure
+    assert estimates["category_correct"] == (estimates["category_top"] == "chair")
+
+
+@pytest.mark.blender
 def test_the_sphere_baseline_ignores_the_occluders(rows):
     for view in {(r["object_id"], r["view"]) for r in rows}:
         clean, occluded = (
@@ -132,7 +171,7 @@ def test_an_empty_mesh_scores_the_penalty_without_crashing(tiny_run):
     with torch.no_grad():
         # The occupancy MLP's output layer: a very negative bias makes every query empty.
         model.decoder.occupancy_mlp.layers[-1].bias.fill_(-1e4)
-    mesh, _, _ = predict_mesh(model, torch.rand(3, 64, 64), "chair", 32)
+    mesh, _ = predict_mesh(model, torch.rand(3, 64, 64), "chair", 32)
     assert len(mesh.faces) == 0  # the premise of this test
     options = EvalOptions(resolution=32, surface_samples=2000, conditions=("clean",))
     with one_torch_thread():
@@ -169,7 +208,7 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     assert len(lines) == 3 * 2 * len(METHODS)  # 3 views, clean and occluded, the model, 3 oracles, 2 baselines
     assert {json.loads(line)["method"] for line in lines} == set(METHODS)
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"overall", "per_category", "per_source"}
+    assert set(summary) == {"overall", "per_category", "per_source", "scene"}  # the tiny model has a scene head
     assert set(summary["overall"]) == set(METHODS)
     assert "FS@τ per category:" in (out / "tables.md").read_text()
 
