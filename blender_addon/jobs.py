@@ -19,6 +19,7 @@ from . import camera as camera_module
 from . import scene as scene_module
 from .properties import PACKAGE, make_client, preferences
 from .protocol import ReconstructOptions
+from .texture_bake import bake_vertex_colours
 
 TICK_SECONDS = 0.1
 
@@ -215,16 +216,22 @@ def _import_result(context, result) -> None:
         obj.scale = (height, height, height)
     # The reconstruction's metadata (camera, frame, category, model) stays with the object, for scripts and tools.
     obj["zeroshape"] = json.dumps(result.metadata)
-    if context.scene.zeroshape.match_photo and STATE.batch is None:
+    settings = context.scene.zeroshape
+    problems = list(result.metadata.get("warnings") or [])  # e.g. a blank photo: probably not an object
+    if settings.bake_texture and result.colors is not None:
+        try:
+            bake_vertex_colours(context, obj, int(settings.texture_size))
+        except (ValueError, RuntimeError) as error:  # the mesh is in, with its vertex colours; only the bake failed
+            problems.append(f"could not bake its texture ({error})")
+    if settings.match_photo and STATE.batch is None:
         try:
             add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})
         except (KeyError, ValueError, RuntimeError) as error:  # the mesh is in; only the camera failed
-            status(context, f"{obj.name}: could not add the matching camera ({error})", error=True)
+            problems.append(f"could not add the matching camera ({error})")
     scene_module.push_undo(f"Reconstruct {obj.name}")
     seconds = time.perf_counter() - started
-    warnings = result.metadata.get("warnings") or []
-    if warnings:  # e.g. a blank photo: the mesh is in, but it is probably not an object
-        status(context, f"{obj.name}: {'; '.join(warnings)}", error=True)
+    if problems:  # the mesh is in, but not all is well
+        status(context, f"{obj.name}: {'; '.join(problems)}", error=True)
     else:
         status(context, f"{obj.name}: {len(result.faces):,} faces imported in {seconds:.2f} s")
     context.window_manager.zeroshape_progress = 1.0

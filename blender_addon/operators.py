@@ -20,6 +20,7 @@ from .jobs import (
 )
 from .properties import make_client, preferences
 from .protocol import DEFAULT_ADDRESS
+from .texture_bake import bake_vertex_colours
 
 
 class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
@@ -60,6 +61,36 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
         _submit(context, name, data, options, None, photo)
         self.report({"INFO"}, f"reconstructing {name}…")
         return {"FINISHED"}
+
+
+class ZEROSHAPE_OT_bake_texture(bpy.types.Operator):
+    """Bake the selected reconstructions' colours into UV-mapped image textures, so exports keep them"""
+
+    bl_idname = "zeroshape.bake_texture"
+    bl_label = "Bake Texture"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 (Blender reads a plain set)
+
+    @classmethod
+    def poll(cls, context):
+        if not any(obj.type == "MESH" for obj in context.selected_objects):
+            cls.poll_message_set("select a reconstructed mesh")
+            return False
+        return True
+
+    def execute(self, context):
+        size = int(context.scene.zeroshape.texture_size)
+        meshes = [obj for obj in context.selected_objects if obj.type == "MESH"]
+        baked, problems = [], []
+        for obj in meshes:
+            try:
+                baked.append(bake_vertex_colours(context, obj, size).name)
+            except (ValueError, RuntimeError) as error:  # RuntimeError: Blender's own bake refused
+                problems.append(f"{obj.name}: {error}")
+        if problems:
+            self.report({"WARNING"} if baked else {"ERROR"}, "; ".join(problems))
+        if baked:
+            status(context, f"baked {len(baked)} texture(s) of {size} px: {', '.join(baked)}")
+        return {"FINISHED"} if baked else {"CANCELLED"}
 
 
 class ZEROSHAPE_OT_check_backend(bpy.types.Operator):

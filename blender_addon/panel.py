@@ -6,6 +6,7 @@ import bpy
 
 from .jobs import STATE
 from .operators import (
+    ZEROSHAPE_OT_bake_texture,
     ZEROSHAPE_OT_batch_import,
     ZEROSHAPE_OT_batch_resume,
     ZEROSHAPE_OT_cancel,
@@ -40,6 +41,11 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
         row.prop(settings, "match_photo")
         layout.prop(settings, "upright")
         row = layout.row()
+        row.prop(settings, "bake_texture")
+        sub = row.row()
+        sub.enabled = settings.bake_texture
+        sub.prop(settings, "texture_size", text="")
+        row = layout.row()
         row.prop(settings, "limit_faces")
         sub = row.row()
         sub.enabled = settings.limit_faces
@@ -51,6 +57,7 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
         sub.enabled = settings.use_box
         sub.prop(settings, "box", text="")
         layout.operator(ZEROSHAPE_OT_reconstruct.bl_idname, icon="MESH_MONKEY")
+        layout.operator(ZEROSHAPE_OT_bake_texture.bl_idname, icon="TEXTURE")
         if wm.zeroshape_running:
             layout.progress(factor=wm.zeroshape_progress, type="BAR", text=wm.zeroshape_stage or "working")
             if STATE.batch is not None:

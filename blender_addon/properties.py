@@ -14,6 +14,7 @@ from bpy.props import (
 )
 
 from .protocol import DEFAULT_ADDRESS, is_loopback
+from .texture_bake import TEXTURE_SIZES
 
 PACKAGE = __package__
 
@@ -95,6 +96,18 @@ class ZeroShapeSettings(bpy.types.PropertyGroup):
         min=0.0,
         soft_max=10.0,
         unit="LENGTH",
+    )
+    bake_texture: BoolProperty(
+        name="Bake texture",
+        description="Bake the colours into a UV-mapped image texture on import, so FBX, glTF and game engines keep "
+        "them (vertex colours do not survive most exports)",
+        default=False,
+    )
+    texture_size: EnumProperty(
+        name="Texture",
+        description="Side of the baked texture in pixels",
+        items=[(str(size), f"{size} px", f"A {size}×{size} texture") for size in TEXTURE_SIZES],
+        default="1024",
     )
     batch_folder: StringProperty(name="Folder", subtype="DIR_PATH")
 

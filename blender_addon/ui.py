@@ -11,6 +11,7 @@ import bpy
 from . import properties
 from .jobs import STATE, after_file_load, stop_local_backend, tick, watch_backend
 from .operators import (
+    ZEROSHAPE_OT_bake_texture,
     ZEROSHAPE_OT_batch_import,
     ZEROSHAPE_OT_batch_resume,
     ZEROSHAPE_OT_cancel,
@@ -28,6 +29,7 @@ CLASSES = (
     ZeroShapePreferences,
     ZEROSHAPE_OT_reconstruct,
     ZEROSHAPE_OT_check_backend,
+    ZEROSHAPE_OT_bake_texture,
     ZEROSHAPE_OT_cancel,
     ZEROSHAPE_OT_cancel_after_current,
     ZEROSHAPE_OT_batch_import,

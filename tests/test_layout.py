@@ -17,6 +17,7 @@ BPY_MODULES: set[str] = {
     "blender_addon/operators.py",
     "blender_addon/panel.py",
     "blender_addon/scene.py",
+    "blender_addon/texture_bake.py",
 }
 # (training/data/render_blender.py and backend/preview_render.py import bpy only inside functions: they run
 # as their own Blender processes.)

@@ -10,6 +10,7 @@ import importlib
 import json
 import sys
 import time
+from pathlib import Path
 
 
 def install(zip_path: str):
@@ -28,6 +29,138 @@ def run_until_idle(jobs, timeout: float = 120.0) -> None:
             return
         time.sleep(0.05)
     raise TimeoutError("the add-on did not finish")
+
+
+def srgb_to_linear(c):
+    import numpy as np
+
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c):
+    import numpy as np
+
+    return np.where(c <= 0.0031308, c * 12.92, 1.055 * np.clip(c, 0, None) ** (1 / 2.4) - 0.055)
+
+
+def bilinear(pixels, uv):
+    """Sample an image's pixels [H, W, C] (Blender's order: the first row is the bottom) at UVs [N, 2]."""
+    import numpy as np
+
+    height, width = pixels.shape[:2]
+    x = np.clip(uv[:, 0] * width - 0.5, 0, width - 1)
+    y = np.clip(uv[:, 1] * height - 0.5, 0, height - 1)
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = pixels[y0, x0] * (1 - fx) + pixels[y0, x1] * fx
+    bottom = pixels[y1, x0] * (1 - fx) + pixels[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def bake_and_export(bpy, settings, jobs, photo: str, out, when: str) -> dict:
+    """Reconstruct with colours, bake (on import, or with the operator), export FBX and glTF, import both back and
+    compare the colours their textures give with the vertex colours the backend sent."""
+    import numpy as np
+    from mathutils.kdtree import KDTree
+
+    settings.filepath = photo
+    settings.resolution = "64"
+    settings.bake_texture = when == "on_import"
+    settings.texture_size = "1024"
+    bpy.ops.zeroshape.reconstruct()
+    run_until_idle(jobs)
+    (obj,) = [o for o in bpy.data.collections["ZeroShape"].objects if o.type == "MESH"]
+    report: dict = {"status": bpy.context.window_manager.zeroshape_status}
+    mesh = obj.data
+    world = np.array(obj.matrix_world)
+    positions = np.array([list(v.co) for v in mesh.vertices]) @ world[:3, :3].T + world[:3, 3]
+    if when == "operator":
+        # An untrained backend colours its blob nearly uniformly; paint smooth stripes in every channel instead, so
+        # the comparison sees colours that change across the mesh (as a photo's do).
+        attribute = mesh.color_attributes["Col"]
+        local = np.array([list(v.co) for v in mesh.vertices])
+        colours = 0.5 + 0.4 * np.sin(local[:, [0, 1, 2]] * [7.0, 9.0, 11.0] + [0.0, 1.0, 2.0])
+        rgba = np.concatenate([colours, np.ones((len(colours), 1))], axis=1).astype(np.float32)
+        attribute.data.foreach_set("color_srgb", rgba.ravel())
+        attribute.data.foreach_get("color_srgb", rgba.ravel())
+        colours = rgba[:, :3].copy()  # as stored: rounded to bytes
+        for other in bpy.context.view_layer.objects:
+            other.select_set(False)
+        obj.select_set(True)
+        started = time.perf_counter()
+        report["operator"] = sorted(bpy.ops.zeroshape.bake_texture())
+        report["bake_seconds"] = time.perf_counter() - started
+        report["status"] = bpy.context.window_manager.zeroshape_status
+        try:
+            bpy.ops.zeroshape.bake_texture()
+            report["second_bake"] = "accepted"
+        except RuntimeError as error:  # an operator that reports ERROR raises in background mode
+            report["second_bake"] = str(error)
+    report["color_attributes_after_bake"] = [a.name for a in mesh.color_attributes]
+    report["uv_maps"] = [uv.name for uv in mesh.uv_layers]
+    report["packed"] = any(i.packed_file is not None for i in bpy.data.images if i.name.startswith(obj.name))
+    if when != "operator":
+        return report
+    for other in bpy.context.view_layer.objects:
+        other.select_set(False)
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    out.mkdir(parents=True, exist_ok=True)
+    bpy.ops.export_scene.gltf(filepath=str(out / "mesh.glb"), use_selection=True, export_format="GLB")
+    bpy.ops.export_scene.fbx(filepath=str(out / "mesh.fbx"), use_selection=True, path_mode="COPY", embed_textures=True)
+    tree = KDTree(len(positions))
+    for index, position in enumerate(positions):
+        tree.insert(position, index)
+    tree.balance()
+    for kind in ("glb", "fbx"):
+        before = set(bpy.data.objects)
+        if kind == "glb":
+            bpy.ops.import_scene.gltf(filepath=str(out / "mesh.glb"))
+        else:
+            bpy.ops.import_scene.fbx(filepath=str(out / "mesh.fbx"))
+        (back,) = [o for o in bpy.data.objects if o not in before and o.type == "MESH"]
+        material = back.active_material
+        principled = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+        feeding = [link.from_node for link in material.node_tree.links if link.to_socket == principled.inputs[0]]
+        entry = {"base_colour_from": [n.type for n in feeding], "color_attributes": len(back.data.color_attributes)}
+        if feeding and feeding[0].type == "TEX_IMAGE" and feeding[0].image is not None:
+            image = feeding[0].image
+            width, height = image.size
+            pixels = np.array(image.pixels[:], dtype=np.float32).reshape(height, width, -1)[..., :3]
+            entry["image_size"] = [width, height]
+            back_mesh = back.data
+            back_world = np.array(back.matrix_world)
+            back_positions = np.array([list(v.co) for v in back_mesh.vertices]) @ back_world[:3, :3].T
+            back_positions += back_world[:3, 3]
+            matched, distances = [], []
+            for position in back_positions:
+                _, index, distance = tree.find(position)
+                matched.append(index)
+                distances.append(distance)
+            matched = np.array(matched)
+            entry["max_position_error"] = float(max(distances))
+            loops = np.array([loop.vertex_index for loop in back_mesh.loops])
+            uv = np.zeros(len(back_mesh.loops) * 2, dtype=np.float32)
+            back_mesh.uv_layers.active.data.foreach_get("uv", uv)
+            uv = uv.reshape(-1, 2)
+            expected = colours[matched[loops]]
+            sampled = bilinear(pixels, uv)
+            entry["vertex_mean_error_255"] = float(np.abs(sampled - expected).mean() * 255)
+            entry["vertex_mean_signed_255"] = ((sampled - expected).mean(axis=0) * 255).tolist()
+            entry["vertex_p99_error_255"] = float(np.percentile(np.abs(sampled - expected).max(axis=1), 99) * 255)
+            # Inside each triangle (its centroid): the mean of its corners' colours, blended in linear light as a
+            # renderer does.
+            triangles = np.array([list(p.loop_indices) for p in back_mesh.polygons if p.loop_total == 3])
+            corner = srgb_to_linear(expected[triangles])
+            inside = linear_to_srgb(corner.mean(axis=1))
+            sampled = bilinear(pixels, uv[triangles].mean(axis=1))
+            entry["centroid_mean_error_255"] = float(np.abs(sampled - inside).mean() * 255)
+        report[kind] = entry
+    report["vertices"] = len(positions)
+    report["colour_spread_255"] = float(colours.std(axis=0).mean() * 255)
+    report["colour_mean_255"] = (colours.mean(axis=0) * 255).tolist()
+    return report
 
 
 def main() -> None:
@@ -264,6 +397,8 @@ def main() -> None:
         jobs.watch_backend()
         jobs.STATE.backend_check.join(timeout=10)
         report["enabled_with_backend"] = bpy.ops.zeroshape.reconstruct.poll()
+    elif scenario == "bake_export":
+        report.update(bake_and_export(bpy, settings, jobs, args[0], Path(args[1]), args[2]))
     elif scenario == "import_benchmark":
         import numpy as np
 
