@@ -39,10 +39,10 @@ benchmark: setup
 # in one picture, out/examples-overview.png (the README shows it); then each mesh through the camera it
 # estimates for its photo, over the photo (out/match-photo-overview.png, also in the README).
 run: setup
-	$(BIN)/zeroshape-w reconstruct examples/*.jpg -o out/examples --preview
+	$(BIN)/zeroshape-w reconstruct examples/*.jpg examples/*.png -o out/examples --preview
 	$(BIN)/python -m training.figures grid out/examples/*.png -o out/examples-overview.png
-	$(BIN)/zeroshape-w reconstruct examples/*.jpg -o out/match-photo --format ply --quiet
-	for photo in examples/*.jpg; do name=$$(basename $$photo .jpg); \
+	$(BIN)/zeroshape-w reconstruct examples/*.jpg examples/*.png -o out/match-photo --format ply --quiet
+	for photo in examples/*.jpg examples/*.png; do name=$$(basename $${photo%.*}); \
 	  $(BIN)/python -m backend.preview_render out/match-photo/$$name.ply out/match-photo/$$name-overlay.png \
 	    --photo $$photo --match-photo out/match-photo/$$name.json --size 512 || exit 1; done
 	$(BIN)/python -m training.figures grid out/match-photo/*-overlay.png -o out/match-photo-overview.png --columns 3
