@@ -16,6 +16,15 @@ from .operators import (
 )
 
 
+def _switch_and_value(layout, settings, switch: str, value: str) -> None:
+    """One row: a check box and the value it turns on (greyed out while it is off)."""
+    row = layout.row()
+    row.prop(settings, switch)
+    sub = row.row()
+    sub.enabled = getattr(settings, switch)
+    sub.prop(settings, value, text="")
+
+
 class ZEROSHAPE_PT_panel(bpy.types.Panel):
     bl_label = "ZeroShape-W"
     bl_space_type = "VIEW_3D"
@@ -40,22 +49,10 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
         row.prop(settings, "color")
         row.prop(settings, "match_photo")
         layout.prop(settings, "upright")
-        row = layout.row()
-        row.prop(settings, "bake_texture")
-        sub = row.row()
-        sub.enabled = settings.bake_texture
-        sub.prop(settings, "texture_size", text="")
-        row = layout.row()
-        row.prop(settings, "limit_faces")
-        sub = row.row()
-        sub.enabled = settings.limit_faces
-        sub.prop(settings, "max_faces", text="")
+        _switch_and_value(layout, settings, "bake_texture", "texture_size")
+        _switch_and_value(layout, settings, "limit_faces", "max_faces")
         layout.prop(settings, "real_height")
-        row = layout.row()
-        row.prop(settings, "use_box")
-        sub = row.row()
-        sub.enabled = settings.use_box
-        sub.prop(settings, "box", text="")
+        _switch_and_value(layout, settings, "use_box", "box")
         layout.operator(ZEROSHAPE_OT_reconstruct.bl_idname, icon="MESH_MONKEY")
         layout.operator(ZEROSHAPE_OT_bake_texture.bl_idname, icon="TEXTURE")
         if wm.zeroshape_running:

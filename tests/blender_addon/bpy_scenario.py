@@ -45,17 +45,10 @@ def linear_to_srgb(c):
 
 def bilinear(pixels, uv):
     """Sample an image's pixels [H, W, C] (Blender's order: the first row is the bottom) at UVs [N, 2]."""
-    import numpy as np
+    from backend.color import sample_bilinear
 
     height, width = pixels.shape[:2]
-    x = np.clip(uv[:, 0] * width - 0.5, 0, width - 1)
-    y = np.clip(uv[:, 1] * height - 0.5, 0, height - 1)
-    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
-    x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = pixels[y0, x0] * (1 - fx) + pixels[y0, x1] * fx
-    bottom = pixels[y1, x0] * (1 - fx) + pixels[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
+    return sample_bilinear(pixels, uv[:, 0] * width - 0.5, uv[:, 1] * height - 0.5)
 
 
 def bake_and_export(bpy, settings, jobs, photo: str, out, when: str) -> dict:
