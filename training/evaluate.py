@@ -216,6 +216,8 @@ def score_view(
     prompt = options.prompt if options.prompt == "true" else latent.prompts[0]
     clouds = {"model": surface_cloud(mesh, options.surface_samples, seed)}
     scene = {"prompt": prompt, **scene_estimates(model, latent, base["category"], gravity)}
+    if truth is not None:
+        scene |= pixel_errors(latent, truth)
     if options.oracle:
         if truth is None:
             raise ValueError("oracle rows need the true depth, mask and intrinsics (rendered datasets only)")
@@ -235,6 +237,25 @@ def score_view(
         }
         for method, cloud in clouds.items()
     ]
+
+
+def pixel_errors(latent: Latent, truth: dict[str, torch.Tensor]) -> dict:
+    """How far the pixel heads are from the truth on one view (batch of one): the depth's scale-and-shift
+    invariant error on the true visible mask (1.0 = no better than a flat depth), the visible mask's IoU, and
+    the focal length's |log f̂ − log f|. truth: visible_mask [1, S, S], depth [1, S, S], intrinsics [3, 3]."""
+    from training.losses import scale_shift_invariant_loss
+
+    mask = truth["visible_mask"][None].float()
+    depth = scale_shift_invariant_loss(latent.depth.float().cpu(), truth["depth"][None].float(), mask)
+    predicted = latent.visible[0, 0].cpu()
+    true = truth["visible_mask"][0] >= 0.5
+    union = (predicted | true).sum()
+    focal = latent.intrinsics[0, 0, 0].float().cpu()
+    return {
+        "depth_error": float(depth),
+        "mask_iou": float((predicted & true).sum() / union) if union else 1.0,
+        "focal_log_error": float((focal.log() - truth["intrinsics"][0, 0].float().log()).abs()),
+    }
 
 
 def scene_estimates(model: ZeroShapeW, latent: Latent, category: str, gravity: torch.Tensor | None) -> dict:
@@ -267,7 +288,24 @@ def tables(rows: list[dict]) -> dict:
     scene = scene_table([r for r in rows if r["method"] == "model"])
     if scene:
         result["scene"] = scene
+    pixel = pixel_table([r for r in rows if r["method"] == "model"])
+    if pixel:
+        result["pixel_heads"] = pixel
     return result
+
+
+def pixel_table(rows: list[dict]) -> dict:
+    """Per condition and "all": the means of the pixel heads' errors (`pixel_errors`); {} without them."""
+    rows = [r for r in rows if "depth_error" in r]
+    if not rows:
+        return {}
+    table = {}
+    for condition in [*sorted({r["condition"] for r in rows}, key=CONDITIONS.index), "all"]:
+        group = [r for r in rows if condition in ("all", r["condition"])]
+        table[condition] = {"n": len(group)} | {
+            key: float(np.mean([r[key] for r in group])) for key in ("depth_error", "mask_iou", "focal_log_error")
+        }
+    return table
 
 
 def scene_table(rows: list[dict]) -> dict:
@@ -308,9 +346,28 @@ def format_tables(result: dict) -> str:
                 f"{g['fscore@0.15']:.3f} | {g['fscore@0.25']:.3f} | {g['cd']:.4f} |"
             )
     lines += _scene_lines(result.get("scene", {}))
+    lines += _pixel_lines(result.get("pixel_heads", {}))
     lines += _fscore_table(result["per_category"], "category", with_counts=False, at_least=1)
     lines += _fscore_table(result.get("per_source", {}), "source", with_counts=True, at_least=2)
     return "\n".join(lines)
+
+
+def _pixel_lines(pixel: dict) -> list[str]:
+    """The pixel heads' errors per condition; [] without them."""
+    if not pixel:
+        return []
+    lines = [
+        "",
+        "Pixel heads (the model's row; depth: scale-and-shift invariant error, 1 = flat):",
+        "",
+        "| condition | views | depth error | visible-mask IoU | focal \\|log error\\| |",
+        "|---|---|---|---|---|",
+    ]
+    for condition, g in pixel.items():
+        lines.append(
+            f"| {condition} | {g['n']} | {g['depth_error']:.3f} | {g['mask_iou']:.3f} | {g['focal_log_error']:.3f} |"
+        )
+    return lines
 
 
 def _scene_lines(scene: dict) -> list[str]:

@@ -80,6 +80,38 @@ def test_the_model_rows_score_the_scene_head(rows, tiny_run):
     assert "Scene head" in format_tables(tables(rows))
 
 
+def test_pixel_errors_are_zero_for_the_truth_and_grow_with_the_error():
+    from types import SimpleNamespace
+
+    from training.evaluate import pixel_errors
+
+    size = 16
+    rows = torch.arange(size).float()[:, None].expand(size, size)
+    mask = torch.zeros(1, size, size)
+    mask[:, 4:12, 4:12] = 1.0
+    depth = (2.0 + rows / size)[None] * mask
+    K = torch.tensor([[20.0, 0, 8], [0, 20.0, 8], [0, 0, 1]])
+    truth = {"visible_mask": mask, "depth": depth, "intrinsics": K}
+
+    def latent(predicted_depth, visible, focal):
+        intrinsics = K.clone()
+        intrinsics[0, 0] = focal
+        return SimpleNamespace(depth=predicted_depth[None], visible=visible[None] >= 0.5, intrinsics=intrinsics[None])
+
+    # The truth up to scale and shift: no error, a perfect mask.
+    exact = pixel_errors(latent(3.0 * depth + 1.0, mask, 20.0), truth)
+    assert exact["depth_error"] == pytest.approx(0.0, abs=1e-5)
+    assert exact["mask_iou"] == 1.0
+    assert exact["focal_log_error"] == pytest.approx(0.0, abs=1e-6)
+    # A flat depth is the reference (1.0); half the mask; twice the focal length.
+    wrong_mask = mask.clone()
+    wrong_mask[:, 4:8] = 0.0
+    off = pixel_errors(latent(torch.ones_like(depth), wrong_mask, 40.0), truth)
+    assert off["depth_error"] == pytest.approx(1.0, abs=1e-5)
+    assert off["mask_iou"] == pytest.approx(0.5)
+    assert off["focal_log_error"] == pytest.approx(math.log(2.0), rel=1e-5)
+
+
 def test_scene_estimates_measure_the_angle_to_the_true_gravity():
     from backend.model.config import get_config
     from backend.model.zeroshape import ZeroShapeW
@@ -208,7 +240,8 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     assert len(lines) == 3 * 2 * len(METHODS)  # 3 views, clean and occluded, the model, 3 oracles, 2 baselines
     assert {json.loads(line)["method"] for line in lines} == set(METHODS)
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"overall", "per_category", "per_source", "scene"}  # the tiny model has a scene head
+    # The tiny model has a scene head; rendered views give the pixel heads' errors.
+    assert set(summary) == {"overall", "per_category", "per_source", "scene", "pixel_heads"}
     assert set(summary["overall"]) == set(METHODS)
     assert "FS@τ per category:" in (out / "tables.md").read_text()
 
