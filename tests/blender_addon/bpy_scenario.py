@@ -186,6 +186,7 @@ def main() -> None:
         settings.match_photo = len(args) > 1 and args[1] == "match"
         if len(args) > 1 and args[1] == "budget":
             settings.limit_faces, settings.max_faces, settings.real_height = True, 500, 0.3
+            settings.upright, settings.category = False, "mug"
         if len(args) > 1 and args[1] == "box":
             settings.use_box, settings.box = True, (200.0, 100.0, 400.0, 300.0)
         objects_before = len(bpy.data.objects)
@@ -238,7 +239,10 @@ def main() -> None:
         report["faces"] = len(obj.data.polygons)
         report["location"] = list(obj.location)
         report["scale"] = list(obj.scale)
-        report["crop_box"] = json.loads(obj["zeroshape"])["camera"]["crop_box_photo_px"]
+        metadata = json.loads(obj["zeroshape"])
+        report["crop_box"] = metadata["camera"]["crop_box_photo_px"]
+        report["up"] = metadata["up"]["source"]
+        report["category"] = [metadata["category"], metadata["category_requested"]]
         report["height"] = obj.dimensions.z
         report["collection"] = obj.users_collection[0].name
         report["active"] = bpy.context.view_layer.objects.active == obj

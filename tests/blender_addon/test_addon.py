@@ -77,6 +77,9 @@ def test_reconstruct_operator_imports_one_coloured_object_at_the_cursor(addon_zi
     assert len(report["undo_steps"]) == 1
     assert report["new_objects"] == 1  # no camera unless asked
     assert report["backend"].startswith("ready: tiny on cpu")
+    # The panel's defaults: Auto category (an untrained head is unsure: "object"), upright on the predicted ground.
+    assert report["category"] == ["object", "auto"]
+    assert report["up"] == "gravity head"
 
 
 def test_match_photo_adds_a_camera_that_sees_the_mesh(addon_zip, backend, tmp_path):
@@ -132,6 +135,8 @@ def test_face_budget_and_real_height(addon_zip, backend, tmp_path):
     assert 0 < report["faces"] <= 500
     assert report["scale"] == pytest.approx([0.3, 0.3, 0.3])
     assert report["height"] == pytest.approx(0.3, rel=0.02)  # the mesh arrives 1 unit tall
+    assert report["up"] == "camera (upright off)"  # the Upright switch reaches the request
+    assert report["category"] == ["mug", "mug"]
 
 
 def test_an_object_box_from_the_panel_reaches_the_crop(addon_zip, backend, tmp_path):
