@@ -252,7 +252,6 @@ class Reconstructor:
         size = self.preprocess.image_size
         return {
             "source": photo.source,
-            "category": options.category,
             "frame": options.frame,
             "frame_transform": matrix.round(8).tolist(),
             "frame_transform_maps": "model frame (OpenCV camera axes, normalised) -> output vertices",

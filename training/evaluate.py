@@ -294,14 +294,19 @@ def tables(rows: list[dict]) -> dict:
     return result
 
 
+def _by_condition(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """(condition, its rows) for each condition present, in CONDITIONS order, then ("all", every row)."""
+    conditions = sorted({r["condition"] for r in rows}, key=CONDITIONS.index)
+    return [(c, [r for r in rows if r["condition"] == c]) for c in conditions] + [("all", rows)]
+
+
 def pixel_table(rows: list[dict]) -> dict:
     """Per condition and "all": the means of the pixel heads' errors (`pixel_errors`); {} without them."""
     rows = [r for r in rows if "depth_error" in r]
     if not rows:
         return {}
     table = {}
-    for condition in [*sorted({r["condition"] for r in rows}, key=CONDITIONS.index), "all"]:
-        group = [r for r in rows if condition in ("all", r["condition"])]
+    for condition, group in _by_condition(rows):
         table[condition] = {"n": len(group)} | {
             key: float(np.mean([r[key] for r in group])) for key in ("depth_error", "mask_iou", "focal_log_error")
         }
@@ -315,8 +320,7 @@ def scene_table(rows: list[dict]) -> dict:
     if not rows:
         return {}
     table = {}
-    for condition in [*sorted({r["condition"] for r in rows}, key=CONDITIONS.index), "all"]:
-        group = [r for r in rows if condition in ("all", r["condition"])]
+    for condition, group in _by_condition(rows):
         named = [r for r in group if r["category"] != "object"]
         errors = np.array([r["gravity_error_deg"] for r in group if "gravity_error_deg" in r])
         table[condition] = {
@@ -356,42 +360,38 @@ def _pixel_lines(pixel: dict) -> list[str]:
     """The pixel heads' errors per condition; [] without them."""
     if not pixel:
         return []
-    lines = [
-        "",
+    return _titled_table(
         "Pixel heads (the model's row; depth: scale-and-shift invariant error, 1 = flat):",
-        "",
-        "| condition | views | depth error | visible-mask IoU | focal \\|log error\\| |",
-        "|---|---|---|---|---|",
-    ]
-    for condition, g in pixel.items():
-        lines.append(
-            f"| {condition} | {g['n']} | {g['depth_error']:.3f} | {g['mask_iou']:.3f} | {g['focal_log_error']:.3f} |"
-        )
-    return lines
+        ["condition", "views", "depth error", "visible-mask IoU", "focal \\|log error\\|"],
+        [
+            [condition, g["n"], f"{g['depth_error']:.3f}", f"{g['mask_iou']:.3f}", f"{g['focal_log_error']:.3f}"]
+            for condition, g in pixel.items()
+        ],
+    )
 
 
 def _scene_lines(scene: dict) -> list[str]:
     """The scene head's table (gravity error, category accuracy) per condition; [] without one."""
     if not scene:
         return []
-    lines = [
-        "",
-        "Scene head (the model's row):",
-        "",
-        '| condition | views | gravity error median | mean | within 10° | category accuracy | without "object" |'
-        " auto chose a category |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+    columns = ["condition", "views", "gravity error median", "mean", "within 10°", "category accuracy"]
+    columns += ['without "object"', "auto chose a category"]
+    rows = []
     for condition, g in scene.items():
         median = g.get("gravity_error_deg_median")
         mean, within = g.get("gravity_error_deg_mean"), g.get("gravity_within_10deg")
         gravity = f"{median:.1f}° | {mean:.1f}° | {within:.0%}" if median is not None else "– | – | –"
         named = "–" if g["category_accuracy_named"] is None else f"{g['category_accuracy_named']:.0%}"
-        lines.append(
-            f"| {condition} | {g['n']} | {gravity} | {g['category_accuracy']:.0%} | {named} | "
-            f"{g['auto_chose_a_category']:.0%} |"
+        rows.append(
+            [condition, g["n"], gravity, f"{g['category_accuracy']:.0%}", named, f"{g['auto_chose_a_category']:.0%}"]
         )
-    return lines
+    return _titled_table("Scene head (the model's row):", columns, rows)
+
+
+def _titled_table(title: str, columns: list[str], rows: list[list]) -> list[str]:
+    """Markdown lines: a blank line, the title, a blank line, then the table."""
+    lines = ["", title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
 def _fscore_table(groups: dict, name: str, with_counts: bool, at_least: int) -> list[str]:
