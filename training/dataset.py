@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 OBJECT_CUBE_HALF_EXTENT = 0.55
 """Objects are normalised into [-0.5, 0.5]³ (docs/DATASET.md); everything outside this cube is empty."""
+MIN_INSIDE_SHARE = 0.005
+"""Training skips objects with fewer of their occupancy samples inside (half of the samples lie near the surface, so
+a solid object has 15-50% inside): they enclose no volume, e.g. a flat shield face or a plant's leaves drawn as
+open sheets, and their all-empty labels would teach the decoder to answer "empty" for what it sees."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +138,20 @@ def scan_dataset(roots: Sequence[str | Path]) -> tuple[list[ViewRecord], list[Oc
 def _load_occupancy(object_folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """(points float32 [N, 3] in the normalised object frame, labels bool [N]); cached per process."""
     return layout.read_occupancy(object_folder)
+
+
+def _without_sheets(views: list[ViewRecord]) -> list[ViewRecord]:
+    """The views whose objects enclose a volume (see MIN_INSIDE_SHARE); logs what it leaves out."""
+    share = {}
+    for folder in dict.fromkeys(view.object_folder for view in views):
+        share[folder] = float(layout.read_occupancy(folder)[1].mean())
+    sheets = sorted(folder.name for folder, inside in share.items() if inside < MIN_INSIDE_SHARE)
+    if sheets:
+        log.warning(
+            "skipping %d of %d objects that enclose no volume (under %.1f%% of their occupancy samples inside): %s%s",
+            len(sheets), len(share), 100 * MIN_INSIDE_SHARE, ", ".join(sheets[:5]), ", ..." if len(sheets) > 5 else "",
+        )  # fmt: skip
+    return [view for view in views if share[view.object_folder] >= MIN_INSIDE_SHARE]
 
 
 @lru_cache(maxsize=512)
@@ -327,8 +345,11 @@ class RenderedViews(torch.utils.data.Dataset):
         augmentation: Augmentation | None = None,
         box_half_extent: float = 1.5,
         box_fraction: float = 0.125,
+        skip_sheets: bool = False,
     ):
         self.views, self.occluders = scan_dataset(roots)
+        if skip_sheets:
+            self.views = _without_sheets(self.views)
         if not self.views:
             raise ValueError(f"no finished views under {', '.join(map(str, roots))}")
         self.image_size = image_size

@@ -311,6 +311,7 @@ def _open_run(options: TrainOptions, started: float) -> _Run:
         Augmentation(),
         box_half_extent=model.preprocess.query_box_half_extent,
         box_fraction=recipe.box_fraction,
+        skip_sheets=True,
     )
     optimiser = torch.optim.AdamW(
         _parameter_groups(model), lr=base_lr, betas=recipe.betas, weight_decay=recipe.weight_decay

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 from scipy.ndimage import binary_dilation
 from scipy.spatial import cKDTree
 
+from training.data import layout
 from training.dataset import (
     OBJECT_CUBE_HALF_EXTENT,
     Augmentation,
@@ -84,6 +86,20 @@ def test_scan_ignores_objects_without_done(rendered_dataset, tmp_path):
     # A half-written object may lack anything; with its camera.json gone it must still not be read.
     (unfinished / "view_000" / "camera.json").unlink()
     assert len(scan_dataset([copy])[0]) == 4
+
+
+@pytest.mark.blender
+def test_training_skips_objects_that_enclose_no_volume(rendered_dataset, tmp_path, caplog):
+    copy = Path(shutil.copytree(rendered_dataset, tmp_path / "dataset"))
+    sheet = copy / "objects" / "procedural-table-0000"
+    points, _ = layout.read_occupancy(sheet)
+    layout.write_occupancy(sheet, points, np.zeros(len(points), dtype=bool))  # an open sheet: nothing inside
+    assert len(RenderedViews([copy], image_size=64, query_points=8)) == 6  # evaluation keeps every view
+    with caplog.at_level(logging.WARNING, logger="training.dataset"):
+        kept = RenderedViews([copy], image_size=64, query_points=8, skip_sheets=True)
+    assert len(kept) == 4
+    assert "procedural-table-0000" not in {v.object_id for v in kept.views}
+    assert "skipping 1 of 3 objects that enclose no volume" in caplog.text
 
 
 # ------------------------------------------------------------------------------------------------------ samples

@@ -204,13 +204,32 @@ def occupancy_labels(mesh: trimesh.Trimesh, points: np.ndarray) -> np.ndarray:
     Holes that cannot be capped by a surface seen as less than a hemisphere (e.g. a deep bowl that is mostly opening)
     leave cavity points near the rim with w < ½: they are labelled outside.
 
+    Inside-out meshes (every triangle wound clockwise seen from outside, as 0 A.D.'s PMD files are) have w = -1
+    inside; they are recognised by their negative enclosed volume (`signed_volume`) and labelled as if turned the
+    right way out, so a whole source cannot silently train the model on empty space.
+
     Args:
         mesh: triangle mesh; points: [N, 3] in the mesh's units.
 
     Returns:
         [N] bool, True inside.
     """
-    return fast_winding_number(mesh.vertices, mesh.faces, points) > 0.5
+    winding = fast_winding_number(mesh.vertices, mesh.faces, points)
+    if signed_volume(mesh) < 0:
+        winding = -winding
+    return winding > 0.5
+
+
+def signed_volume(mesh: trimesh.Trimesh) -> float:
+    """The volume the triangles enclose, in the mesh's units cubed: positive when they wind counter-clockwise seen
+    from outside, negative when the mesh is inside-out. Summed over tetrahedra from the vertices' centroid, which
+    keeps the sign meaningful for meshes with small holes (a closed mesh gives the same value from any apex)."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces)
+    if len(faces) == 0:
+        return 0.0
+    corners = vertices[faces] - vertices.mean(axis=0)
+    return float(np.einsum("fi,fi->f", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])).sum() / 6.0)
 
 
 def sample_occupancy(

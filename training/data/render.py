@@ -91,12 +91,16 @@ def load_mesh(source: ObjectSource, keep_converted: Path | None = None):
 
 def prepare_object(source: ObjectSource, folder: Path, occupancy_points: int, surface_points: int) -> None:
     """Normalised mesh, occupancy samples and surface points for one object (deterministic per object)."""
-    from .geometry import normalise_mesh, sample_occupancy, sample_surface
+    from .geometry import normalise_mesh, sample_occupancy, sample_surface, signed_volume
 
     rng = np.random.default_rng(stable_seed(source.object_id))
     folder.mkdir(parents=True, exist_ok=True)
     source = unpack_archived(source, folder)
     mesh, centre, scale = normalise_mesh(load_mesh(source, keep_converted=folder / "asset.glb"))
+    if signed_volume(mesh) < 0:
+        # Inside-out files (0 A.D.'s PMD winds clockwise; 17 of 405 Sweet Home 3D models too) are written the right
+        # way out, so mesh.ply's normals face outwards like every other source's.
+        mesh.invert()
     info = {"object_id": source.object_id, "category": source.category, "source": source.source}
     if source.name:
         info["name"] = source.name

@@ -111,7 +111,7 @@ def make_zero_ad_zip(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         for member, extents in ZERO_AD_MEMBERS.items():
             box = trimesh.creation.box(extents=extents)
-            archive.writestr(member, write_pmd(box.vertices, box.faces))
+            archive.writestr(member, write_pmd(box.vertices, box.faces[:, ::-1]))  # clockwise, as the game
         archive.writestr("art/meshes/skeletal/fish_shoal.pmd", write_pmd(np.eye(3), [[0, 1, 2]]))
         archive.writestr("art/textures/skins/horse.dds", b"DDS not read")
     return path

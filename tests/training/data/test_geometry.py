@@ -74,6 +74,18 @@ def test_cube_labels(cube: trimesh.Trimesh) -> None:
     assert accuracy >= 0.995
 
 
+def test_an_inside_out_mesh_is_labelled_as_the_solid(sphere: trimesh.Trimesh) -> None:
+    """0 A.D.'s meshes wind clockwise: w = -1 inside. Labelling must not depend on the winding direction."""
+    inside_out = trimesh.Trimesh(sphere.vertices, sphere.faces[:, ::-1], process=False)
+    points = uniform_points(5_000, seed=3)
+    labels = geo.occupancy_labels(inside_out, points)
+    assert labels.any()
+    assert (labels == geo.occupancy_labels(sphere, points)).all()
+    volume = 4 / 3 * np.pi * SPHERE_RADIUS**3
+    assert geo.signed_volume(sphere) == pytest.approx(volume, rel=0.01)
+    assert geo.signed_volume(inside_out) == pytest.approx(-volume, rel=0.01)
+
+
 def test_open_box_labels(open_box: trimesh.Trimesh) -> None:
     """Truth for the open box is the box volume; points within 0.02 of the missing face's plane are set aside."""
     points = uniform_points(20_000, seed=2)

@@ -12,7 +12,9 @@ import trimesh
 
 from tests.training.conftest import run_cli
 from tests.training.data.asset_fixtures import make_zero_ad_zip
-from training.data.render import load_mesh, unpack_archived
+from training.data import layout
+from training.data.geometry import signed_volume
+from training.data.render import load_mesh, prepare_object, unpack_archived
 from training.data.sources import zero_ad_objects
 from training.data.zero_ad import PmdError, read_pmd, write_pmd
 
@@ -64,6 +66,21 @@ def test_members_animals_and_a_stride_of_props(tmp_path):
     horse = unpack_archived(objects[0], tmp_path / "horse")
     # Stored Y up, 1.0 high and 1.2 long along z; upright, Z up: 1.2 long along y and 1.0 high.
     np.testing.assert_allclose(load_mesh(horse).extents, (0.4, 1.2, 1.0), atol=1e-6)
+    assert signed_volume(load_mesh(horse)) == pytest.approx(-0.4 * 1.2 * 1.0)  # the game's clockwise winding
+
+
+def test_an_inside_out_object_is_prepared_the_right_way_out(tmp_path):
+    """0 A.D.'s triangles wind clockwise; before this was handled, every 0 A.D. object's occupancy was empty."""
+    horse = zero_ad_objects(make_zero_ad_zip(tmp_path / "public.zip"))[0]
+    folder = tmp_path / "prepared"
+    prepare_object(horse, folder, occupancy_points=4000, surface_points=100)
+    mesh = trimesh.load(folder / layout.MESH, force="mesh", process=False)
+    assert signed_volume(mesh) > 0
+    points, inside = layout.read_occupancy(folder)
+    uniform = points[:2000]  # the uniform half, in the box [-0.55, 0.55]³; the box fills 0.4/1.2 × 1 × 1.0/1.2
+    expected = (0.4 / 1.2) * (1.0 / 1.2) / 1.1**3
+    assert inside[:2000].mean() == pytest.approx(expected, abs=0.03)
+    assert (inside[:2000] == (np.abs(uniform) < [0.5 / 3, 0.5, 0.5 / 1.2]).all(axis=1)).mean() > 0.98
 
 
 def test_a_missing_zip_names_the_file(tmp_path):
