@@ -38,7 +38,14 @@ from backend.model.config import AGNOSTIC_PROMPT
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShapeW
 from training.dataset import Augmentation, RenderedViews, collate
 from training.distributed import Distributed, init_distributed, training_device
-from training.losses import AuxiliaryDepthModel, LossWeights, category_targets, occupancy_loss, zeroshape_w_loss
+from training.losses import (
+    AuxiliaryDepthModel,
+    LossWeights,
+    category_targets,
+    category_weights,
+    occupancy_loss,
+    zeroshape_w_loss,
+)
 from training.recipes import TrainRecipe, get_recipe
 from training.schedule import (
     JOINT_STAGE,
@@ -495,6 +502,8 @@ def train(
     step_times: list[float] = []
     last_checkpoint = run.out / LAST_CHECKPOINT
     first_step = run.step
+    table = run.model.config.text.categories
+    balance = category_weights([view.category for view in run.dataset.views], table).to(run.device)
     previous = time.perf_counter()
     try:
         with stop.on_signals():
@@ -517,9 +526,8 @@ def train(
                 tensors = {
                     k: v.to(run.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
                 }
-                tensors["category_index"] = category_targets(batch["category"], run.model.config.text.categories).to(
-                    run.device
-                )
+                tensors["category_index"] = category_targets(batch["category"], table).to(run.device)
+                tensors["category_weights"] = balance
                 teacher = stage == PIXEL_STAGE or extra[-1] < rates.teacher_forcing
 
                 loss, terms = _step_loss(run, network, tensors, prompts, stage, teacher, aux_depth_model)

@@ -17,6 +17,7 @@ from training.losses import (
     auxiliary_depth_loss,
     camera_loss,
     category_targets,
+    category_weights,
     gravity_loss,
     load_auxiliary_depth_model,
     occupancy_loss,
@@ -109,6 +110,22 @@ def test_gravity_loss_is_about_the_angle_and_zero_for_the_truth():
     tilted = torch.tensor([[0.0, math.cos(0.1), math.sin(0.1)]])  # 0.1 rad off
     assert float(gravity_loss(tilted, down)) == pytest.approx(0.1, rel=0.01)
     assert float(gravity_loss(-down, down)) == pytest.approx(2.0, rel=1e-3)
+
+
+def test_category_weights_lift_rare_categories_and_keep_the_mean_weight_one():
+    table = ("object", "chair", "table", "lamp")
+    views = ["object"] * 64 + ["chair"] * 16 + ["table"] * 4
+    weights = category_weights(views, table)
+    # 1/√share: object 1/8, chair 1/4, table 1/2 (before scaling); lamp has no views and weighs 1.
+    assert weights[1] / weights[0] == pytest.approx(2.0)
+    assert weights[2] / weights[0] == pytest.approx(4.0)
+    assert weights[3] == 1.0
+    assert weights[category_targets(views, table)].mean() == pytest.approx(1.0)
+    # The weighted cross-entropy of a head that always answers "object" is higher than the plain one.
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0]]).repeat(len(views), 1)
+    rows = category_targets(views, table)
+    plain = torch.nn.functional.cross_entropy(logits, rows)
+    assert torch.nn.functional.cross_entropy(logits, rows, weight=weights) > plain + 0.5
 
 
 def test_category_targets_are_table_rows_and_unknown_names_are_object():
