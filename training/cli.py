@@ -143,6 +143,16 @@ def command_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_data_relabel(args: argparse.Namespace) -> int:
+    from training.data.render import relabel_inside_out
+
+    for dataset in args.dataset:
+        changed = relabel_inside_out(dataset)
+        listed = f": {', '.join(changed[:5])}{', ...' if len(changed) > 5 else ''}" if changed else ""
+        print(f"{dataset}: {len(changed)} inside-out objects relabelled{listed}")
+    return 0
+
+
 def command_data_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -393,6 +403,16 @@ def add_commands(commands) -> None:
     render.add_argument("--timeout", type=float, default=120.0, help="seconds per object before giving up")
     render.add_argument("--limit", type=int, help="only the first N objects (after sharding)")
     render.set_defaults(run=command_data_render)
+    relabel = data_commands.add_parser(
+        "relabel",
+        help="repair the occupancy labels of inside-out meshes in a dataset rendered before they were handled",
+        description="Datasets rendered before inside-out meshes were recognised (0 A.D.'s models wind their "
+        "triangles clockwise, as do a few Sweet Home 3D models) hold all-empty occupancy labels for them. This turns "
+        "each such mesh.ply the right way out and labels its samples again, in seconds per object; renders are kept. "
+        "Safe to interrupt and repeat.",
+    )
+    relabel.add_argument("dataset", type=Path, nargs="+", help="rendered dataset folder(s)")
+    relabel.set_defaults(run=command_data_relabel)
 
     train = commands.add_parser(
         "train",

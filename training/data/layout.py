@@ -23,6 +23,7 @@ read). Standard library, numpy and Pillow only: it is also imported inside Blend
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +82,13 @@ def read_occupancy(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_occupancy(folder: Path, points: np.ndarray, occupancy: np.ndarray) -> None:
-    """points [N, 3] (stored as float16), occupancy bool [N] (stored as packed bits)."""
-    np.savez_compressed(
-        Path(folder) / OCCUPANCY, points=points.astype(np.float16), occupancy=np.packbits(occupancy), count=len(points)
-    )
+    """points [N, 3] (stored as float16), occupancy bool [N] (stored as packed bits). Written to a temporary file
+    and renamed, so an interruption leaves the old samples or the new ones, never half a file."""
+    target = Path(folder) / OCCUPANCY
+    partial = target.with_name(target.name + ".partial")
+    with open(partial, "wb") as file:
+        np.savez_compressed(file, points=points.astype(np.float16), occupancy=np.packbits(occupancy), count=len(points))
+    os.replace(partial, target)
 
 
 # ------------------------------------------------------------------------------------------------ views

@@ -114,6 +114,35 @@ def prepare_object(source: ObjectSource, folder: Path, occupancy_points: int, su
     np.save(folder / layout.SURFACE, sample_surface(mesh, surface_points, rng))
 
 
+def relabel_inside_out(dataset: Path) -> list[str]:
+    """Repair a dataset rendered before inside-out meshes were handled: every finished object whose mesh.ply
+    encloses a negative volume is turned the right way out and its stored occupancy points are labelled again
+    (renders, cameras and surface points do not depend on the winding and are kept). Returns the ids changed.
+
+    Safe to interrupt and run again: the labels are written (atomically) before the mesh, and labelling no longer
+    depends on the winding, so a second run finishes what the first began."""
+    import trimesh
+
+    from .geometry import occupancy_labels, signed_volume
+
+    objects = layout.objects_folder(dataset)
+    if not objects.is_dir():
+        raise FileNotFoundError(f"{dataset}: not a rendered dataset (no objects/ folder)")
+    changed = []
+    for folder in sorted(objects.iterdir()):
+        if not layout.is_done(folder):
+            continue
+        mesh = trimesh.load(folder / layout.MESH, force="mesh", process=False)
+        if signed_volume(mesh) >= 0:
+            continue
+        points, _ = layout.read_occupancy(folder)
+        layout.write_occupancy(folder, points, occupancy_labels(mesh, points.astype(np.float64)))
+        mesh.invert()
+        mesh.export(folder / layout.MESH)
+        changed.append(folder.name)
+    return changed
+
+
 def textured_asset(source: ObjectSource, folder: Path, centre: np.ndarray, scale: float) -> dict | None:
     """How Blender imports the asset with its own materials: {"path", "format", "matrix"}, where matrix (4×4)
     maps Blender's imported coordinates to the normalised frame; None for assets without materials to show.

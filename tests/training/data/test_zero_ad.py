@@ -104,3 +104,32 @@ def test_render_the_zip(tmp_path):
     assert "0ad-skeletal-fish-shoal: cannot prepare: 1 faces" in (out / "errors.log").read_text()
     mesh = trimesh.load(out / "objects" / "0ad-skeletal-animal-horse" / "mesh.ply", force="mesh")
     assert mesh.extents.argmax() == 1  # Y up in the file: the horse's length lies along y once upright
+
+
+def test_relabel_repairs_a_dataset_rendered_before_inside_out_meshes_were_handled(tmp_path):
+    """What such a dataset holds: the game's inside-out mesh and all-empty labels; `data relabel` fixes both."""
+    horse = zero_ad_objects(make_zero_ad_zip(tmp_path / "public.zip"))[0]
+    good, old = tmp_path / "good", tmp_path / "dataset" / "objects" / horse.object_id
+    prepare_object(horse, good, occupancy_points=4000, surface_points=100)
+    old.mkdir(parents=True)
+    prepared = trimesh.load(good / layout.MESH, force="mesh", process=False)
+    trimesh.Trimesh(prepared.vertices, prepared.faces[:, ::-1], process=False).export(old / layout.MESH)
+    points, truth = layout.read_occupancy(good)
+    layout.write_occupancy(old, points, np.zeros(len(points), dtype=bool))
+    (old / "DONE").touch()
+    unfinished = tmp_path / "dataset" / "objects" / "not-done-yet"  # still rendering: left alone
+    unfinished.mkdir()
+
+    result = run_cli("data", "relabel", str(tmp_path / "dataset"))
+    assert result.returncode == 0, result.stderr
+    assert f"1 inside-out objects relabelled: {horse.object_id}" in result.stdout
+    assert signed_volume(trimesh.load(old / layout.MESH, force="mesh", process=False)) > 0
+    assert (layout.read_occupancy(old)[1] == truth).mean() > 0.999
+    again = run_cli("data", "relabel", str(tmp_path / "dataset"))
+    assert "0 inside-out objects relabelled" in again.stdout
+
+
+def test_relabel_names_a_folder_that_is_not_a_dataset(tmp_path):
+    result = run_cli("data", "relabel", str(tmp_path))
+    assert result.returncode != 0
+    assert "not a rendered dataset" in result.stderr
