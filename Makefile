@@ -40,7 +40,7 @@ benchmark: setup
 # estimates for its photo, over the photo (out/match-photo-overview.png, also in the README).
 run: setup
 	$(BIN)/zeroshape-w reconstruct examples/*.jpg examples/*.png -o out/examples --preview
-	$(BIN)/python -m training.figures grid out/examples/*.png -o out/examples-overview.png
+	$(BIN)/python -m training.figures grid out/examples/*.png -o out/examples-overview.png --columns 3
 	$(BIN)/zeroshape-w reconstruct examples/*.jpg examples/*.png -o out/match-photo --format ply --quiet
 	for photo in examples/*.jpg examples/*.png; do name=$$(basename $${photo%.*}); \
 	  $(BIN)/python -m backend.preview_render out/match-photo/$$name.ply out/match-photo/$$name-overlay.png \

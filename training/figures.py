@@ -19,26 +19,33 @@ import numpy as np
 
 
 def tile(images: Sequence[Path], out: Path, columns: int = 2, width: int = 768) -> Path:
-    """Tile pictures (each scaled to `width` pixels wide) into a grid PNG with a thin white gutter."""
+    """Tile pictures into a grid PNG with a thin white gutter. Each is scaled to fit a cell `width` pixels wide
+    and at most 1.5 × `width` high, keeping its aspect ratio, and centred in it; each row is as high as its tallest
+    picture, so a row of landscape photos is not padded to the height of a portrait one elsewhere."""
     from PIL import Image
 
     if not images:
         raise ValueError("no pictures to tile")
+    max_height = round(1.5 * width)
     opened = []
     for path in images:
         with Image.open(path) as image:
             image = image.convert("RGB")
-            height = round(image.height * width / image.width)
-            opened.append(image.resize((width, height), Image.Resampling.LANCZOS))
+            scale = min(width / image.width, max_height / image.height)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            opened.append(image.resize(size, Image.Resampling.LANCZOS))
     gutter = 6
-    rows = (len(opened) + columns - 1) // columns
-    cell_height = max(image.height for image in opened)
+    rows = [opened[start : start + columns] for start in range(0, len(opened), columns)]
+    row_heights = [max(image.height for image in row) for row in rows]
     canvas = Image.new(
-        "RGB", (columns * width + (columns - 1) * gutter, rows * cell_height + (rows - 1) * gutter), "white"
+        "RGB", (columns * width + (columns - 1) * gutter, sum(row_heights) + (len(rows) - 1) * gutter), "white"
     )
-    for number, image in enumerate(opened):
-        row, column = divmod(number, columns)
-        canvas.paste(image, (column * (width + gutter), row * (cell_height + gutter)))
+    top = 0
+    for row, height in zip(rows, row_heights, strict=True):
+        for column, image in enumerate(row):
+            left = column * (width + gutter) + (width - image.width) // 2
+            canvas.paste(image, (left, top + (height - image.height) // 2))
+        top += height + gutter
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out, optimize=True)
     return out
