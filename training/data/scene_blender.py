@@ -311,6 +311,11 @@ def stage_condition(
     rays = view_rays(world_to_camera, K, size)
     target = target_distances(target_bvh, *rays)
     hidden = np.zeros(len(target), dtype=bool)
+    if condition == "occluded" and not np.isfinite(target).any():
+        # No ray of the grid meets the target (a spear is thinner than the rays' spacing): there is no visible
+        # point to stand the occluder in front of, so the view is rendered cluttered, and its camera.json says so.
+        occluder.hide_render = True
+        condition = "cluttered"
     if condition == "occluded":
         floor = float(vertices[:, 2].min())
         occluder_hidden, centre, radius = place_occluder(bpy, occluder, rng, floor, target_bvh, rays, target)
@@ -328,4 +333,4 @@ def stage_condition(
             continue
         item.obj.pass_index = OCCLUDER if item_hidden.any() else CLUTTER
         hidden |= item_hidden
-    return {"hidden_fraction": round(share_of_target(hidden, target), 4)}
+    return {"hidden_fraction": round(share_of_target(hidden, target), 4), "scene": condition}
