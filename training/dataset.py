@@ -144,7 +144,7 @@ def _without_sheets(views: list[ViewRecord]) -> list[ViewRecord]:
     """The views whose objects enclose a volume (see MIN_INSIDE_SHARE); logs what it leaves out."""
     share = {}
     for folder in dict.fromkeys(view.object_folder for view in views):
-        share[folder] = float(layout.read_occupancy(folder)[1].mean())
+        share[folder] = float(_load_occupancy(folder)[1].mean())  # cached: the samples training draws from
     sheets = sorted(folder.name for folder, inside in share.items() if inside < MIN_INSIDE_SHARE)
     if sheets:
         log.warning(
