@@ -46,6 +46,7 @@ def command_train(args: argparse.Namespace) -> int:
         time_budget_minutes=args.time_budget,
         init=str(args.init) if args.init else None,
         init_matching=args.init_matching,
+        train_only=tuple(args.train_only),
         stage1_fraction=args.stage1_fraction,
         shape_stage_fraction=args.shape_stage_fraction,
         pixel_aligned=args.pixel_aligned,
@@ -432,6 +433,16 @@ def add_commands(commands) -> None:
         action="store_true",
         help="with --init: the checkpoint may differ in architecture; copy the tensors whose name and shape match "
         "and start the rest fresh (e.g. a wider decoder on a trained backbone)",
+    )
+    train.add_argument(
+        "--train-only",
+        action="append",
+        default=[],
+        metavar="COMPONENT",
+        help="with --init: train only this part of the model, the rest frozen as initialised (weights and "
+        "batch-norm statistics); repeatable. Parts: backbone, intrinsics_head, depth_head, visible_mask_head, "
+        "occluder_mask_head, scene_head, coord_encoder, decoder, text_encoder. E.g. --init-matching --train-only "
+        "scene_head fits the gravity and category head onto a shipped model and leaves its meshes unchanged",
     )
     train.add_argument(
         "--stage1-fraction",

@@ -97,6 +97,10 @@ class TrainOptions:
     """(term, weight) pairs that replace the recipe's loss weights, e.g. (("camera", 1.0),)."""
     grad_clip: float | None = None
     """Global gradient-norm clip; default: the recipe's."""
+    train_only: tuple[str, ...] = ()
+    """Train only these components (`backend.model.zeroshape.COMPONENTS`), the rest frozen as initialised, e.g.
+    ("scene_head",) to fit the gravity and category head onto a shipped model without changing its meshes. When
+    it names no part of the 3D half, every step is a pixel-stage step (the frozen decoder is not run for nothing)."""
     pixel_aligned: bool | None = None
     """Override the config's decoder: True reads pixel-aligned evidence, False is the token-only decoder."""
     seed: int = 0
@@ -231,6 +235,8 @@ def resolve_recipe(options: TrainOptions) -> TrainRecipe:
         if not (math.isfinite(options.grad_clip) and options.grad_clip > 0.0):
             raise ValueError(f"grad_clip must be a positive number, got {options.grad_clip}")
         recipe = dataclasses.replace(recipe, grad_clip=float(options.grad_clip))
+    if options.train_only and not set(options.train_only) & set(SHAPE_COMPONENTS):
+        recipe = dataclasses.replace(recipe, shape_stage_fraction=0.0, stage1_fraction=1.0)
     return recipe
 
 
@@ -311,6 +317,13 @@ def _open_run(options: TrainOptions, started: float) -> _Run:
     torch.manual_seed(options.seed)  # the initial weights are part of the run: same seed, same start
     model, provenance = build_model(options)
     model.to(device).train()
+    if options.train_only:
+        if not options.init:
+            raise ValueError("--train-only freezes the rest of the model as initialised: give --init FILE")
+        frozen = model.freeze_all_but(options.train_only)
+        provenance = {**provenance, "trained_only": list(options.train_only)}
+        if dist.main:
+            log.info("training only %s; frozen: %s", ", ".join(options.train_only), ", ".join(frozen))
     dataset = RenderedViews(
         options.data,
         model.config.image_size,

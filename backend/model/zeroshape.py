@@ -114,6 +114,8 @@ class ZeroShapeW(nn.Module):
             self.scene_head = SceneHead(
                 self.backbone.global_channels, len(config.text.categories), config.scene_head_hidden
             )
+        self.frozen_components: tuple[str, ...] = ()
+        """Components `freeze_all_but` froze: no gradients, and evaluation mode under every `train()`."""
 
     # ----------------------------------------------------------------------------------------- API
     def embed_text(self, text: Sequence[str] | torch.Tensor | None, batch: int) -> torch.Tensor:
@@ -324,6 +326,32 @@ class ZeroShapeW(nn.Module):
         return latent, None if points is None else self.query(points, latent)
 
     # -------------------------------------------------------------------------------- bookkeeping
+    def freeze_all_but(self, trained: Sequence[str]) -> tuple[str, ...]:
+        """Freeze every component except `trained` (names of COMPONENTS) and return the frozen names.
+
+        Frozen parts get no gradients and stay in evaluation mode even when the model is put in training mode,
+        so their batch-norm statistics stay as trained too: the frozen parts compute exactly what they did,
+        e.g. a scene head trained onto a shipped model leaves its meshes bit for bit unchanged.
+        """
+        unknown = sorted(set(trained) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"unknown model component(s) {unknown}; choose from {list(COMPONENTS)}")
+        absent = [name for name in trained if getattr(self, name) is None]
+        if absent:
+            raise ValueError(f"this {self.config.name!r} model has no {', '.join(absent)}")
+        self.frozen_components = tuple(
+            name for name in COMPONENTS if name not in trained and getattr(self, name) is not None
+        )
+        for name in self.frozen_components:
+            getattr(self, name).requires_grad_(False)
+        return self.train(self.training).frozen_components
+
+    def train(self, mode: bool = True) -> ZeroShapeW:
+        super().train(mode)
+        for name in self.frozen_components:
+            getattr(self, name).eval()
+        return self
+
     def component_parameters(self, name: str) -> list[nn.Parameter]:
         """Trainable parameters of one component (see COMPONENTS; an absent scene head has none)."""
         module = getattr(self, name)

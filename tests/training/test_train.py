@@ -387,6 +387,27 @@ def test_warm_start_across_architectures_copies_what_matches(tiny_run, tmp_path)
         train(TrainOptions(data=(str(tiny_run.data),), out=str(tmp_path / "bad"), config="tiny", init_matching=True))
 
 
+@pytest.mark.blender
+def test_train_only_the_scene_head_leaves_the_rest_bit_for_bit(tiny_run, tmp_path):
+    """`--train-only scene_head` through the CLI: the scene head learns, every other tensor (batch-norm statistics
+    included) is the warm start's, every step is a pixel-stage step, and the provenance says what was trained."""
+    out = tmp_path / "scene-only"
+    start = tiny_run.out / FINAL_CHECKPOINT
+    done = run_cli(*train_args(tiny_run.data, out, "--max-steps", "3", "--init", str(start), "--train-only", "scene_head"))
+    assert done.returncode == 0, done.stderr
+    before, after = load_file(start), load_file(out / FINAL_CHECKPOINT)
+    assert before.keys() == after.keys()
+    scene = [k for k in before if k.startswith("scene_head.")]
+    assert any(not torch.equal(before[k], after[k]) for k in scene), "the scene head did not train"
+    assert all(torch.equal(before[k], after[k]) for k in before if k not in scene)
+    recorded = json.loads((out / "options.json").read_text())
+    assert recorded["recipe"]["stage1_fraction"] == 1.0  # no joint step: the decoder is frozen
+    assert read_header(out / FINAL_CHECKPOINT)["provenance"]["trained_only"] == ["scene_head"]
+    refused = run_cli(*train_args(tiny_run.data, tmp_path / "bad", "--train-only", "scene_head"))
+    assert refused.returncode == 1
+    assert "give --init" in refused.stderr
+
+
 def test_loss_weight_and_grad_clip_overrides_replace_the_recipes():
     """--loss-weight TERM=WEIGHT and --grad-clip change only what they name; bad values are refused with a reason."""
     from training.cli import parse_loss_weights

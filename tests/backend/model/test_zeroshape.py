@@ -115,6 +115,33 @@ def test_a_model_without_scene_head_treats_auto_as_object():
     assert latent.prompts == ["object"]
 
 
+def test_freezing_keeps_the_frozen_parts_exactly_as_they_were():
+    """freeze_all_but: only the named part gets gradients, and training-mode passes leave the frozen parts'
+    batch-norm statistics alone, so they compute what they did before."""
+    config = get_config("tiny")
+    model = ZeroShapeW(config)
+    frozen = model.freeze_all_but(["scene_head"])
+    assert "scene_head" not in frozen and {"backbone", "decoder", "text_encoder"} <= set(frozen)
+    model.train()
+    assert model.scene_head.training
+    assert not model.backbone.training and not model.coord_encoder.training
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = make_batch(config, batch=2, points=16)
+    latent, logits = model(batch["image"], batch["points"], "object")
+    (latent.gravity.sum() + latent.category_logits.sum() + latent.depth.sum() + logits.sum()).backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("scene_head."))
+    assert all(p.grad is not None for p in model.scene_head.parameters())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen part changed in a training pass"
+    with pytest.raises(ValueError, match="unknown model component"):
+        model.freeze_all_but(["wings"])
+    import dataclasses
+
+    plain = ZeroShapeW(dataclasses.replace(config, scene_head=False))
+    with pytest.raises(ValueError, match="has no scene_head"):
+        plain.freeze_all_but(["scene_head"])
+
+
 def test_encode_rejects_wrong_image_size():
     config = get_config("tiny")
     model = ZeroShapeW(config)
