@@ -393,7 +393,9 @@ def test_train_only_the_scene_head_leaves_the_rest_bit_for_bit(tiny_run, tmp_pat
     included) is the warm start's, every step is a pixel-stage step, and the provenance says what was trained."""
     out = tmp_path / "scene-only"
     start = tiny_run.out / FINAL_CHECKPOINT
-    done = run_cli(*train_args(tiny_run.data, out, "--max-steps", "3", "--init", str(start), "--train-only", "scene_head"))
+    done = run_cli(
+        *train_args(tiny_run.data, out, "--max-steps", "3", "--init", str(start), "--train-only", "scene_head")
+    )
     assert done.returncode == 0, done.stderr
     before, after = load_file(start), load_file(out / FINAL_CHECKPOINT)
     assert before.keys() == after.keys()
