@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import trimesh
 
+from backend.frames import elevation_deg
 from backend.mesh import extract_mesh
 from backend.model.zeroshape import Latent, ZeroShapeW
 from training.data import layout
@@ -271,6 +272,10 @@ def scene_estimates(model: ZeroShapeW, latent: Latent, category: str, gravity: t
     if gravity is not None:
         cosine = torch.nn.functional.cosine_similarity(latent.gravity[0].float().cpu(), gravity.float(), dim=0)
         estimates["gravity_error_deg"] = float(torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))))
+        # The camera's elevation, predicted and true: a head can score a fair median error by always answering
+        # the renders' average elevation, which only the spread of its answers reveals.
+        estimates["elevation_deg"] = elevation_deg(latent.gravity[0].double().cpu().numpy())
+        estimates["elevation_true_deg"] = elevation_deg(gravity.double().cpu().numpy())
     return estimates
 
 
@@ -335,7 +340,23 @@ def scene_table(rows: list[dict]) -> dict:
                 "gravity_error_deg_mean": float(errors.mean()),
                 "gravity_within_10deg": float((errors <= 10).mean()),
             }
+        table[condition] |= _elevation_summary([r for r in group if "elevation_deg" in r])
     return table
+
+
+def _elevation_summary(rows: list[dict]) -> dict:
+    """What the predicted elevations say beyond the error: the median error of the best constant answer (the
+    views' mean true elevation), and the correlation of predicted with true elevation (None when either is
+    constant). A head no better than the constant has learned the renders' prior, not the photo's camera."""
+    if len(rows) < 2:
+        return {}
+    predicted = np.array([r["elevation_deg"] for r in rows])
+    true = np.array([r["elevation_true_deg"] for r in rows])
+    spread = predicted.std() > 1e-9 and true.std() > 1e-9
+    return {
+        "constant_elevation_error_deg_median": float(np.median(np.abs(true - true.mean()))),
+        "elevation_correlation": float(np.corrcoef(predicted, true)[0, 1]) if spread else None,
+    }
 
 
 def format_tables(result: dict) -> str:
@@ -374,18 +395,24 @@ def _scene_lines(scene: dict) -> list[str]:
     """The scene head's table (gravity error, category accuracy) per condition; [] without one."""
     if not scene:
         return []
-    columns = ["condition", "views", "gravity error median", "mean", "within 10°", "category accuracy"]
-    columns += ['without "object"', "auto chose a category"]
+    columns = ["condition", "views", "gravity error median", "mean", "within 10°", "a constant elevation: median"]
+    columns += ["elevation correlation", "category accuracy", 'without "object"', "auto chose a category"]
     rows = []
     for condition, g in scene.items():
         median = g.get("gravity_error_deg_median")
         mean, within = g.get("gravity_error_deg_mean"), g.get("gravity_within_10deg")
         gravity = f"{median:.1f}° | {mean:.1f}° | {within:.0%}" if median is not None else "– | – | –"
+        constant, correlation = g.get("constant_elevation_error_deg_median"), g.get("elevation_correlation")
+        constant = "–" if constant is None else f"{constant:.1f}°"
+        correlation = "–" if correlation is None else f"{correlation:.2f}"
         named = "–" if g["category_accuracy_named"] is None else f"{g['category_accuracy_named']:.0%}"
-        rows.append(
-            [condition, g["n"], gravity, f"{g['category_accuracy']:.0%}", named, f"{g['auto_chose_a_category']:.0%}"]
-        )
-    return _titled_table("Scene head (the model's row):", columns, rows)
+        category = [f"{g['category_accuracy']:.0%}", named, f"{g['auto_chose_a_category']:.0%}"]
+        rows.append([condition, g["n"], gravity, constant, correlation, *category])
+    title = (
+        "Scene head (the model's row; a constant elevation: the error of always answering the views' mean "
+        "elevation, the bar a gravity head has to clear):"
+    )
+    return _titled_table(title, columns, rows)
 
 
 def _titled_table(title: str, columns: list[str], rows: list[list]) -> list[str]:

@@ -112,6 +112,30 @@ def test_pixel_errors_are_zero_for_the_truth_and_grow_with_the_error():
     assert off["focal_log_error"] == pytest.approx(math.log(2.0), rel=1e-5)
 
 
+def test_the_scene_table_shows_a_head_that_always_answers_the_average():
+    """A head that answers one elevation for every view gets no correlation, and the constant's error beside its
+    own shows it learned nothing; a head that follows the truth correlates."""
+    from training.evaluate import scene_table
+
+    true = [5.0, 20.0, 35.0, 50.0, 65.0]
+
+    def rows(predicted):
+        return [
+            {"condition": "clean", "category": "object", "category_top": "object", "category_correct": True,
+             "category_auto": "object", "gravity_error_deg": abs(p - t), "elevation_deg": p, "elevation_true_deg": t}
+            for p, t in zip(predicted, true, strict=True)
+        ]  # fmt: skip
+
+    constant = scene_table(rows([35.0] * 5))["clean"]
+    assert constant["elevation_correlation"] is None
+    assert constant["constant_elevation_error_deg_median"] == pytest.approx(15.0)
+    assert constant["gravity_error_deg_median"] == pytest.approx(15.0)
+    following = scene_table(rows([t + 2.0 for t in true]))["clean"]
+    assert following["elevation_correlation"] == pytest.approx(1.0)
+    assert following["gravity_error_deg_median"] == pytest.approx(2.0)
+    assert "a constant elevation" in format_tables({"overall": {}, "per_category": {}, "scene": {"clean": constant}})
+
+
 def test_scene_estimates_measure_the_angle_to_the_true_gravity():
     from backend.model.config import get_config
     from backend.model.zeroshape import ZeroShapeW
@@ -129,6 +153,8 @@ def test_scene_estimates_measure_the_angle_to_the_true_gravity():
     )
     estimates = scene_estimates(model, latent, "chair", rotation @ predicted)
     assert estimates["gravity_error_deg"] == pytest.approx(30.0, abs=0.1)
+    # No roll: the rotation about x moves the camera's elevation by the same 30°.
+    assert estimates["elevation_true_deg"] - estimates["elevation_deg"] == pytest.approx(30.0, abs=0.1)
     assert estimates["category_auto"] == "object"  # an untrained head is unsure
     assert estimates["category_correct"] == (estimates["category_top"] == "chair")
 
