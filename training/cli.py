@@ -440,9 +440,9 @@ def add_commands(commands) -> None:
         default=[],
         metavar="COMPONENT",
         help="with --init: train only this part of the model, the rest frozen as initialised (weights and "
-        "batch-norm statistics); repeatable. Parts: backbone, intrinsics_head, depth_head, visible_mask_head, "
-        "occluder_mask_head, scene_head, coord_encoder, decoder, text_encoder. E.g. --init-matching --train-only "
-        "scene_head fits the gravity and category head onto a shipped model and leaves its meshes unchanged",
+        "batch-norm statistics); repeatable; a part the model lacks is refused with the list of its parts. E.g. "
+        "--init-matching --train-only scene_head fits the gravity and category head onto a shipped model and "
+        "leaves its meshes unchanged",
     )
     train.add_argument(
         "--stage1-fraction",

@@ -294,6 +294,8 @@ def _open_run(options: TrainOptions, started: float) -> _Run:
     if it has one (a state of another config is refused before anything large is built)."""
     if options.init_matching and not options.init:
         raise ValueError("--init-matching needs --init FILE (the checkpoint to copy matching tensors from)")
+    if options.train_only and not options.init:
+        raise ValueError("--train-only freezes the rest of the model as initialised: give --init FILE")
     recipe = resolve_recipe(options)
     max_steps = options.max_steps or recipe.max_steps
     batch_size = options.batch_size or recipe.batch_size
@@ -318,8 +320,6 @@ def _open_run(options: TrainOptions, started: float) -> _Run:
     model, provenance = build_model(options)
     model.to(device).train()
     if options.train_only:
-        if not options.init:
-            raise ValueError("--train-only freezes the rest of the model as initialised: give --init FILE")
         frozen = model.freeze_all_but(options.train_only)
         provenance = {**provenance, "trained_only": list(options.train_only)}
         if dist.main:
