@@ -1,5 +1,6 @@
 """ZeroShape-W's training objective (supplement): L = 10·L_camera + L_depth + 0.1·L_depth_aux + L_visible + L_occluder,
-and in the shape stage L' = L + L_occupancy. Models with a scene head add L_gravity + 0.2·L_category.
+and in the shape stage L' = L + L_occupancy. Models with a scene head add L_gravity + 0.2·L_category. An optional
+depth-gradient term (MiDaS's gradient matching, weight 0 by default, so off) is this project's, not the paper's.
 
 Every term is a mean over the batch, so the weights mean the same thing at any batch size.
 """
@@ -21,6 +22,7 @@ class LossWeights:
     camera: float = 10.0
     depth: float = 1.0
     depth_aux: float = 0.1
+    depth_gradient: float = 0.0
     visible_mask: float = 1.0
     occluder_mask: float = 1.0
     occupancy: float = 1.0
@@ -62,18 +64,56 @@ def align_scale_shift(prediction: torch.Tensor, target: torch.Tensor, mask: torc
     return prediction * scale[:, None, None, None] + shift[:, None, None, None]
 
 
-def scale_shift_invariant_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error after least-squares scale-and-shift alignment (MiDaS), normalised by the target's
-    mean absolute deviation on the mask, so objects at any distance weigh the same. Shapes [B, 1, H, W]."""
-    aligned = align_scale_shift(prediction, target, mask)
+def _masked_spread(target: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the target's mean absolute deviation over the mask [B], the mask's pixel count [B] at least 1)."""
     m = mask.flatten(1)
     n = m.sum(1).clamp_min(1.0)
     y = target.flatten(1)
     mean_y = (y * m).sum(1) / n
-    spread = ((y - mean_y[:, None]).abs() * m).sum(1) / n
-    error = ((aligned.flatten(1) - y).abs() * m).sum(1) / n
-    has_pixels = (m.sum(1) > 1).to(error.dtype)
-    return (error / spread.clamp_min(1e-6) * has_pixels).sum() / has_pixels.sum().clamp_min(1.0)
+    return ((y - mean_y[:, None]).abs() * m).sum(1) / n, n
+
+
+def _mean_over_samples_with_pixels(per_sample: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean of per-sample values [B] over the samples whose mask [B, 1, H, W] has more than one pixel."""
+    has_pixels = (mask.flatten(1).sum(1) > 1).to(per_sample.dtype)
+    return (per_sample * has_pixels).sum() / has_pixels.sum().clamp_min(1.0)
+
+
+def scale_shift_invariant_loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error after least-squares scale-and-shift alignment (MiDaS), normalised by the target's
+    mean absolute deviation on the mask, so objects at any distance weigh the same. Shapes [B, 1, H, W]."""
+    aligned = align_scale_shift(prediction, target, mask)
+    spread, n = _masked_spread(target, mask)
+    error = ((aligned.flatten(1) - target.flatten(1)).abs() * mask.flatten(1)).sum(1) / n
+    return _mean_over_samples_with_pixels(error / spread.clamp_min(1e-6), mask)
+
+
+def depth_gradient_loss(
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, scales: int = 4
+) -> torch.Tensor:
+    """Gradient matching (MiDaS): the mean absolute image gradient of the aligned residual, over pairs of
+    neighbouring pixels both on the mask, summed over `scales` halvings of the resolution.
+
+    The scale-and-shift invariant term weighs every pixel's depth on its own; this one asks for the right surface
+    *slopes* and sharp edges, local structure that is alike across objects (a rounded side, a flat top), which a
+    from-scratch depth path might carry from one object to the next better than whole depth maps. The residual
+    is in units of the target's spread on the mask, as in `scale_shift_invariant_loss`. Shapes [B, 1, H, W].
+    """
+    aligned = align_scale_shift(prediction, target, mask)
+    spread, _ = _masked_spread(target, mask)
+    residual = (aligned - target) / spread.clamp_min(1e-6)[:, None, None, None]
+    per_sample = torch.zeros(prediction.shape[0], dtype=residual.dtype, device=residual.device)
+    for level in range(scales):
+        step = 2**level
+        r = residual[..., ::step, ::step]
+        m = mask[..., ::step, ::step]
+        pairs_x = m[..., :, 1:] * m[..., :, :-1]
+        pairs_y = m[..., 1:, :] * m[..., :-1, :]
+        gradient = ((r[..., :, 1:] - r[..., :, :-1]).abs() * pairs_x).flatten(1).sum(1) + (
+            (r[..., 1:, :] - r[..., :-1, :]).abs() * pairs_y
+        ).flatten(1).sum(1)
+        per_sample = per_sample + gradient / m.flatten(1).sum(1).clamp_min(1.0)
+    return _mean_over_samples_with_pixels(per_sample, mask)
 
 
 def auxiliary_depth_loss(prediction: torch.Tensor, pseudo_disparity: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -149,6 +189,8 @@ def zeroshape_w_loss(
             latent.occluder_mask_logits.float(), batch["occluder_mask"]
         ),
     }
+    if weights.depth_gradient > 0.0:
+        terms["depth_gradient"] = depth_gradient_loss(latent.depth.float(), batch["depth"], visible)
     if pseudo_disparity is not None:
         terms["depth_aux"] = auxiliary_depth_loss(latent.depth.float(), pseudo_disparity, visible)
     if latent.gravity is not None and "gravity" in batch:

@@ -18,6 +18,7 @@ from training.losses import (
     camera_loss,
     category_targets,
     category_weights,
+    depth_gradient_loss,
     gravity_loss,
     load_auxiliary_depth_model,
     occupancy_loss,
@@ -85,6 +86,49 @@ def test_auxiliary_depth_loss_compares_disparity():
     assert auxiliary_depth_loss(target, pseudo, mask) < 1e-5
     # Depth that is affine (not inverse) in the truth is a different disparity: the term notices.
     assert auxiliary_depth_loss(5.0 - 2.0 * target, pseudo, mask) > 0.05
+
+
+def test_depth_gradient_loss_ignores_scale_and_shift_and_the_masked_out_region():
+    target, mask = depth_pair()
+    prediction = target.clone()
+    prediction[0] = 3.0 * target[0] + 2.0
+    prediction[1] = 0.25 * target[1] - 5.0
+    assert depth_gradient_loss(prediction, target, mask) < 1e-4
+
+    noisy = prediction + 0.1 * torch.rand(target.shape, generator=torch.Generator().manual_seed(4))
+    base = depth_gradient_loss(noisy, target, mask)
+    assert base > 1e-2
+    # Pixels off the mask, and pairs that straddle its edge, do not count: garbage there changes nothing.
+    garbage = torch.where(mask > 0, noisy, torch.full_like(noisy, 1e4))
+    garbage_target = torch.where(mask > 0, target, torch.full_like(target, -7.0))
+    assert depth_gradient_loss(garbage, garbage_target, mask) == pytest.approx(float(base), rel=1e-5)
+
+
+def test_depth_gradient_loss_punishes_wrong_slopes_more_than_a_smooth_offset():
+    # A tilted plane seen whole: depth rises by 1 per column.
+    size = 32
+    columns = torch.arange(size, dtype=torch.float32)
+    target = (5.0 + columns).expand(1, 1, size, size).clone()
+    rows = torch.arange(size, dtype=torch.float32)[:, None].expand(size, size)
+    mask = torch.ones_like(target)
+    # Two predictions with about the same per-pixel (scale-and-shift invariant) error: the plane plus a gentle
+    # ramp along the rows (every slope nearly right), and the plane plus pixel noise (every slope wrong).
+    ramp = target + 0.05 * rows
+    noise = target + 0.8 * (2.0 * torch.rand(target.shape, generator=torch.Generator().manual_seed(5)) - 1.0)
+    ssi_ramp = float(scale_shift_invariant_loss(ramp, target, mask))
+    ssi_noise = float(scale_shift_invariant_loss(noise, target, mask))
+    assert ssi_noise == pytest.approx(ssi_ramp, rel=0.3)
+    assert float(depth_gradient_loss(noise, target, mask)) > 3.0 * float(depth_gradient_loss(ramp, target, mask))
+
+
+def test_depth_gradient_loss_skips_samples_without_pixels():
+    target, mask = depth_pair()
+    prediction = 1.0 + torch.rand(target.shape, generator=torch.Generator().manual_seed(3))
+    only_first = depth_gradient_loss(prediction[:1], target[:1], mask[:1])
+    mask[1] = 0.0
+    both = depth_gradient_loss(prediction, target, mask)
+    assert torch.isfinite(both)
+    assert both == pytest.approx(float(only_first), rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------------ camera
@@ -212,8 +256,13 @@ def test_total_is_the_papers_weighted_sum(tiny_model):
         occupancy=13.0,
         gravity=17.0,
         category=19.0,
+        depth_gradient=23.0,
     )
     total, terms = zeroshape_w_loss(latent, batch, logits, weights, 64, pseudo)
+    # The depth-gradient term is computed only when it is weighted (it is off by default, above).
+    assert float(terms["depth_gradient"]) == pytest.approx(
+        float(depth_gradient_loss(latent.depth.detach().float(), batch["depth"], batch["visible_mask"])), rel=1e-5
+    )
     expected = sum(getattr(weights, name) * value for name, value in terms.items())
     assert float(total.detach()) == pytest.approx(float(expected), rel=1e-5)
 
