@@ -485,8 +485,9 @@ def add_commands(commands) -> None:
         action="append",
         default=[],
         metavar="TERM=WEIGHT",
-        help="replace one loss weight of the recipe; repeatable. Terms: camera (default 10), depth, depth_aux, "
-        "visible_mask, occluder_mask, occupancy; e.g. camera=1",
+        help="replace one loss weight of the recipe; repeatable. Terms (defaults): camera (10), depth (1), "
+        "depth_aux (0.1), depth_gradient (0: MiDaS gradient matching, off), visible_mask (1), occluder_mask (1), "
+        "occupancy (1), gravity (1), category (0.2); e.g. camera=1",
     )
     train.add_argument(
         "--grad-clip",

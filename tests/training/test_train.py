@@ -283,6 +283,19 @@ def test_train_help_mentions_resuming_and_torchrun(capsys):
         assert option in text
 
 
+def test_loss_weight_help_lists_every_term_with_its_default(capsys):
+    """The help's list is written by hand (importing torch to build it would slow every --help), so this test
+    keeps it in step with LossWeights."""
+    import dataclasses
+
+    from training.losses import LossWeights
+
+    text = command_help("train", capsys)
+    help_text = text[text.index("--loss-weight TERM=WEIGHT", text.index("--loss-weight TERM=WEIGHT") + 1) :]
+    for term in dataclasses.fields(LossWeights):
+        assert f"{term.name} ({term.default:g}" in help_text, term.name
+
+
 def test_evaluate_help_describes_the_protocol(capsys):
     text = command_help("evaluate", capsys)
     for phrase in ("Chamfer distance", "F-score", "10,000 surface samples", "clean and occluded", "baselines"):
