@@ -31,7 +31,8 @@ def parse_loss_weights(items: list[str]) -> tuple[tuple[str, float], ...]:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from training.train import TrainOptions, train
+    from training.options import TrainOptions
+    from training.train import train
 
     aux_model = None
     if args.aux_depth_model:

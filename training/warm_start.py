@@ -16,7 +16,7 @@ from backend.model.text import CategoryTableEncoder, build_text_encoder
 from backend.model.zeroshape import ZeroShapeW
 
 if TYPE_CHECKING:
-    from training.train import TrainOptions
+    from training.options import TrainOptions
 
 log = logging.getLogger(__name__)
 

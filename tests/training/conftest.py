@@ -15,7 +15,7 @@ import pytest
 import torch
 
 if TYPE_CHECKING:
-    from training.train import TrainOptions
+    from training.options import TrainOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +31,7 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 def cpu_options(data: Path, out: Path, **overrides) -> TrainOptions:
     """TrainOptions for a test run in this process: tiny config, CPU, no workers, no progress bar."""
-    from training.train import TrainOptions
+    from training.options import TrainOptions
 
     settings = {"config": "tiny", "workers": 0, "progress": False, "device": "cpu", **overrides}
     return TrainOptions(data=(str(data),), out=str(out), **settings)

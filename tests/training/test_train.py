@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from backend.model.checkpoint import load_checkpoint, read_header
 from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS
 from tests.training.conftest import ROOT, cpu_options, one_torch_thread, run_cli
+from training.options import TrainOptions, resolve_recipe
 from training.recipes import get_recipe
 from training.train import (
     FINAL_CHECKPOINT,
@@ -29,8 +30,6 @@ from training.train import (
     PIXEL_STAGE,
     SHAPE_STAGE,
     STATE_FILE,
-    TrainOptions,
-    resolve_recipe,
     schedule,
     stage_of,
     train,
@@ -421,40 +420,6 @@ def test_train_only_the_scene_head_leaves_the_rest_bit_for_bit(tiny_run, tmp_pat
     refused = run_cli(*train_args(tiny_run.data, tmp_path / "bad", "--train-only", "scene_head"))
     assert refused.returncode == 1
     assert "give --init" in refused.stderr
-
-
-def test_loss_weight_and_grad_clip_overrides_replace_the_recipes():
-    """--loss-weight TERM=WEIGHT and --grad-clip change only what they name; bad values are refused with a reason."""
-    from training.cli import parse_loss_weights
-    from training.train import resolve_recipe
-
-    base = get_recipe("small")
-    options = TrainOptions(
-        data=("unused",),
-        out="unused",
-        config="small",
-        loss_weights=parse_loss_weights(["camera=1", "depth=2.5"]),
-        grad_clip=50.0,
-    )
-    recipe = resolve_recipe(options)
-    assert (recipe.loss_weights.camera, recipe.loss_weights.depth) == (1.0, 2.5)
-    assert recipe.loss_weights.occupancy == base.loss_weights.occupancy
-    assert recipe.grad_clip == 50.0
-    assert base.grad_clip == 1.0
-    assert resolve_recipe(TrainOptions(data=("unused",), out="unused", config="small")) == base
-
-    def refused(**overrides):
-        return resolve_recipe(TrainOptions(data=("unused",), out="unused", config="small", **overrides))
-
-    with pytest.raises(ValueError, match="unknown loss term 'camra'"):
-        refused(loss_weights=(("camra", 1.0),))
-    with pytest.raises(ValueError, match="must be a finite number"):
-        refused(loss_weights=(("camera", -1.0),))
-    with pytest.raises(ValueError, match="grad_clip must be a positive"):
-        refused(grad_clip=0.0)
-    for bad in (["camera"], ["camera=one"], ["=1"]):
-        with pytest.raises(ValueError, match="expected TERM=WEIGHT"):
-            parse_loss_weights(bad)
 
 
 @pytest.mark.blender
