@@ -69,12 +69,13 @@ def test_ssi_loss_ignores_the_masked_out_region():
     assert scale_shift_invariant_loss(garbage, garbage_target, mask) == pytest.approx(float(base), rel=1e-5)
 
 
-def test_ssi_loss_skips_samples_without_pixels():
+@pytest.mark.parametrize("loss", [scale_shift_invariant_loss, depth_gradient_loss])
+def test_depth_losses_skip_samples_without_pixels(loss):
     target, mask = depth_pair()
     prediction = 1.0 + torch.rand(target.shape, generator=torch.Generator().manual_seed(3))
-    only_first = scale_shift_invariant_loss(prediction[:1], target[:1], mask[:1])
+    only_first = loss(prediction[:1], target[:1], mask[:1])
     mask[1] = 0.0
-    both = scale_shift_invariant_loss(prediction, target, mask)
+    both = loss(prediction, target, mask)
     assert torch.isfinite(both)
     assert both == pytest.approx(float(only_first), rel=1e-6)
 
@@ -119,16 +120,6 @@ def test_depth_gradient_loss_punishes_wrong_slopes_more_than_a_smooth_offset():
     ssi_noise = float(scale_shift_invariant_loss(noise, target, mask))
     assert ssi_noise == pytest.approx(ssi_ramp, rel=0.3)
     assert float(depth_gradient_loss(noise, target, mask)) > 3.0 * float(depth_gradient_loss(ramp, target, mask))
-
-
-def test_depth_gradient_loss_skips_samples_without_pixels():
-    target, mask = depth_pair()
-    prediction = 1.0 + torch.rand(target.shape, generator=torch.Generator().manual_seed(3))
-    only_first = depth_gradient_loss(prediction[:1], target[:1], mask[:1])
-    mask[1] = 0.0
-    both = depth_gradient_loss(prediction, target, mask)
-    assert torch.isfinite(both)
-    assert both == pytest.approx(float(only_first), rel=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------------ camera
