@@ -236,7 +236,9 @@ def command_keys(args: argparse.Namespace) -> int:
 def add_commands(commands) -> None:
     """Register the backend's commands on an argparse subparsers object."""
     params = commands.add_parser("params", help="print parameter counts of each model config, by component")
-    params.add_argument("--config", action="append", choices=["paper", "small", "tiny"], help="only this config")
+    params.add_argument(
+        "--config", action="append", choices=["paper", "small", "medium", "tiny"], help="only this config"
+    )
     params.set_defaults(run=command_params)
 
     convert = commands.add_parser(
@@ -296,7 +298,7 @@ def add_commands(commands) -> None:
     init = commands.add_parser(
         "init-checkpoint", help="write an UNTRAINED checkpoint (random weights) for wiring and tests"
     )
-    init.add_argument("--config", default="small", choices=["paper", "small", "tiny"])
+    init.add_argument("--config", default="small", choices=["paper", "small", "medium", "tiny"])
     init.add_argument("-o", "--output", type=Path, required=True)
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(run=command_init_checkpoint)

@@ -73,6 +73,18 @@ RECIPES: dict[str, TrainRecipe] = {
         warmup_steps=100,
         teacher_forcing=(0.8, 0.2),
     ),
+    # `small`'s recipe: same batch, points and stages, so the two compare at equal samples.
+    "medium": TrainRecipe(
+        "medium",
+        batch_size=8,
+        query_points=2048,
+        learning_rate=1e-3,
+        max_steps=3000,
+        stage1_fraction=0.15,
+        stage2_pixel_lr_ratio=0.3,
+        warmup_steps=100,
+        teacher_forcing=(0.8, 0.2),
+    ),
     "tiny": TrainRecipe(
         "tiny",
         batch_size=2,

@@ -22,7 +22,7 @@ PRESETS = sorted(CONFIGS)
 
 
 def test_presets_are_the_documented_ones():
-    assert set(CONFIGS) == {"paper", "small", "tiny"}
+    assert set(CONFIGS) == {"paper", "small", "medium", "tiny"}
     for name, config in CONFIGS.items():
         assert config.name == name
         assert get_config(name) is config
@@ -98,7 +98,7 @@ def test_from_dict_does_not_modify_its_argument():
 def test_get_config_unknown_name_lists_the_choices():
     with pytest.raises(ValueError, match="nope") as error:
         get_config("nope")
-    for name in ("paper", "small", "tiny"):
+    for name in ("paper", "small", "medium", "tiny"):
         assert name in str(error.value)
 
 
@@ -159,3 +159,28 @@ def test_paper_preset_uses_openclip_vit_b_32():
     assert text.kind == "open_clip"
     assert text.open_clip_model == "ViT-B-32"
     assert text.embed_dim == 512
+
+
+def test_medium_is_small_with_a_larger_image_side():
+    """`medium` differs from `small` only in the backbone, so a trained `small`'s 3D half warm-starts it whole."""
+    small, medium = get_config("small"), get_config("medium")
+    assert medium.backbone != small.backbone
+    assert medium.backbone.embed_dim > small.backbone.embed_dim
+    assert medium.backbone.depth_head_hidden > small.backbone.depth_head_hidden
+    assert max(medium.backbone.hook_blocks) < medium.backbone.depth
+    assert medium.backbone.embed_dim % medium.backbone.num_heads == 0
+    for part in ("coord_encoder", "decoder", "text", "image_size", "scene_head"):
+        assert getattr(medium, part) == getattr(small, part), part
+
+
+def test_every_command_with_a_config_option_offers_every_preset():
+    """The commands' choices are written out (importing the model package would slow every --help); this keeps
+    them in step with CONFIGS."""
+    import argparse
+
+    from zeroshape_w.cli import build_parser
+
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    for command in ("train", "benchmark", "params", "init-checkpoint"):
+        option = next(a for a in subcommands[command]._actions if "--config" in a.option_strings)
+        assert set(option.choices) == set(CONFIGS), command
