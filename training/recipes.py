@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from training.losses import LossWeights
@@ -73,18 +74,6 @@ RECIPES: dict[str, TrainRecipe] = {
         warmup_steps=100,
         teacher_forcing=(0.8, 0.2),
     ),
-    # `small`'s recipe: same batch, points and stages, so the two compare at equal samples.
-    "medium": TrainRecipe(
-        "medium",
-        batch_size=8,
-        query_points=2048,
-        learning_rate=1e-3,
-        max_steps=3000,
-        stage1_fraction=0.15,
-        stage2_pixel_lr_ratio=0.3,
-        warmup_steps=100,
-        teacher_forcing=(0.8, 0.2),
-    ),
     "tiny": TrainRecipe(
         "tiny",
         batch_size=2,
@@ -97,6 +86,9 @@ RECIPES: dict[str, TrainRecipe] = {
         teacher_forcing=(0.8, 0.2),
     ),
 }
+
+# `medium` trains on `small`'s recipe (same batch, points and stages), so the two compare at equal samples.
+RECIPES["medium"] = dataclasses.replace(RECIPES["small"], config_name="medium")
 
 
 def get_recipe(config_name: str) -> TrainRecipe:
