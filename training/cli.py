@@ -442,8 +442,10 @@ def add_commands(commands) -> None:
         metavar="COMPONENT",
         help="with --init: train only this part of the model, the rest frozen as initialised (weights and "
         "batch-norm statistics); repeatable; a part the model lacks is refused with the list of its parts. E.g. "
-        "--init-matching --train-only scene_head fits the gravity and category head onto a shipped model and "
-        "leaves its meshes unchanged",
+        "--init-matching --train-only category_head fits the category head (--category auto) onto a shipped "
+        'model and leaves its meshes unchanged; the heads are fitted under the "object" prompt, the category '
+        "head on the model's own predictions (joint steps: a small --query-points saves time), and an optional "
+        "head that --init lacks and is not trained is left out",
     )
     train.add_argument(
         "--stage1-fraction",

@@ -260,16 +260,16 @@ def pixel_errors(latent: Latent, truth: dict[str, torch.Tensor]) -> dict:
 
 
 def scene_estimates(model: ZeroShapeW, latent: Latent, category: str, gravity: torch.Tensor | None) -> dict:
-    """What a scene head said about one view (batch of one): the angle in degrees between its gravity and the
-    true `gravity` [3], and its most likely category, that category's probability and whether it is `category`.
-    {} for a model without a scene head."""
-    if latent.gravity is None:
-        return {}
-    chosen, probability = model.choose_categories(latent.category_logits)
-    top = model.config.text.categories[int(latent.category_logits[0].argmax())]
-    estimates = {"category_top": top, "category_probability": probability[0], "category_correct": top == category}
-    estimates["category_auto"] = chosen[0]
-    if gravity is not None:
+    """What a scene or category head said about one view (batch of one): the angle in degrees between its gravity
+    and the true `gravity` [3], and its most likely category, that category's probability and whether it is
+    `category`. {} for a model with neither head."""
+    estimates = {}
+    if latent.category_logits is not None:
+        chosen, probability = model.choose_categories(latent.category_logits)
+        top = model.config.text.categories[int(latent.category_logits[0].argmax())]
+        estimates = {"category_top": top, "category_probability": probability[0], "category_correct": top == category}
+        estimates["category_auto"] = chosen[0]
+    if latent.gravity is not None and gravity is not None:
         cosine = torch.nn.functional.cosine_similarity(latent.gravity[0].float().cpu(), gravity.float(), dim=0)
         estimates["gravity_error_deg"] = float(torch.rad2deg(torch.arccos(cosine.clamp(-1.0, 1.0))))
         # The camera's elevation, predicted and true: a head can score a fair median error by always answering
@@ -320,17 +320,22 @@ def pixel_table(rows: list[dict]) -> dict:
 
 def scene_table(rows: list[dict]) -> dict:
     """Per condition and "all": the scene head's gravity error (median, mean, share within 10°) and category
-    accuracy (all views, and views whose true category is not "object"); {} when no row has the estimates."""
+    accuracy (all views; balanced: the mean of the per-category accuracies, which answering "object" always
+    cannot inflate; views whose true category is not "object"); {} when no row has the estimates."""
     rows = [r for r in rows if "category_top" in r]
     if not rows:
         return {}
     table = {}
     for condition, group in _by_condition(rows):
+        categories = sorted({r["category"] for r in group})
         named = [r for r in group if r["category"] != "object"]
         errors = np.array([r["gravity_error_deg"] for r in group if "gravity_error_deg" in r])
         table[condition] = {
             "n": len(group),
             "category_accuracy": float(np.mean([r["category_correct"] for r in group])),
+            "category_accuracy_balanced": float(
+                np.mean([np.mean([r["category_correct"] for r in group if r["category"] == c]) for c in categories])
+            ),
             "category_accuracy_named": float(np.mean([r["category_correct"] for r in named])) if named else None,
             "auto_chose_a_category": float(np.mean([r["category_auto"] != "object" for r in group])),
         }
@@ -396,7 +401,7 @@ def _scene_lines(scene: dict) -> list[str]:
     if not scene:
         return []
     columns = ["condition", "views", "gravity error median", "mean", "within 10°", "a constant elevation: median"]
-    columns += ["elevation correlation", "category accuracy", 'without "object"', "auto chose a category"]
+    columns += ["elevation correlation", "category accuracy", "balanced", 'without "object"', "auto chose a category"]
     rows = []
     for condition, g in scene.items():
         median = g.get("gravity_error_deg_median")
@@ -406,7 +411,8 @@ def _scene_lines(scene: dict) -> list[str]:
         constant = "–" if constant is None else f"{constant:.1f}°"
         correlation = "–" if correlation is None else f"{correlation:.2f}"
         named = "–" if g["category_accuracy_named"] is None else f"{g['category_accuracy_named']:.0%}"
-        category = [f"{g['category_accuracy']:.0%}", named, f"{g['auto_chose_a_category']:.0%}"]
+        balanced = g["category_accuracy_balanced"]
+        category = [f"{g['category_accuracy']:.0%}", f"{balanced:.0%}", named, f"{g['auto_chose_a_category']:.0%}"]
         rows.append([condition, g["n"], gravity, constant, correlation, *category])
     title = (
         "Scene head (the model's row; a constant elevation: the error of always answering the views' mean "

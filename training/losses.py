@@ -133,6 +133,10 @@ def gravity_loss(gravity_pred: torch.Tensor, gravity_true: torch.Tensor) -> torc
     return (difference.square().sum(dim=1) + 1e-8).sqrt().mean()
 
 
+IGNORED_TARGET = -100
+"""A `category_index` entry the category term skips (samples whose prompt named their category)."""
+
+
 def category_targets(categories: list[str], table: tuple[str, ...]) -> torch.Tensor:
     """int64 [B]: each sample's row in the model's category table; a category the table lacks is "object" (row 0),
     the prompt such samples are trained under."""
@@ -175,7 +179,8 @@ def zeroshape_w_loss(
 
     Args:
         batch: from `training.dataset.collate`: K, depth, visible_mask, occluder_mask, occupancy; and for models
-            with a scene head gravity [B, 3] and category_index [B] (rows of the model's category table), and
+            with a scene head gravity [B, 3] and category_index [B] (rows of the model's category table, or
+            IGNORED_TARGET), and
             optionally category_weights [C] (`category_weights`: the cross-entropy's class weights).
         logits: [B, N] occupancy logits, or None in the pixel stage (no occupancy term).
         pseudo_disparity: [B, 1, H, W] from an auxiliary depth model, or None (term off).
@@ -196,9 +201,13 @@ def zeroshape_w_loss(
     if latent.gravity is not None and "gravity" in batch:
         terms["gravity"] = gravity_loss(latent.gravity, batch["gravity"])
     if latent.category_logits is not None and "category_index" in batch:
-        terms["category"] = F.cross_entropy(
-            latent.category_logits.float(), batch["category_index"], weight=batch.get("category_weights")
-        )
+        counted = batch["category_index"] != IGNORED_TARGET
+        if counted.any():  # a batch of ignored targets only has no category term (cross-entropy would be 0/0)
+            terms["category"] = F.cross_entropy(
+                latent.category_logits.float()[counted],
+                batch["category_index"][counted],
+                weight=batch.get("category_weights"),
+            )
     if logits is not None:
         terms["occupancy"] = occupancy_loss(logits, batch["occupancy"])
     total = sum(getattr(weights, name) * value for name, value in terms.items())

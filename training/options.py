@@ -11,6 +11,9 @@ from backend.model.zeroshape import SHAPE_COMPONENTS
 from training.losses import LossWeights
 from training.recipes import TrainRecipe, get_recipe
 
+# Heads that read no prompt; fitted alone onto a frozen model, they are trained as `auto` uses them.
+HEADS_READING_NO_PROMPT = ("scene_head", "category_head")
+
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -44,7 +47,9 @@ class TrainOptions:
     train_only: tuple[str, ...] = ()
     """Train only these components (`backend.model.zeroshape.COMPONENTS`), the rest frozen as initialised, e.g.
     ("scene_head",) to fit the gravity and category head onto a shipped model without changing its meshes. When
-    it names no part of the 3D half, every step is a pixel-stage step (the frozen decoder is not run for nothing)."""
+    it names no part of the 3D half, every step is a pixel-stage step (the frozen decoder is not run for nothing);
+    when it names only the scene and category heads, every prompt is "object", and with the category head every
+    step is a joint step on the model's own predictions (see `resolve_recipe`)."""
     pixel_aligned: bool | None = None
     """Override the config's decoder: True reads pixel-aligned evidence, False is the token-only decoder."""
     seed: int = 0
@@ -100,6 +105,17 @@ def resolve_recipe(options: TrainOptions) -> TrainRecipe:
         if not (math.isfinite(options.grad_clip) and options.grad_clip > 0.0):
             raise ValueError(f"grad_clip must be a positive number, got {options.grad_clip}")
         recipe = dataclasses.replace(recipe, grad_clip=float(options.grad_clip))
-    if options.train_only and not set(options.train_only) & set(SHAPE_COMPONENTS):
+    trained = set(options.train_only)
+    if trained and trained <= set(HEADS_READING_NO_PROMPT):
+        # Heads fitted onto a frozen model see what `auto` gives them at inference: the "object" prompt (a true
+        # prompt would tell a category head the answer through the masks) and, for the category head, which reads
+        # the shape tokens, the model's own predictions (the joint stage, no teacher forcing), not the truth the
+        # pixel stage feeds the 3D half.
+        recipe = dataclasses.replace(recipe, prompt_dropout=1.0, shape_stage_fraction=0.0)
+        if "category_head" in trained:
+            recipe = dataclasses.replace(recipe, stage1_fraction=0.0, teacher_forcing=(0.0, 0.0))
+        else:
+            recipe = dataclasses.replace(recipe, stage1_fraction=1.0)
+    elif trained and not trained & set(SHAPE_COMPONENTS):
         recipe = dataclasses.replace(recipe, shape_stage_fraction=0.0, stage1_fraction=1.0)
     return recipe

@@ -38,6 +38,7 @@ from backend.model.zeroshape import PIXEL_COMPONENTS, SHAPE_COMPONENTS, ZeroShap
 from training.dataset import Augmentation, RenderedViews, collate
 from training.distributed import Distributed, init_distributed, training_device
 from training.losses import (
+    IGNORED_TARGET,
     AuxiliaryDepthModel,
     category_targets,
     category_weights,
@@ -445,7 +446,10 @@ def train(
                 tensors = {
                     k: v.to(run.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
                 }
-                tensors["category_index"] = category_targets(batch["category"], table).to(run.device)
+                targets = category_targets(batch["category"], table)
+                if run.model.category_head is not None:  # a true prompt would tell it the answer through the masks
+                    targets[[prompt != AGNOSTIC_PROMPT for prompt in prompts]] = IGNORED_TARGET
+                tensors["category_index"] = targets.to(run.device)
                 tensors["category_weights"] = balance
                 teacher = stage == PIXEL_STAGE or extra[-1] < rates.teacher_forcing
 

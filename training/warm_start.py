@@ -42,6 +42,7 @@ def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
     if init.suffix == ".safetensors":
         model = load_checkpoint(init, open_clip_weights=options.open_clip_weights)
         if options.init_matching:
+            config = without_heads_left_untrained(config, model, options.train_only)
             fresh = ZeroShapeW(config, text_encoder=build_text_encoder(config.text, options.open_clip_weights))
             copied, kept = copy_matching_weights(model, fresh)
             log.info("warm start from %s: %d tensors copied, %d kept fresh (%s)", init, len(copied), len(kept), kept)
@@ -64,6 +65,22 @@ def build_model(options: TrainOptions) -> tuple[ZeroShapeW, dict[str, Any]]:
         raise ValueError(f"--init {init} is an official ZeroShape checkpoint: it warm-starts --config paper only")
     log.info("warm start from ZeroShape %s: %s", init, report)
     return model.train(), {"warm_start": str(init), "warm_start_provenance": provenance}
+
+
+def without_heads_left_untrained(config: ModelConfig, source: ZeroShapeW, train_only: tuple[str, ...]) -> ModelConfig:
+    """`config` without the optional heads that `--train-only` would leave at their fresh initialisation: those the
+    `source` model lacks and the run does not train. Shipped untrained, a scene head would answer its constant
+    prior and tilt every mesh by it; a model without it keeps the camera's up, as its source did."""
+    if not train_only:
+        return config
+    changes = {}
+    if config.scene_head and source.scene_head is None and "scene_head" not in train_only:
+        changes["scene_head"] = False
+    if config.shape_category_head and source.category_head is None and "category_head" not in train_only:
+        changes["shape_category_head"] = False
+    if changes:
+        log.info("left out of the model, as --init lacks them and --train-only does not train them: %s", changes)
+    return dataclasses.replace(config, **changes)
 
 
 def copy_matching_weights(source: torch.nn.Module, target: torch.nn.Module) -> tuple[list[str], list[str]]:

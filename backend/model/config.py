@@ -161,6 +161,9 @@ class ModelConfig:
     scene_head_hidden: int = 128
     auto_category_confidence: float = 0.5
     """`auto` uses the predicted category when its probability is at least this, else "object"."""
+    shape_category_head: bool = False
+    """Predict the category from the shape tokens (`ShapeCategoryHead`), not from the scene head's image features,
+    which carry almost none (model card, session 15); the scene head, if any, then predicts gravity alone."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -254,6 +257,7 @@ SMALL = ModelConfig(
     ),
     text=TextEncoderConfig(kind="category_table", embed_dim=64),
     scene_head=True,
+    shape_category_head=True,
 )
 
 # `small` with a larger image side: its training curves stay flat and its depth error on training views equals that
@@ -303,6 +307,7 @@ TINY = ModelConfig(
     ),
     text=TextEncoderConfig(kind="category_table", embed_dim=16),
     scene_head=True,
+    shape_category_head=True,
     scene_head_hidden=16,
 )
 

@@ -20,13 +20,15 @@ from .backbone import DPTHybridBackbone
 from .config import AGNOSTIC_PROMPT, AUTO_CATEGORY, ModelConfig, PreprocessConfig, default_preprocess
 from .coord_encoder import CoordEncoder
 from .geometry import Normalisation, normalise_points, resize_coordinate_map, unproject_depth
-from .heads import DepthHead, IntrinsicsHead, MaskHead, SceneHead
+from .heads import DepthHead, IntrinsicsHead, MaskHead, SceneHead, ShapeCategoryHead
 from .implicit import ImplicitDecoder
 from .pixel_aligned import PixelEvidence, surface_maps
 from .text import TextEncoder, build_text_encoder
 
 # Parts trained in the pixel stage (pixel-level regression) and their order in parameter tables; the shape
-# stage trains SHAPE_COMPONENTS alone. The scene head exists only where the config asks for it.
+# stage trains SHAPE_COMPONENTS alone. The scene head and the category head exist only where the config asks for
+# them; the category head reads the shape tokens but is trained with the pixel heads (the shape stage feeds true
+# shapes, which `auto` never sees).
 PIXEL_COMPONENTS = (
     "backbone",
     "intrinsics_head",
@@ -34,6 +36,7 @@ PIXEL_COMPONENTS = (
     "visible_mask_head",
     "occluder_mask_head",
     "scene_head",
+    "category_head",
 )
 SHAPE_COMPONENTS = ("coord_encoder", "decoder")
 COMPONENTS = (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS, "text_encoder")
@@ -66,7 +69,8 @@ class Latent:
     gravity: torch.Tensor | None = None
     """[B, 3] unit direction of gravity in camera axes (OpenCV: y down), models with a scene head only."""
     category_logits: torch.Tensor | None = None
-    """[B, C] logits over `config.text.categories`, models with a scene head only."""
+    """[B, C] logits over `config.text.categories`, models with a category (`config.shape_category_head`) or scene
+    head only. With "auto", those that chose the prompt: from the encoding under "object"."""
     prompts: list[str] | None = None
     """The category prompt each image was encoded with (after `auto` was resolved); None for a given embedding."""
 
@@ -107,13 +111,17 @@ class ZeroShapeW(nn.Module):
         self.decoder = ImplicitDecoder(
             config.decoder, text_dim, self.coord_encoder.grid, self.coord_encoder.fine_channels
         )
+        if (config.scene_head or config.shape_category_head) and AUTO_CATEGORY in config.text.categories:
+            raise ValueError(f"{AUTO_CATEGORY!r} is reserved for choosing the category; rename that category")
+        categories = len(config.text.categories)
         self.scene_head = None
         if config.scene_head:
-            if AUTO_CATEGORY in config.text.categories:
-                raise ValueError(f"{AUTO_CATEGORY!r} is reserved for choosing the category; rename that category")
             self.scene_head = SceneHead(
-                self.backbone.global_channels, len(config.text.categories), config.scene_head_hidden
+                self.backbone.global_channels, 0 if config.shape_category_head else categories, config.scene_head_hidden
             )
+        self.category_head = None
+        if config.shape_category_head:
+            self.category_head = ShapeCategoryHead(config.decoder.width, categories, config.scene_head_hidden)
         self.frozen_components: tuple[str, ...] = ()
         """Components `freeze_all_but` froze: no gradients, and evaluation mode under every `train()`."""
 
@@ -175,16 +183,50 @@ class ZeroShapeW(nn.Module):
         if image.ndim != 4 or image.shape[1] != 3 or image.shape[-2:] != (size, size):
             raise ValueError(f"expected images of shape [B, 3, {size}, {size}], got {list(image.shape)}")
         network_input = image * self.preprocess.input_scale + self.preprocess.input_shift
-        global_map, fine_map = self.backbone(network_input)
-        gravity, category_logits = self.scene_head(global_map) if self.scene_head is not None else (None, None)
-        prompts = None
-        if not isinstance(text, torch.Tensor):
-            prompts = self._prompt_list(text, image.shape[0])
-            if AUTO_CATEGORY in prompts:
-                chosen, _ = self.choose_categories(category_logits)
-                chosen = chosen * image.shape[0] if len(chosen) == 1 else chosen
-                prompts = [c if p == AUTO_CATEGORY else p for p, c in zip(prompts, chosen, strict=True)]
-        text_embedding = self.embed_text(text if prompts is None else prompts, image.shape[0]).to(image.dtype)
+        maps = self.backbone(network_input)
+        gravity, category_logits = self.scene_head(maps[0]) if self.scene_head is not None else (None, None)
+        truth = {"visible_mask": visible_mask, "depth": depth, "intrinsics": intrinsics}
+
+        def prompted(prompts: list[str] | None, logits: torch.Tensor | None) -> Latent:
+            embedding = self.embed_text(text if prompts is None else prompts, image.shape[0]).to(image.dtype)
+            return self._encode_prompted(maps, embedding, prompts, truth, gravity, logits)
+
+        if isinstance(text, torch.Tensor):
+            return prompted(None, category_logits)
+        prompts = self._prompt_list(text, image.shape[0])
+        if AUTO_CATEGORY not in prompts:
+            return prompted(prompts, category_logits)
+        if self.category_head is None:
+            chosen, _ = self.choose_categories(category_logits)
+            chosen = chosen * image.shape[0] if len(chosen) == 1 else chosen
+            return prompted(
+                [c if p == AUTO_CATEGORY else p for p, c in zip(prompts, chosen, strict=True)], category_logits
+            )
+        # The category is read off the shape, which the prompted mask heads shape in turn: encode under "object"
+        # first, then again (the backbone's maps reused) where the head chose a category.
+        agnostic = [AGNOSTIC_PROMPT if p == AUTO_CATEGORY else p for p in prompts]
+        first = prompted(agnostic, None)
+        chosen, _ = self.choose_categories(first.category_logits)
+        resolved = [c if p == AUTO_CATEGORY else p for p, c in zip(prompts, chosen, strict=True)]
+        if resolved == agnostic:
+            return first
+        latent = prompted(resolved, None)
+        latent.category_logits = first.category_logits  # the answer `auto` followed
+        return latent
+
+    def _encode_prompted(
+        self,
+        maps: tuple[torch.Tensor, torch.Tensor],
+        text_embedding: torch.Tensor,
+        prompts: list[str] | None,
+        truth: dict[str, torch.Tensor | None],
+        gravity: torch.Tensor | None,
+        category_logits: torch.Tensor | None,
+    ) -> Latent:
+        """`encode` after the backbone: its (global, fine) maps, the text embedding [B, E] and the prompts it came
+        from (None for a given embedding; no "auto" left). truth: the optional visible_mask, depth and intrinsics
+        `encode` takes. A category head's logits replace `category_logits` (the scene head's)."""
+        global_map, fine_map = maps
         K = self.intrinsics_head(global_map)
         predicted_depth = self.depth_head(fine_map)
         visible_logits = self.visible_mask_head(fine_map, text_embedding)
@@ -194,6 +236,7 @@ class ZeroShapeW(nn.Module):
         occluder_logits = self.occluder_mask_head(fine_map, text_embedding, extra=visible_prob_fine)
 
         visible_prob = torch.sigmoid(visible_logits)
+        visible_mask, depth, intrinsics = truth["visible_mask"], truth["depth"], truth["intrinsics"]
         visible = visible_prob >= self.config.mask_threshold if visible_mask is None else visible_mask >= 0.5
         points, normalisation, tokens, evidence = self._shape_half(
             predicted_depth if depth is None else depth.to(predicted_depth.dtype),
@@ -202,6 +245,8 @@ class ZeroShapeW(nn.Module):
             visible_prob if visible_mask is None else visible.to(visible_prob.dtype),
             torch.sigmoid(occluder_logits),
         )
+        if self.category_head is not None:
+            category_logits = self.category_head(tokens)
         return Latent(
             intrinsics=K,
             depth=predicted_depth,

@@ -96,14 +96,14 @@ def test_reconstruct_blender_frame(checkpoint, photo_path, sphere_model):
 
 @pytest.fixture(scope="module")
 def tilted_mug_checkpoint(tmp_path_factory):
-    """A tiny model whose scene head says, for any photo: the camera looks 40° down, and this is a mug."""
+    """A tiny model whose heads say, for any photo: the camera looks 40° down, and this is a mug."""
     torch.manual_seed(1)
     model = ZeroShapeW(get_config("tiny"))
     head = model.scene_head
     with torch.no_grad():
         angle = np.radians(40.0)
         head.gravity.bias.copy_(torch.tensor([0.0, np.cos(angle), np.sin(angle)]) - head.prior)
-        head.category.bias[model.config.text.categories.index("mug")] = 6.0
+        model.category_head.category.bias[model.config.text.categories.index("mug")] = 6.0
     path = tmp_path_factory.mktemp("tilted") / "tilted-mug.safetensors"
     return save_checkpoint(model, path, provenance={"untrained": True})
 

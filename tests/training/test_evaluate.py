@@ -21,6 +21,7 @@ from training.evaluate import (
     evaluate_dataset,
     format_tables,
     predict_mesh,
+    scene_table,
     select_views,
     sphere_cloud,
     tables,
@@ -320,3 +321,20 @@ def test_oracle_rows_use_the_truth_they_name(tiny_run, monkeypatch):
     assert "| oracle-all | clean | 1 |" in result
     with pytest.raises(ValueError, match="Pix3D"):
         evaluate_module.evaluate_pix3d(model, tiny_run.data, options)
+
+
+def test_balanced_category_accuracy_is_not_inflated_by_answering_object():
+    """A head that answers "object" always is right on 8 of 10 views here, but on one of two categories."""
+
+    def row(category: str) -> dict:
+        return {"condition": "clean", "category": category, "category_top": "object", "category_auto": "object"}
+
+    rows = [row("object")] * 8 + [row("chair")] * 2
+    for r in rows:
+        r["category_correct"] = r["category_top"] == r["category"]
+    scene = scene_table(rows)
+    assert scene["clean"]["category_accuracy"] == pytest.approx(0.8)
+    assert scene["clean"]["category_accuracy_balanced"] == pytest.approx(0.5)
+    assert scene["clean"]["category_accuracy_named"] == 0.0
+    assert "gravity_error_deg_median" not in scene["clean"]  # a category head without a gravity head
+    assert "| 80% | 50% | 0% | 0% |" in format_tables({"overall": {}, "per_category": {}, "scene": scene})

@@ -12,6 +12,7 @@ from backend.model.config import get_config
 from backend.model.zeroshape import COMPONENTS, ZeroShapeW
 from tests.training.conftest import cpu_options, one_torch_thread
 from training.losses import (
+    IGNORED_TARGET,
     LossWeights,
     align_scale_shift,
     auxiliary_depth_loss,
@@ -166,6 +167,35 @@ def test_category_weights_lift_rare_categories_and_keep_the_mean_weight_one():
 def test_category_targets_are_table_rows_and_unknown_names_are_object():
     table = ("object", "chair", "table")
     assert category_targets(["table", "chair", "spaceship", "object"], table).tolist() == [2, 1, 0, 0]
+
+
+def test_the_category_term_skips_ignored_targets_and_vanishes_when_all_are(tiny_model):
+    """Samples prompted with their own category are ignored (the prompt would give the answer away through the
+    masks): the term is the cross-entropy of the others alone, and a batch of ignored targets has no term."""
+    from types import SimpleNamespace
+
+    logits = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0]])
+    latent = SimpleNamespace(
+        category_logits=logits,
+        intrinsics=K_of(10.0, 4.0, 4.0).expand(3, 3, 3),
+        depth=torch.ones(3, 1, 8, 8),
+        visible_mask_logits=torch.zeros(3, 1, 8, 8),
+        occluder_mask_logits=torch.zeros(3, 1, 8, 8),
+        gravity=None,
+    )
+    batch = {
+        "K": K_of(10.0, 4.0, 4.0).expand(3, 3, 3),
+        "depth": torch.ones(3, 1, 8, 8),
+        "visible_mask": torch.ones(3, 1, 8, 8),
+        "occluder_mask": torch.zeros(3, 1, 8, 8),
+    }
+    targets = torch.tensor([0, IGNORED_TARGET, 1])
+    _, terms = zeroshape_w_loss(latent, batch | {"category_index": targets}, None, LossWeights(), 8)
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([0, 1]))
+    assert float(terms["category"]) == pytest.approx(float(expected))
+    ignored = torch.full((3,), IGNORED_TARGET)
+    _, terms = zeroshape_w_loss(latent, batch | {"category_index": ignored}, None, LossWeights(), 8)
+    assert "category" not in terms
 
 
 def synthetic_batch(batch: int = 2, size: int = 64, points: int = 96) -> dict:

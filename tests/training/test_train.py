@@ -423,6 +423,40 @@ def test_train_only_the_scene_head_leaves_the_rest_bit_for_bit(tiny_run, tmp_pat
 
 
 @pytest.mark.blender
+def test_train_only_the_category_head_fits_it_onto_a_model_without_heads(tiny_run, tmp_path):
+    """`--init-matching --train-only category_head` onto a model with neither head (like the bundled run 8): the
+    category head learns on joint steps of the model's own predictions under the "object" prompt, the scene head,
+    which --init lacks and the run does not train, is left out (untrained, its constant gravity would tilt every
+    mesh), and every tensor of the warm start is kept bit for bit."""
+    import dataclasses
+
+    from backend.model.checkpoint import save_checkpoint
+    from backend.model.zeroshape import ZeroShapeW
+    from training.warm_start import copy_matching_weights
+
+    trained = load_checkpoint(tiny_run.out / FINAL_CHECKPOINT)
+    plain = ZeroShapeW(dataclasses.replace(trained.config, scene_head=False, shape_category_head=False))
+    copy_matching_weights(trained, plain)
+    start = save_checkpoint(plain, tmp_path / "plain.safetensors", provenance={"test": True})
+    out = tmp_path / "category-only"
+    args = ["--max-steps", "3", "--init", str(start), "--init-matching", "--train-only", "category_head"]
+    done = run_cli(*train_args(tiny_run.data, out, *args, "--query-points", "16"))
+    assert done.returncode == 0, done.stderr
+    result = load_checkpoint(out / FINAL_CHECKPOINT)
+    assert result.scene_head is None
+    assert result.category_head is not None
+    before, after = load_file(start), load_file(out / FINAL_CHECKPOINT)
+    head = [k for k in after if k.startswith("category_head.")]
+    assert set(after) == set(before) | set(head)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert any(after[k].abs().sum() > 0 for k in head if k.startswith("category_head.category.")), "no training"
+    recipe = json.loads((out / "options.json").read_text())["recipe"]
+    assert (recipe["stage1_fraction"], recipe["shape_stage_fraction"]) == (0.0, 0.0)  # joint steps only
+    assert recipe["teacher_forcing"] == [0.0, 0.0]  # on its own predictions, as `auto` sees them
+    assert recipe["prompt_dropout"] == 1.0  # under "object", as `auto` encodes first
+
+
+@pytest.mark.blender
 def test_train_cli_passes_loss_weights_and_clip_through(tiny_run, tmp_path):
     """The CLI's overrides reach the run: options.json records the resolved recipe; a bad term is an error."""
     out = tmp_path / "override"

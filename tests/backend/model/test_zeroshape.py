@@ -76,8 +76,12 @@ def test_encode_shapes_and_units(name):
 
 
 def test_the_scene_head_predicts_gravity_and_auto_picks_a_confident_category():
-    config = get_config("tiny")
+    """Models whose scene head also answers the category from the image features (runs v2-a to v2-c)."""
+    import dataclasses
+
+    config = dataclasses.replace(get_config("tiny"), shape_category_head=False)
     model = ZeroShapeW(config).eval()
+    assert model.category_head is None
     batch = make_batch(config, batch=2)
     with torch.no_grad():
         latent = model.encode(batch["image"], "auto")
@@ -101,13 +105,41 @@ def test_the_scene_head_predicts_gravity_and_auto_picks_a_confident_category():
         assert torch.allclose(latent.text_embedding, model.embed_text(["chair", "mug"], 2))
 
 
-def test_a_model_without_scene_head_treats_auto_as_object():
+def test_the_category_head_reads_the_shape_and_auto_encodes_again_under_its_answer():
+    """A category head on the shape tokens: its logits are its answer for the tokens; `auto` encodes under
+    "object", and where the head is sure of a category, again under that category (the backbone's maps reused):
+    the result equals an encoding under the chosen prompts, with the logits of the "object" pass."""
+    config = get_config("tiny")
+    model = ZeroShapeW(config).eval()
+    assert model.scene_head.category is None  # gravity only: the category comes from the shape
+    batch = make_batch(config, batch=2)
+    categories = config.text.categories
+    with torch.no_grad():
+        untrained = model.encode(batch["image"], "auto")
+        assert untrained.prompts == ["object", "object"]  # a uniform answer is not sure of anything
+        assert torch.allclose(untrained.category_logits, torch.zeros(2, len(categories)))
+        torch.nn.init.normal_(model.category_head.category.weight)
+        named = model.encode(batch["image"], ["chair", "mug"])
+        assert torch.equal(named.category_logits, model.category_head(named.tokens))
+        assert not torch.allclose(named.category_logits[0], named.category_logits[1])  # it reads the tokens
+        model.category_head.category.bias[categories.index("chair")] = 50.0
+        chosen = model.encode(batch["image"], ["auto", "mug"])
+        assert chosen.prompts == ["chair", "mug"]
+        direct = model.encode(batch["image"], ["chair", "mug"])
+        for field in ("tokens", "depth", "visible_mask_logits", "text_embedding"):
+            assert torch.equal(getattr(chosen, field), getattr(direct, field)), field
+        first_pass = model.encode(batch["image"], ["object", "mug"])
+        assert torch.equal(chosen.category_logits, first_pass.category_logits)
+
+
+def test_a_model_without_scene_or_category_head_treats_auto_as_object():
     import dataclasses
 
-    config = dataclasses.replace(get_config("tiny"), scene_head=False)
+    config = dataclasses.replace(get_config("tiny"), scene_head=False, shape_category_head=False)
     model = ZeroShapeW(config).eval()
     assert model.scene_head is None
-    assert model.parameter_counts()["scene_head"] == 0
+    assert model.category_head is None
+    assert model.parameter_counts()["scene_head"] == model.parameter_counts()["category_head"] == 0
     with torch.no_grad():
         latent = model.encode(make_batch(config, batch=1)["image"], "auto")
     assert latent.gravity is None
