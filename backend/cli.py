@@ -18,6 +18,11 @@ PAPER_PARAMETERS = 193.7e6
 """ZeroShape-W's published parameter count (text encoder excluded)."""
 
 
+# The presets of `backend.model.config.CONFIGS`, written out so `--help` imports no torch; one tuple for every
+# command's --config, which a test keeps in step with CONFIGS.
+CONFIG_NAMES = ("paper", "small", "medium", "tiny")
+
+
 def _format_millions(count: int) -> str:
     return f"{count / 1e6:9.3f}M"
 
@@ -236,9 +241,7 @@ def command_keys(args: argparse.Namespace) -> int:
 def add_commands(commands) -> None:
     """Register the backend's commands on an argparse subparsers object."""
     params = commands.add_parser("params", help="print parameter counts of each model config, by component")
-    params.add_argument(
-        "--config", action="append", choices=["paper", "small", "medium", "tiny"], help="only this config"
-    )
+    params.add_argument("--config", action="append", choices=CONFIG_NAMES, help="only this config")
     params.set_defaults(run=command_params)
 
     convert = commands.add_parser(
@@ -298,7 +301,7 @@ def add_commands(commands) -> None:
     init = commands.add_parser(
         "init-checkpoint", help="write an UNTRAINED checkpoint (random weights) for wiring and tests"
     )
-    init.add_argument("--config", default="small", choices=["paper", "small", "medium", "tiny"])
+    init.add_argument("--config", default="small", choices=CONFIG_NAMES)
     init.add_argument("-o", "--output", type=Path, required=True)
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(run=command_init_checkpoint)

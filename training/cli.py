@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from backend.cli import new_parser, run
+from backend.cli import CONFIG_NAMES, new_parser, run
 
 
 def parse_loss_weights(items: list[str]) -> tuple[tuple[str, float], ...]:
@@ -277,7 +277,7 @@ def add_commands(commands) -> None:
         "benchmark",
         help="measure training throughput (forward + backward + AdamW, samples/s) or inference forward time",
     )
-    benchmark.add_argument("--config", default="small", choices=["paper", "small", "medium", "tiny"])
+    benchmark.add_argument("--config", default="small", choices=CONFIG_NAMES)
     benchmark.add_argument(
         "--mode",
         default="train",
@@ -423,7 +423,7 @@ def add_commands(commands) -> None:
         "on datasets made by `zeroshape-w data render`. Resumable: run the same command again and it continues "
         "from the last checkpoint in --out. Several GPUs or machines: launch it with torchrun.",
     )
-    train.add_argument("--config", default="small", choices=["paper", "small", "medium", "tiny"], help="model size")
+    train.add_argument("--config", default="small", choices=CONFIG_NAMES, help="model size")
     train.add_argument("--data", type=Path, action="append", required=True, help="rendered dataset; repeatable")
     train.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, TensorBoard logs)")
     train.add_argument("--max-steps", type=int, help="steps of the whole run (default: the recipe's)")

@@ -169,13 +169,13 @@ def test_medium_is_small_with_a_larger_image_side():
     assert medium.backbone.depth_head_hidden > small.backbone.depth_head_hidden
     assert max(medium.backbone.hook_blocks) < medium.backbone.depth
     assert medium.backbone.embed_dim % medium.backbone.num_heads == 0
-    for part in ("coord_encoder", "decoder", "text", "image_size", "scene_head"):
+    for part in ("coord_encoder", "decoder", "text", "image_size", "scene_head", "shape_category_head"):
         assert getattr(medium, part) == getattr(small, part), part
 
 
 def test_every_command_with_a_config_option_offers_every_preset():
-    """The commands' choices are written out (importing the model package would slow every --help); this keeps
-    them in step with CONFIGS."""
+    """The commands' choices are written out once, in `backend.cli.CONFIG_NAMES` (importing the model package would
+    slow every --help); this keeps them in step with CONFIGS."""
     import argparse
 
     from zeroshape_w.cli import build_parser
