@@ -211,6 +211,9 @@ def zeroshape_w_loss(
     if logits is not None:
         terms["occupancy"] = occupancy_loss(logits, batch["occupancy"])
     total = sum(getattr(weights, name) * value for name, value in terms.items())
+    if latent.category_logits is not None and "category" not in terms:
+        # The head still takes part (with zero gradients): under DDP every parameter must, on every rank.
+        total = total + 0.0 * latent.category_logits.float().sum()
     return total, {name: value.detach() for name, value in terms.items()}
 
 

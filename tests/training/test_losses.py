@@ -194,8 +194,11 @@ def test_the_category_term_skips_ignored_targets_and_vanishes_when_all_are(tiny_
     expected = torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([0, 1]))
     assert float(terms["category"]) == pytest.approx(float(expected))
     ignored = torch.full((3,), IGNORED_TARGET)
-    _, terms = zeroshape_w_loss(latent, batch | {"category_index": ignored}, None, LossWeights(), 8)
+    latent.category_logits = logits.clone().requires_grad_(True)
+    total, terms = zeroshape_w_loss(latent, batch | {"category_index": ignored}, None, LossWeights(), 8)
     assert "category" not in terms
+    total.backward()  # the head still gets a (zero) gradient: DDP needs every parameter to take part
+    assert torch.equal(latent.category_logits.grad, torch.zeros_like(logits))
 
 
 def synthetic_batch(batch: int = 2, size: int = 64, points: int = 96) -> dict:
