@@ -397,28 +397,40 @@ def _pixel_lines(pixel: dict) -> list[str]:
 
 
 def _scene_lines(scene: dict) -> list[str]:
-    """The scene head's table (gravity error, category accuracy) per condition; [] without one."""
+    """The gravity and category heads' table (gravity error, category accuracy) per condition; [] without
+    either. The gravity columns appear only for a model with a gravity head."""
     if not scene:
         return []
-    columns = ["condition", "views", "gravity error median", "mean", "within 10°", "a constant elevation: median"]
-    columns += ["elevation correlation", "category accuracy", "balanced", 'without "object"', "auto chose a category"]
+    has_gravity = any(g.get("gravity_error_deg_median") is not None for g in scene.values())
+    columns = ["condition", "views"]
+    if has_gravity:
+        columns += ["gravity error median", "mean", "within 10°", "a constant elevation: median"]
+        columns += ["elevation correlation"]
+    columns += ["category accuracy", "balanced", 'without "object"', "auto chose a category"]
     rows = []
     for condition, g in scene.items():
-        median = g.get("gravity_error_deg_median")
-        mean, within = g.get("gravity_error_deg_mean"), g.get("gravity_within_10deg")
-        gravity = f"{median:.1f}° | {mean:.1f}° | {within:.0%}" if median is not None else "– | – | –"
-        constant, correlation = g.get("constant_elevation_error_deg_median"), g.get("elevation_correlation")
-        constant = "–" if constant is None else f"{constant:.1f}°"
-        correlation = "–" if correlation is None else f"{correlation:.2f}"
         named = "–" if g["category_accuracy_named"] is None else f"{g['category_accuracy_named']:.0%}"
         balanced = g["category_accuracy_balanced"]
         category = [f"{g['category_accuracy']:.0%}", f"{balanced:.0%}", named, f"{g['auto_chose_a_category']:.0%}"]
-        rows.append([condition, g["n"], gravity, constant, correlation, *category])
+        rows.append([condition, g["n"], *(_gravity_cells(g) if has_gravity else []), *category])
+    if not has_gravity:
+        return _titled_table("Category head (the model's row):", columns, rows)
     title = (
-        "Scene head (the model's row; a constant elevation: the error of always answering the views' mean "
-        "elevation, the bar a gravity head has to clear):"
+        "Gravity and category heads (the model's row; a constant elevation: the error of always answering the "
+        "views' mean elevation, the bar a gravity head has to clear):"
     )
     return _titled_table(title, columns, rows)
+
+
+def _gravity_cells(g: dict) -> list[str]:
+    """The scene table's gravity cells of one condition: 'median | mean | within 10°', constant, correlation."""
+    median = g.get("gravity_error_deg_median")
+    mean, within = g.get("gravity_error_deg_mean"), g.get("gravity_within_10deg")
+    gravity = f"{median:.1f}° | {mean:.1f}° | {within:.0%}" if median is not None else "– | – | –"
+    constant, correlation = g.get("constant_elevation_error_deg_median"), g.get("elevation_correlation")
+    constant = "–" if constant is None else f"{constant:.1f}°"
+    correlation = "–" if correlation is None else f"{correlation:.2f}"
+    return [gravity, constant, correlation]
 
 
 def _titled_table(title: str, columns: list[str], rows: list[list]) -> list[str]:

@@ -185,11 +185,16 @@ class ZeroShapeW(nn.Module):
         network_input = image * self.preprocess.input_scale + self.preprocess.input_shift
         maps = self.backbone(network_input)
         gravity, category_logits = self.scene_head(maps[0]) if self.scene_head is not None else (None, None)
+        # Camera and depth read no prompt: computed once, even when `auto` encodes twice.
+        camera = (self.intrinsics_head(maps[0]), self.depth_head(maps[1]))
         truth = {"visible_mask": visible_mask, "depth": depth, "intrinsics": intrinsics}
 
         def prompted(prompts: list[str] | None, logits: torch.Tensor | None) -> Latent:
             embedding = self.embed_text(text if prompts is None else prompts, image.shape[0]).to(image.dtype)
-            return self._encode_prompted(maps, embedding, prompts, truth, gravity, logits)
+            return self._encode_prompted(maps, camera, embedding, prompts, truth, gravity, logits)
+
+        def resolve(prompts: list[str], chosen: list[str]) -> list[str]:
+            return [c if p == AUTO_CATEGORY else p for p, c in zip(prompts, chosen, strict=True)]
 
         if isinstance(text, torch.Tensor):
             return prompted(None, category_logits)
@@ -199,15 +204,13 @@ class ZeroShapeW(nn.Module):
         if self.category_head is None:
             chosen, _ = self.choose_categories(category_logits)
             chosen = chosen * image.shape[0] if len(chosen) == 1 else chosen
-            return prompted(
-                [c if p == AUTO_CATEGORY else p for p, c in zip(prompts, chosen, strict=True)], category_logits
-            )
+            return prompted(resolve(prompts, chosen), category_logits)
         # The category is read off the shape, which the prompted mask heads shape in turn: encode under "object"
         # first, then again (the backbone's maps reused) where the head chose a category.
         agnostic = [AGNOSTIC_PROMPT if p == AUTO_CATEGORY else p for p in prompts]
         first = prompted(agnostic, None)
         chosen, _ = self.choose_categories(first.category_logits)
-        resolved = [c if p == AUTO_CATEGORY else p for p, c in zip(prompts, chosen, strict=True)]
+        resolved = resolve(prompts, chosen)
         if resolved == agnostic:
             return first
         latent = prompted(resolved, None)
@@ -217,18 +220,19 @@ class ZeroShapeW(nn.Module):
     def _encode_prompted(
         self,
         maps: tuple[torch.Tensor, torch.Tensor],
+        camera: tuple[torch.Tensor, torch.Tensor],
         text_embedding: torch.Tensor,
         prompts: list[str] | None,
         truth: dict[str, torch.Tensor | None],
         gravity: torch.Tensor | None,
         category_logits: torch.Tensor | None,
     ) -> Latent:
-        """`encode` after the backbone: its (global, fine) maps, the text embedding [B, E] and the prompts it came
-        from (None for a given embedding; no "auto" left). truth: the optional visible_mask, depth and intrinsics
-        `encode` takes. A category head's logits replace `category_logits` (the scene head's)."""
-        global_map, fine_map = maps
-        K = self.intrinsics_head(global_map)
-        predicted_depth = self.depth_head(fine_map)
+        """`encode` after the backbone: its (global, fine) maps, the predicted camera (K [B, 3, 3] in pixels,
+        depth [B, 1, H, W] camera z), the text embedding [B, E] and the prompts it came from (None for a given
+        embedding; no "auto" left). truth: the optional visible_mask, depth and intrinsics `encode` takes. A
+        category head's logits replace `category_logits` (the scene head's)."""
+        fine_map = maps[1]
+        K, predicted_depth = camera
         visible_logits = self.visible_mask_head(fine_map, text_embedding)
         visible_prob_fine = F.interpolate(
             torch.sigmoid(visible_logits), size=fine_map.shape[-2:], mode="bilinear", align_corners=False

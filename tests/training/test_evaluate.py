@@ -78,7 +78,7 @@ def test_the_model_rows_score_the_scene_head(rows, tiny_run):
     errors = sorted(r["gravity_error_deg"] for r in mine)
     assert scene["all"]["gravity_error_deg_median"] == pytest.approx(float(np.median(errors)))
     assert scene["all"]["category_accuracy"] == pytest.approx(np.mean([r["category_correct"] for r in mine]))
-    assert "Scene head" in format_tables(tables(rows))
+    assert "Gravity and category heads" in format_tables(tables(rows))
 
 
 def test_pixel_errors_are_zero_for_the_truth_and_grow_with_the_error():
@@ -337,4 +337,7 @@ def test_balanced_category_accuracy_is_not_inflated_by_answering_object():
     assert scene["clean"]["category_accuracy_balanced"] == pytest.approx(0.5)
     assert scene["clean"]["category_accuracy_named"] == 0.0
     assert "gravity_error_deg_median" not in scene["clean"]  # a category head without a gravity head
-    assert "| 80% | 50% | 0% | 0% |" in format_tables({"overall": {}, "per_category": {}, "scene": scene})
+    table = format_tables({"overall": {}, "per_category": {}, "scene": scene})
+    assert "| clean | 10 | 80% | 50% | 0% | 0% |" in table  # no gravity columns without a gravity head
+    assert "Category head" in table
+    assert "gravity" not in table

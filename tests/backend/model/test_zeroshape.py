@@ -123,8 +123,17 @@ def test_the_category_head_reads_the_shape_and_auto_encodes_again_under_its_answ
         assert torch.equal(named.category_logits, model.category_head(named.tokens))
         assert not torch.allclose(named.category_logits[0], named.category_logits[1])  # it reads the tokens
         model.category_head.category.bias[categories.index("chair")] = 50.0
+        calls = {"backbone": 0, "depth_head": 0, "intrinsics_head": 0, "visible_mask_head": 0}
+        hooks = [
+            getattr(model, name).register_forward_hook(lambda *_, name=name: calls.update({name: calls[name] + 1}))
+            for name in calls
+        ]
         chosen = model.encode(batch["image"], ["auto", "mug"])
+        for hook in hooks:
+            hook.remove()
         assert chosen.prompts == ["chair", "mug"]
+        # Only what reads the prompt runs twice: the backbone's maps, camera and depth are reused.
+        assert calls == {"backbone": 1, "depth_head": 1, "intrinsics_head": 1, "visible_mask_head": 2}
         direct = model.encode(batch["image"], ["chair", "mug"])
         for field in ("tokens", "depth", "visible_mask_logits", "text_embedding"):
             assert torch.equal(getattr(chosen, field), getattr(direct, field)), field
