@@ -206,7 +206,7 @@ class ZeroShapeW(nn.Module):
             chosen = chosen * image.shape[0] if len(chosen) == 1 else chosen
             return prompted(resolve(prompts, chosen), category_logits)
         # The category is read off the shape, which the prompted mask heads shape in turn: encode under "object"
-        # first, then again (the backbone's maps reused) where the head chose a category.
+        # first, then again (the backbone's maps, camera and depth reused) where the head chose a category.
         agnostic = [AGNOSTIC_PROMPT if p == AUTO_CATEGORY else p for p in prompts]
         first = prompted(agnostic, None)
         chosen, _ = self.choose_categories(first.category_logits)
