@@ -21,13 +21,11 @@ import contextlib
 import hmac
 import logging
 import os
-import queue
 import secrets
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from blender_addon import protocol
@@ -43,6 +41,7 @@ from .endpoint import (
     worker_identity,
     write_token_file,
 )
+from .job_book import JobBook, QueuedJob
 from .server_metrics import ServerMetrics
 
 log = logging.getLogger(__name__)
@@ -52,23 +51,6 @@ class JobAbortedError(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class QueuedJob:
-    envelope: list[bytes]
-    request_id: str
-    image: bytes
-    options: protocol.ReconstructOptions
-    deadline_s: float
-    """Seconds from acceptance: time waiting in the queue counts, as it does for the client waiting."""
-    cancel: threading.Event = field(default_factory=threading.Event)
-    accepted_at: float = field(default_factory=time.monotonic)
-    started: float | None = None
-    abandoned: bool = False
-    """Stopped because its client was gone, not because anyone asked."""
-    answered: bool = False
-    """Its final answer is already sent (a queued job past its deadline): the worker skips it silently."""
 
 
 def return_large_buffers_to_the_system() -> bool:
@@ -101,8 +83,6 @@ class Server:
     def __init__(self, config: ServerConfig):
         check_security(config)
         self.config = config
-        self.jobs: queue.Queue[QueuedJob] = queue.Queue(maxsize=config.queue_size)
-        self.running: QueuedJob | None = None
         self.last_event = 0.0
         self.last_progress: tuple[str, float] = ("queued", 0.0)
         self.stopping = threading.Event()
@@ -111,6 +91,7 @@ class Server:
         self.reconstructor = None
         self.last_queue_heartbeat = 0.0
         self.metrics = ServerMetrics()
+        self.book = JobBook(config.queue_size, self.metrics)
         self.loaded = threading.Event()
         """Set once the model is loaded and warmed up: until then requests queue and ping says "loading"."""
         self.load_error: str | None = None
@@ -271,17 +252,13 @@ class Server:
         now = time.monotonic()
         if self.stop_requested_at is None:
             self.stop_requested_at = now
-            while True:  # queued jobs will not run
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
-                    break
+            for job in self.book.drain():  # queued jobs will not run
                 self._send(
                     router,
                     job.envelope,
                     Response(job.request_id, "error", error_fields("shutting_down", "the server is shutting down")),
                 )
-        running = self.running
+        running = self.book.running()
         if running is None:
             return True
         if now - self.stop_requested_at > self.config.grace_s:
@@ -326,7 +303,7 @@ class Server:
         from backend import __version__
 
         r = self.reconstructor if self.loaded.is_set() else None
-        queue_length = self.jobs.qsize() + (1 if self.running else 0)
+        queue_length, counts = self.book.status()
         info = {
             "state": self.state,
             "model": r.model.config.name if r else None,
@@ -335,7 +312,7 @@ class Server:
             "untrained": r.untrained if r else None,
             "device": str(r.device) if r else self.config.device,
             "queue_length": queue_length,
-            "jobs": dict(self.metrics.counts),
+            "jobs": counts,
             "metrics": self.metrics.snapshot(queue_length),
             "queue_size": self.config.queue_size,
             "max_resolution": self.config.max_resolution,
@@ -363,22 +340,16 @@ class Server:
             return
         deadline = min(options.deadline_s or self.config.job_deadline_s, self.config.job_deadline_s)
         job = QueuedJob(envelope, request.request_id, request.payload[0], options, deadline)
-        try:
-            self.jobs.put_nowait(job)
-        except queue.Full:
+        position = self.book.add(job)
+        if position is None:
             message = f"{self.config.queue_size} jobs are already waiting; try again later"
             self._send(router, envelope, Response(request.request_id, "busy", {"message": message}))
             return
-        position = self.jobs.qsize() + (1 if self.running else 0)
         self._send(router, envelope, Response(request.request_id, "accepted", {"queue_position": position}))
 
     def _op_cancel(self, router, envelope, request: Request) -> None:
         target = request.options["target"]
-        found = False
-        for job in [self.running, *list(self.jobs.queue)]:
-            if job is not None and job.request_id == target and job.envelope == envelope:
-                job.cancel.set()
-                found = True
+        found = self.book.cancel(target, envelope)
         fields = {"message": "cancelling" if found else f"no job {target} of yours is queued or running"}
         self._send(router, envelope, Response(request.request_id, "ok", fields))
 
@@ -408,11 +379,11 @@ class Server:
             self.last_progress = (event.fields["stage"], event.fields["fraction"])
         self.last_event = time.monotonic()
         if not deliver(router, [*envelope, *body]):
-            self._abandon(self.running, event.request_id, envelope)
+            self._abandon(self.book.running(), event.request_id, envelope)
 
     def _abandon(self, job: QueuedJob | None, request_id: str, envelope: list[bytes]) -> None:
         """The client of this job is gone: stop the job (running) or drop it (queued); nobody waits for it."""
-        if job is not None and job.request_id == request_id and job.envelope == envelope and not job.cancel.is_set():
+        if job is not None and job.belongs_to(request_id, envelope) and not job.cancel.is_set():
             log.info("client of job %s is gone: dropping it", request_id)
             job.cancel.set()
             job.abandoned = True
@@ -422,7 +393,7 @@ class Server:
         queue (a client waiting behind others must not mistake the silence for a dead server). A heartbeat
         that finds its client gone drops the job."""
         now = time.monotonic()
-        job = self.running
+        job, queued_jobs = self.book.jobs()
         if job is not None and now - self.last_event >= self.config.heartbeat_s:
             stage, fraction = self.last_progress
             fields = {"stage": stage, "fraction": fraction}
@@ -432,14 +403,13 @@ class Server:
         if now - self.last_queue_heartbeat < self.config.heartbeat_s:
             return
         self.last_queue_heartbeat = now
-        ahead = 1 if self.running is not None else 0
-        for position, queued in enumerate(list(self.jobs.queue), start=ahead + 1):
+        ahead = 1 if job is not None else 0
+        for position, queued in enumerate(queued_jobs, start=ahead + 1):
             if queued.cancel.is_set():
                 continue
-            if now - queued.accepted_at > queued.deadline_s:  # answered now, not when its turn comes
-                queued.answered = True
-                queued.cancel.set()
-                self.metrics.count("expired")
+            if queued.expired(now):  # answered now, not when its turn comes
+                if not self.book.expire_in_queue(queued):
+                    continue  # the worker took it meanwhile and answers it
                 message = f"the job waited in the queue longer than its {queued.deadline_s:g} s deadline"
                 self._send(
                     router, queued.envelope, Response(queued.request_id, "error", error_fields("deadline", message))
@@ -467,49 +437,46 @@ class Server:
             push.close(linger=0)
             return
         while True:
-            try:
-                job = self.jobs.get(timeout=0.2)
-            except queue.Empty:
+            taken = self.book.take(timeout_s=0.2)
+            if taken is None:
                 if self.stopping.is_set():
                     break
                 continue
-            if job.cancel.is_set():
-                if not job.answered:
-                    self.metrics.count("abandoned" if job.abandoned else "cancelled")
-                    emit(
-                        job,
-                        Response(job.request_id, "cancelled", error_fields("cancelled", "cancelled before it started")),
-                    )
-                continue
-            if time.monotonic() - job.accepted_at > job.deadline_s:
-                self.metrics.count("expired")
+            job, ended = taken
+            if ended in ("cancelled", "abandoned"):
+                answer = error_fields("cancelled", "cancelled before it started")
+                emit(job, Response(job.request_id, "cancelled", answer))
+            elif ended == "expired":
                 message = f"the job waited in the queue longer than its {job.deadline_s:g} s deadline"
                 emit(job, Response(job.request_id, "error", error_fields("deadline", message)))
-                continue
-            self.running = job
-            self.last_progress = ("started", 0.0)
-            self.last_event = time.monotonic()
-            job.started = time.monotonic()
-            start_mb = self.metrics.job_started()
-            try:
-                final = self._run(job, lambda response, job=job: emit(job, response))
-                self.metrics.count("done" if final.type == "result" else "failed")
-            except JobAbortedError as aborted:
-                kind = "cancelled" if aborted.code == "cancelled" else "error"
-                outcome = "abandoned" if job.abandoned else "cancelled" if kind == "cancelled" else "expired"
-                self.metrics.count(outcome)
-                final = Response(job.request_id, kind, error_fields(aborted.code, str(aborted)))
-            except Exception as error:  # one bad job must never take the server down
-                log.exception("job %s failed", job.request_id)
-                self.metrics.count("failed")
-                final = Response(job.request_id, "error", error_fields("internal", f"{type(error).__name__}: {error}"))
-            finally:
-                self.running = None
-                rise = self.metrics.job_finished(time.monotonic() - job.started, start_mb)
-                log.info("job %s: %.2f s, peak memory +%s MB", job.request_id, time.monotonic() - job.started, rise)
-            # Answered only once the job is off the books: a client that asks `info` on its answer sees it done.
-            emit(job, final)
+            elif ended is None:
+                emit(job, self._run_counted(job, emit))
         push.close(linger=0)
+
+    def _run_counted(self, job: QueuedJob, emit) -> Response:
+        """Run the job the book just made the running one; count its outcome, take it off the books, and
+        return its final answer (sent only once it is off the books: a client that asks `info` on its answer
+        sees it done)."""
+        self.last_progress = ("started", 0.0)
+        self.last_event = time.monotonic()
+        start_mb = self.metrics.job_started()
+        outcome = "failed"
+        try:
+            final = self._run(job, lambda response: emit(job, response))
+            outcome = "done" if final.type == "result" else "failed"
+        except JobAbortedError as aborted:
+            kind = "cancelled" if aborted.code == "cancelled" else "error"
+            outcome = "abandoned" if job.abandoned else "cancelled" if kind == "cancelled" else "expired"
+            final = Response(job.request_id, kind, error_fields(aborted.code, str(aborted)))
+        except Exception as error:  # one bad job must never take the server down
+            log.exception("job %s failed", job.request_id)
+            final = Response(job.request_id, "error", error_fields("internal", f"{type(error).__name__}: {error}"))
+        finally:
+            seconds = time.monotonic() - job.started
+            rise = self.metrics.job_finished(seconds, start_mb)
+            self.book.finish(outcome)
+            log.info("job %s: %.2f s, peak memory +%s MB", job.request_id, seconds, rise)
+        return final
 
     def _run(self, job: QueuedJob, emit) -> Response:
         from backend.pipeline import EmptyMeshError
@@ -518,7 +485,7 @@ class Server:
         def progress(stage: str, fraction: float) -> None:
             if job.cancel.is_set():
                 raise JobAbortedError("cancelled", "cancelled")
-            if time.monotonic() - job.accepted_at > job.deadline_s:
+            if job.expired(time.monotonic()):
                 raise JobAbortedError("deadline", f"the job took longer than its {job.deadline_s:.0f} s deadline")
             emit(Response(job.request_id, "progress", {"stage": stage, "fraction": round(float(fraction), 4)}))
 
