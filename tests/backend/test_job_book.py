@@ -96,7 +96,8 @@ def test_a_job_the_worker_took_is_not_expired_by_the_heartbeat():
     book.add(job)
     book.take(timeout_s=0)
     assert not book.expire_in_queue(job)
-    assert not job.cancel.is_set() and book.status()[1]["expired"] == 0
+    assert not job.cancel.is_set()
+    assert book.status()[1]["expired"] == 0
 
 
 def test_drain_empties_the_queue_but_leaves_the_running_job():
