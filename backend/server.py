@@ -393,7 +393,7 @@ class Server:
         queue (a client waiting behind others must not mistake the silence for a dead server). A heartbeat
         that finds its client gone drops the job."""
         now = time.monotonic()
-        job, queued_jobs = self.book.jobs()
+        job = self.book.running()
         if job is not None and now - self.last_event >= self.config.heartbeat_s:
             stage, fraction = self.last_progress
             fields = {"stage": stage, "fraction": fraction}
@@ -403,7 +403,8 @@ class Server:
         if now - self.last_queue_heartbeat < self.config.heartbeat_s:
             return
         self.last_queue_heartbeat = now
-        ahead = 1 if job is not None else 0
+        running, queued_jobs = self.book.jobs()  # copied once a heartbeat, not on every pass of the loop
+        ahead = 1 if running is not None else 0
         for position, queued in enumerate(queued_jobs, start=ahead + 1):
             if queued.cancel.is_set():
                 continue
