@@ -48,6 +48,7 @@ def command_train(args: argparse.Namespace) -> int:
         init=str(args.init) if args.init else None,
         init_matching=args.init_matching,
         train_only=tuple(args.train_only),
+        freeze=tuple(args.freeze),
         stage1_fraction=args.stage1_fraction,
         shape_stage_fraction=args.shape_stage_fraction,
         pixel_aligned=args.pixel_aligned,
@@ -446,6 +447,15 @@ def add_commands(commands) -> None:
         'model and leaves its meshes unchanged; the heads are fitted under the "object" prompt, the category '
         "head on the model's own predictions (joint steps: a small --query-points saves time), and an optional "
         "head that --init lacks and is not trained is left out",
+    )
+    train.add_argument(
+        "--freeze",
+        action="append",
+        default=[],
+        metavar="COMPONENT",
+        help="with --init: keep this part of the model as initialised (weights and batch-norm statistics) and train "
+        "the rest, the stages unchanged; repeatable; not with --train-only. E.g. --freeze coord_encoder --freeze "
+        "decoder keeps a 3D half that reads its evidence, and joint steps train the image side through it",
     )
     train.add_argument(
         "--stage1-fraction",

@@ -50,6 +50,10 @@ class TrainOptions:
     it names no part of the 3D half, every step is a pixel-stage step (the frozen decoder is not run for nothing);
     when it names only the scene and category heads, every prompt is "object", and with the category head every
     step is a joint step on the model's own predictions (see `resolve_recipe`)."""
+    freeze: tuple[str, ...] = ()
+    """The complement of `train_only`: freeze these components as initialised and train the rest, with the
+    recipe's stages unchanged. E.g. ("coord_encoder", "decoder") keeps a 3D half that reads its evidence while
+    joint steps pass the occupancy loss through it into the image side."""
     pixel_aligned: bool | None = None
     """Override the config's decoder: True reads pixel-aligned evidence, False is the token-only decoder."""
     seed: int = 0

@@ -203,6 +203,10 @@ def _open_run(options: TrainOptions, started: float) -> _Run:
         raise ValueError("--init-matching needs --init FILE (the checkpoint to copy matching tensors from)")
     if options.train_only and not options.init:
         raise ValueError("--train-only freezes the rest of the model as initialised: give --init FILE")
+    if options.freeze and not options.init:
+        raise ValueError("--freeze keeps parts of the model as initialised: give --init FILE")
+    if options.freeze and options.train_only:
+        raise ValueError("give --train-only (the parts to train) or --freeze (the parts to keep), not both")
     recipe = resolve_recipe(options)
     max_steps = options.max_steps or recipe.max_steps
     batch_size = options.batch_size or recipe.batch_size
@@ -231,6 +235,11 @@ def _open_run(options: TrainOptions, started: float) -> _Run:
         provenance = {**provenance, "trained_only": list(options.train_only)}
         if dist.main:
             log.info("training only %s; frozen: %s", ", ".join(options.train_only), ", ".join(frozen))
+    if options.freeze:
+        frozen = model.freeze(options.freeze)
+        provenance = {**provenance, "frozen": list(frozen)}
+        if dist.main:
+            log.info("frozen as initialised: %s", ", ".join(frozen))
     dataset = RenderedViews(
         options.data,
         model.config.image_size,

@@ -382,18 +382,27 @@ class ZeroShapeW(nn.Module):
         so their batch-norm statistics stay as trained too: the frozen parts compute exactly what they did,
         e.g. a scene head trained onto a shipped model leaves its meshes bit for bit unchanged.
         """
-        unknown = sorted(set(trained) - set(COMPONENTS))
-        if unknown:
-            raise ValueError(f"unknown model component(s) {unknown}; choose from {list(COMPONENTS)}")
-        absent = [name for name in trained if getattr(self, name) is None]
-        if absent:
-            raise ValueError(f"this {self.config.name!r} model has no {', '.join(absent)}")
+        self._check_components(trained)
         self.frozen_components = tuple(
             name for name in COMPONENTS if name not in trained and getattr(self, name) is not None
         )
         for name in self.frozen_components:
             getattr(self, name).requires_grad_(False)
         return self.train(self.training).frozen_components
+
+    def freeze(self, names: Sequence[str]) -> tuple[str, ...]:
+        """Freeze the components `names` (as `freeze_all_but` freezes the rest) and return them."""
+        self._check_components(names)
+        present = [name for name in COMPONENTS if getattr(self, name) is not None]
+        return self.freeze_all_but([name for name in present if name not in names])
+
+    def _check_components(self, names: Sequence[str]) -> None:
+        unknown = sorted(set(names) - set(COMPONENTS))
+        if unknown:
+            raise ValueError(f"unknown model component(s) {unknown}; choose from {list(COMPONENTS)}")
+        absent = [name for name in names if getattr(self, name) is None]
+        if absent:
+            raise ValueError(f"this {self.config.name!r} model has no {', '.join(absent)}")
 
     def train(self, mode: bool = True) -> ZeroShapeW:
         super().train(mode)

@@ -457,6 +457,33 @@ def test_train_only_the_category_head_fits_it_onto_a_model_without_heads(tiny_ru
 
 
 @pytest.mark.blender
+def test_freeze_keeps_the_3d_half_and_trains_the_image_side_on_joint_steps(tiny_run, tmp_path):
+    """`--freeze coord_encoder --freeze decoder` through the CLI: joint steps as asked (no stage is forced), the
+    3D half comes out bit for bit, the image side trains, the provenance names what was frozen; --freeze needs
+    --init and refuses --train-only beside it."""
+    out = tmp_path / "frozen-3d"
+    start = tiny_run.out / FINAL_CHECKPOINT
+    args = ["--max-steps", "3", "--init", str(start), "--freeze", "coord_encoder", "--freeze", "decoder"]
+    done = run_cli(*train_args(tiny_run.data, out, *args, "--stage1-fraction", "0", "--teacher-forcing", "0", "0"))
+    assert done.returncode == 0, done.stderr
+    before, after = load_file(start), load_file(out / FINAL_CHECKPOINT)
+    shape = [k for k in before if k.startswith(("coord_encoder.", "decoder."))]
+    assert shape
+    assert all(torch.equal(before[k], after[k]) for k in shape)
+    backbone = [k for k in before if k.startswith("backbone.")]
+    assert any(not torch.equal(before[k], after[k]) for k in backbone), "the image side did not train"
+    recipe = json.loads((out / "options.json").read_text())["recipe"]
+    assert (recipe["stage1_fraction"], recipe["teacher_forcing"]) == (0.0, [0.0, 0.0])
+    assert read_header(out / FINAL_CHECKPOINT)["provenance"]["frozen"] == ["coord_encoder", "decoder"]
+    no_init = run_cli(*train_args(tiny_run.data, tmp_path / "bad", "--freeze", "decoder"))
+    assert no_init.returncode == 1
+    assert "give --init" in no_init.stderr
+    both = run_cli(*train_args(tiny_run.data, tmp_path / "bad", *args, "--train-only", "scene_head"))
+    assert both.returncode == 1
+    assert "not both" in both.stderr
+
+
+@pytest.mark.blender
 def test_train_cli_passes_loss_weights_and_clip_through(tiny_run, tmp_path):
     """The CLI's overrides reach the run: options.json records the resolved recipe; a bad term is an error."""
     out = tmp_path / "override"

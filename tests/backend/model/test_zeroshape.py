@@ -185,6 +185,34 @@ def test_freezing_keeps_the_frozen_parts_exactly_as_they_were():
         plain.freeze_all_but(["scene_head"])
 
 
+def test_a_frozen_3d_half_passes_the_occupancy_gradient_on_to_the_image_side():
+    """freeze(3D half): the occupancy logits of predicted inputs alone give the depth, mask and intrinsics heads
+    and the backbone gradients through the frozen coordinate encoder and decoder, which get none and keep their
+    batch-norm statistics."""
+    config = get_config("tiny")
+    model = ZeroShapeW(config)
+    randomise_zero_parameters(model)
+    assert model.freeze(["coord_encoder", "decoder"]) == ("coord_encoder", "decoder")
+    model.train()
+    assert model.backbone.training
+    assert not model.decoder.training
+    assert not model.coord_encoder.training
+    before = {k: v.clone() for k, v in model.state_dict().items() if k.startswith(("coord_encoder.", "decoder."))}
+    batch = make_batch(config, batch=2, points=32)
+    _, logits = model(batch["image"], batch["points"], "object")
+    logits.square().mean().backward()
+    for name in ("coord_encoder", "decoder"):
+        assert all(p.grad is None for p in getattr(model, name).parameters()), name
+    for name in ("backbone", "depth_head", "visible_mask_head", "intrinsics_head"):
+        grads = [p.grad for p in getattr(model, name).parameters() if p.grad is not None]
+        assert grads, f"no occupancy gradient reached the {name}"
+        assert any(g.any() for g in grads), f"only zero occupancy gradients reached the {name}"
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "a frozen part changed in a training pass"
+    with pytest.raises(ValueError, match="unknown model component"):
+        model.freeze(["wings"])
+
+
 def test_encode_rejects_wrong_image_size():
     config = get_config("tiny")
     model = ZeroShapeW(config)
