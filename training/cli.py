@@ -162,15 +162,7 @@ def command_data_render(args: argparse.Namespace) -> int:
     from training.data.render import RenderSettings, render_dataset
     from training.data.sources import collect_sources, shard, split
 
-    objects = split(collect_sources(args.source, args.per_category, args.seed, args.up_axis), args.split)
-    manifest = "manifest.jsonl"
-    if args.shard:
-        objects = shard(objects, args.shard)
-        index, count = args.shard.split("/")
-        manifest = f"manifest.shard-{index}-of-{count}.jsonl"
-    if args.limit:
-        objects = objects[: args.limit]
-    settings = RenderSettings(
+    settings = RenderSettings(  # first: a bad setting is refused before the sources are read
         views=args.views,
         samples=args.samples,
         own_appearance=args.own_appearance,
@@ -179,7 +171,16 @@ def command_data_render(args: argparse.Namespace) -> int:
         occlusion=args.occlusion,
         hdri=args.hdri,
         every_condition=args.every_condition,
+        elevation_deg=tuple(args.elevation),
     )
+    objects = split(collect_sources(args.source, args.per_category, args.seed, args.up_axis), args.split)
+    manifest = "manifest.jsonl"
+    if args.shard:
+        objects = shard(objects, args.shard)
+        index, count = args.shard.split("/")
+        manifest = f"manifest.shard-{index}-of-{count}.jsonl"
+    if args.limit:
+        objects = objects[: args.limit]
     bar = tqdm(total=len(objects), unit="object", dynamic_ncols=True)
 
     def progress(object_id: str, ok: bool) -> None:
@@ -402,6 +403,15 @@ def add_commands(commands) -> None:
         "--every-condition",
         action="store_true",
         help="render each camera clean, cluttered and occluded (3 × --views views): for validation splits",
+    )
+    render.add_argument(
+        "--elevation",
+        type=float,
+        nargs=2,
+        default=(5.0, 65.0),
+        metavar=("LOWEST", "HIGHEST"),
+        help="range of the cameras' elevation above the object, in degrees, 0 = from the side, at most 85 "
+        "(default 5 65); e.g. 0 65 adds the side views that photos are often taken from",
     )
     render.add_argument("--timeout", type=float, default=120.0, help="seconds per object before giving up")
     render.add_argument("--limit", type=int, help="only the first N objects (after sharding)")

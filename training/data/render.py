@@ -224,6 +224,17 @@ class RenderSettings:
     """Share of objects lit (and, without a photo behind, surrounded) by one of the bpy wheel's HDRIs."""
     every_condition: bool = False
     """Render every camera three times, clean, cluttered and occluded (a validation split): 3 × views."""
+    elevation_deg: tuple[float, float] = (5.0, 65.0)
+    """The cameras' elevation above the object's centre, drawn uniformly in this range, in degrees; 0 is a side
+    view. Photos are often taken from the side, which the default range leaves out."""
+
+    def __post_init__(self) -> None:
+        lowest, highest = self.elevation_deg
+        if not 0.0 <= lowest <= highest <= 85.0:
+            raise ValueError(
+                f"camera elevation range {lowest:g}..{highest:g}° is not within 0..85° (lowest first): below 0 the "
+                "camera would look up through the ground, near 90 straight down"
+            )
 
 
 def _run_blender(job: dict, timeout_s: float, scratch: Path) -> Iterator[tuple[str, str | None]]:
@@ -370,6 +381,7 @@ def render_dataset(
                     "clutter_pool": clutter_pool,
                     "own_appearance": settings.own_appearance,
                     "output_size": settings.output_size,
+                    "elevation_deg": list(settings.elevation_deg),
                     "samples": settings.samples,
                     "views": settings.views,
                     "objects": [

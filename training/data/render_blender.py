@@ -352,11 +352,12 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         tree.links.new(layers.outputs[name], file_output.inputs[name])
 
     out_size = job["output_size"]
+    lowest_deg, highest_deg = job.get("elevation_deg", (5.0, 65.0))
     r.resolution_x = r.resolution_y = out_size
     view = -1
     for group in conditions:
         focal_mm = float(rng.uniform(30, 70))
-        elevation = math.radians(rng.uniform(5, 65))
+        elevation = math.radians(rng.uniform(lowest_deg, highest_deg))
         azimuth = float(rng.uniform(0, 2 * math.pi))
         target = rng.normal(0, 0.05, 3)
         # Distance: the object's bounding sphere (radius ≤ √3/2) fills 45–85% of the frame.

@@ -153,3 +153,12 @@ def test_textured_assets_render_with_their_own_materials(tmp_path):
         folder = out / "objects" / object_id
         assert json.loads((folder / "object.json").read_text())["textured"]["format"] in ("gltf", "obj")
         assert check_own_red_texture(folder) == 2
+
+
+def test_render_settings_refuse_an_elevation_range_outside_0_to_85_degrees():
+    from training.data.render import RenderSettings
+
+    assert RenderSettings(elevation_deg=(0.0, 65.0)).elevation_deg == (0.0, 65.0)
+    for bad in [(-10.0, 65.0), (30.0, 10.0), (5.0, 90.0)]:
+        with pytest.raises(ValueError, match="elevation range"):
+            RenderSettings(elevation_deg=bad)

@@ -111,6 +111,21 @@ def test_views_have_rgb_of_the_output_size_and_metadata(rendered):
     assert (folder / "box" / "DONE").is_file()
 
 
+def test_cameras_keep_to_the_elevation_range_of_the_job(tmp_path):
+    """A job's `elevation_deg` range reaches the cameras (0 = side views, which the default 5–65° leaves out), and
+    the views stay consistent: depth where the mask is."""
+    mesh = trimesh.creation.box(extents=(0.9, 0.5, 0.7))
+    mesh.export(tmp_path / "box.ply")
+    box = {"object_id": "box", "mesh": str(tmp_path / "box.ply"), "seed": 3, "out": str(tmp_path / "box")}
+    render_job(tmp_path, {"output_size": 64, "samples": 1, "views": 3, "elevation_deg": [0, 2], "objects": [box]})
+    seen = list(views(tmp_path, "box"))
+    assert len(seen) == 3
+    for view, _, _, depth, mask in seen:
+        assert 0 <= json.loads((view / "camera.json").read_text())["elevation_deg"] <= 2
+        assert np.array_equal(mask, depth > 0)
+        assert mask.any()
+
+
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
     """Targets rendered clean, cluttered and occluded (every condition) with a pool of boxes and cylinders."""
