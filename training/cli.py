@@ -171,7 +171,7 @@ def command_data_render(args: argparse.Namespace) -> int:
         occlusion=args.occlusion,
         hdri=args.hdri,
         every_condition=args.every_condition,
-        elevation_deg=tuple(args.elevation),
+        **({"elevation_deg": tuple(args.elevation)} if args.elevation else {}),
     )
     objects = split(collect_sources(args.source, args.per_category, args.seed, args.up_axis), args.split)
     manifest = "manifest.jsonl"
@@ -408,7 +408,6 @@ def add_commands(commands) -> None:
         "--elevation",
         type=float,
         nargs=2,
-        default=(5.0, 65.0),
         metavar=("LOWEST", "HIGHEST"),
         help="range of the cameras' elevation above the object, in degrees, 0 = from the side, at most 85 "
         "(default 5 65); e.g. 0 65 adds the side views that photos are often taken from",

@@ -201,6 +201,10 @@ def save_occluder(object_folder: Path, occluder_folder: Path, object_id: str) ->
     os.replace(partial, occluder_folder / f"{object_id}.json")
 
 
+DEFAULT_ELEVATION_DEG = (5.0, 65.0)
+"""The cameras' elevation range, in degrees, unless a render asks for another (`RenderSettings.elevation_deg`)."""
+
+
 @dataclass
 class RenderSettings:
     views: int = 8
@@ -224,7 +228,7 @@ class RenderSettings:
     """Share of objects lit (and, without a photo behind, surrounded) by one of the bpy wheel's HDRIs."""
     every_condition: bool = False
     """Render every camera three times, clean, cluttered and occluded (a validation split): 3 × views."""
-    elevation_deg: tuple[float, float] = (5.0, 65.0)
+    elevation_deg: tuple[float, float] = DEFAULT_ELEVATION_DEG
     """The cameras' elevation above the object's centre, drawn uniformly in this range, in degrees; 0 is a side
     view. Photos are often taken from the side, which the default range leaves out."""
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import layout
+from .render import DEFAULT_ELEVATION_DEG
 from .scene_blender import (
     OCCLUDER,
     TARGET,
@@ -352,7 +353,7 @@ def render_object(bpy, job: dict, item: dict, out: Path) -> None:
         tree.links.new(layers.outputs[name], file_output.inputs[name])
 
     out_size = job["output_size"]
-    lowest_deg, highest_deg = job.get("elevation_deg", (5.0, 65.0))
+    lowest_deg, highest_deg = job.get("elevation_deg", DEFAULT_ELEVATION_DEG)
     r.resolution_x = r.resolution_y = out_size
     view = -1
     for group in conditions:
