@@ -117,6 +117,7 @@ def command_reconstruct(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from backend.export import write_reconstruction
+    from backend.object_mask import MaskError, read_mask_file
     from backend.pipeline import BadBoxError, EmptyMeshError, ReconstructOptions, Reconstructor
     from backend.preprocess import ImageError, load_photo
 
@@ -126,6 +127,9 @@ def command_reconstruct(args: argparse.Namespace) -> int:
     if not images:
         print("zeroshape-w: error: no images to reconstruct", file=sys.stderr)
         return 1
+    if args.mask and len(images) + len(unmatched) != 1:
+        print("zeroshape-w: error: --mask belongs to one photo: give exactly one image with it", file=sys.stderr)
+        return 2
     try:
         options = ReconstructOptions(
             resolution=args.resolution,
@@ -137,6 +141,8 @@ def command_reconstruct(args: argparse.Namespace) -> int:
             upright=not args.camera_up,
             max_faces=args.max_faces,
             precision=args.precision,
+            shape=args.shape,
+            refine_mask=not args.no_refine_mask,
         )
     except ValueError as error:  # the options' own rules, as a request over the wire meets them
         print(f"zeroshape-w: error: --{str(error).replace('_', '-')}", file=sys.stderr)
@@ -149,7 +155,8 @@ def command_reconstruct(args: argparse.Namespace) -> int:
         bar.set_postfix_str(source.name)
         try:
             photo = load_photo(source)
-            reconstruction = reconstructor.reconstruct(photo, options)
+            mask = read_mask_file(args.mask, photo.size_in_file) if args.mask else None
+            reconstruction = reconstructor.reconstruct(photo, options, mask=mask)
             mesh_path, _ = write_reconstruction(
                 reconstruction, _output_path(args.output, source, args.format, taken), args.format
             )
@@ -166,7 +173,7 @@ def command_reconstruct(args: argparse.Namespace) -> int:
                     message += f" (no preview: {error})"
             if not args.quiet:
                 tqdm.write(message)
-        except (ImageError, EmptyMeshError, BadBoxError) as error:
+        except (ImageError, EmptyMeshError, BadBoxError, MaskError) as error:
             failures += 1
             tqdm.write(f"zeroshape-w: error: {error}", file=sys.stderr)
         except OSError as error:
@@ -256,8 +263,10 @@ def add_commands(commands) -> None:
     reconstruct = commands.add_parser(
         "reconstruct",
         help="reconstruct meshes from photos",
-        description="Reconstruct a 3D mesh from each photo. Writes MESH and a JSON of camera, frame and timings "
-        "beside it. One bad image is reported and the others go on; the exit status is 1 if any failed.",
+        description="Reconstruct a 3D mesh from each photo. Writes MESH, a JSON of camera, frame and timings, and "
+        "NAME-mask.png (the object mask the mesh was built from: edit it and give it back with --mask) beside it. "
+        "The object's outline comes from, best first: --mask, the photo's alpha channel, the model's mask sharpened "
+        "by GrabCut. One bad image is reported and the others go on; the exit status is 1 if any failed.",
     )
     reconstruct.add_argument("images", nargs="+", help="image files, folders of images, or glob patterns")
     reconstruct.add_argument("-o", "--output", type=Path, required=True, help="folder for the meshes")
@@ -284,6 +293,24 @@ def add_commands(commands) -> None:
         "--box", type=float, nargs=4, metavar=("X0", "Y0", "X1", "Y1"), help="object box in photo pixels"
     )
     reconstruct.add_argument("--max-faces", type=int, help="decimate to at most this many faces")
+    reconstruct.add_argument(
+        "--shape",
+        default="inflate",
+        choices=["inflate", "learned"],
+        help="inflate: a round body grown from the object's outline (default; fast, no decoder); learned: the "
+        "occupancy decoder, cut to the outline's visual cone",
+    )
+    reconstruct.add_argument(
+        "--mask",
+        type=Path,
+        metavar="FILE",
+        help="the object's mask for a single photo: an image of the photo's size, white (or opaque) on the object",
+    )
+    reconstruct.add_argument(
+        "--no-refine-mask",
+        action="store_true",
+        help="use the model's object mask as it is instead of sharpening it to the photo's edges with GrabCut",
+    )
     reconstruct.add_argument(
         "--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="network arithmetic (fp16: GPU only)"
     )

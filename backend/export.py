@@ -26,7 +26,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def write_reconstruction(reconstruction: Reconstruction, mesh_path: str | Path, file_format: str) -> tuple[Path, Path]:
-    """Write the mesh as `file_format` and its metadata as JSON with the same stem. STL has no colours.
+    """Write the mesh as `file_format` and its metadata as JSON with the same stem, and the object mask it was
+    built from as `<stem>-mask.png` at the photo's size (white: the object; give it back with --mask after
+    editing it). STL has no colours.
 
     Returns:
         (mesh path, JSON path).
@@ -43,8 +45,15 @@ def write_reconstruction(reconstruction: Reconstruction, mesh_path: str | Path, 
     data = mesh.export(file_type=file_format)
     _atomic_write(mesh_path, data.encode() if isinstance(data, str) else data)
     json_path = mesh_path.with_suffix(".json")
+    extra = {}
+    if reconstruction.mask is not None:
+        from backend.object_mask import write_mask_png
+
+        mask_path = mesh_path.with_name(f"{mesh_path.stem}-mask.png")
+        extra["mask_file"] = write_mask_png(reconstruction.mask, mask_path, reconstruction.photo_size).name
     metadata = dict(
         reconstruction.metadata,
+        **extra,
         mesh_file=mesh_path.name,
         format=file_format,
         file_transform=file_transform.tolist(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +24,15 @@ from backend.files import file_sha256
 from backend.frames import apply_transform, elevation_deg, frame_transform
 from backend.mesh import extract_mesh
 from backend.model.checkpoint import load_checkpoint, read_header
+from backend.object_mask import MaskError, check_mask, crop_to_photo, refine_with_grabcut
 from backend.preprocess import Crop, Photo, crop_photo, full_frame_box, mask_box, square_box_around
+from backend.silhouette import (
+    ViewCamera,
+    carve,
+    front_surface,
+    inflate,
+    silhouette_maps,
+)
 from blender_addon.protocol import ReconstructOptions
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,10 @@ class Reconstruction:
     colors: np.ndarray | None
     """[V, 4] uint8 RGBA, or None."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    mask: np.ndarray | None = None
+    """[H, W] bool on the photo as decoded: the object mask the mesh was built from (metadata "mask_source")."""
+    photo_size: tuple[int, int] | None = None
+    """(width, height) of the photo file, the size the mask is written at."""
 
     def to_trimesh(self):
         import trimesh
@@ -120,9 +132,12 @@ class Reconstructor:
         options: ReconstructOptions | None = None,
         progress: ProgressFn | None = None,
         chunk_size: int | None = None,
+        mask: np.ndarray | None = None,
     ) -> Reconstruction:
         """One photo → its mesh. `chunk_size`: query points per network call, which bounds the decoder's
-        memory (default: 16384 on CPU, fastest there as the working set stays in cache; 262144 on a GPU)."""
+        memory (default: 16384 on CPU, fastest there as the working set stays in cache; 262144 on a GPU).
+        `mask`: the user's object mask [H, W] in [0, 1] at the photo file's size (`object_mask.read_mask_file`);
+        it replaces the photo's alpha. Raises MaskError for a mask that cannot be used."""
         options = options or ReconstructOptions()
         report = progress or (lambda stage, fraction: None)
         timings: dict[str, float] = {}
@@ -135,6 +150,7 @@ class Reconstructor:
             clock = now
 
         report("locate", 0.0)
+        photo, mask_source, warnings = self._given_mask(photo, mask)
         box = self._user_box(photo, options.box) if options.box else None
         box = box or self.locate(photo, options.category)
         crop = crop_photo(photo, box, self.preprocess)
@@ -148,6 +164,14 @@ class Reconstructor:
             latent = self.model.encode(self._to_tensor(crop.rgb), [options.category], visible_mask=visible_override)
         lap("encode")
 
+        object_mask, occluder, mask_source = self._crop_mask(photo, crop, latent, options, mask_source, warnings)
+        maps = silhouette_maps(object_mask, occluder)
+        K = latent.intrinsics[0].double().cpu().numpy()
+        centroid = latent.normalisation.centroid[0].double().cpu().numpy()
+        scale = float(latent.normalisation.scale[0])
+        camera = ViewCamera(K, centroid, scale)
+        lap("mask")
+
         report("occupancy", 0.2)
         queried = 0
 
@@ -157,14 +181,24 @@ class Reconstructor:
             batch = torch.from_numpy(points).to(self.device)[None]
             with self.autocast(options.precision):
                 logits = self.model.query(batch, latent)[0].float().cpu().numpy()
-            report("occupancy", 0.2 + 0.6 * min(1.0, queried / (0.15 * (options.resolution + 1) ** 3)))
+            report("occupancy", 0.2 + 0.6 * min(1.0, queried / (0.05 * (options.resolution + 1) ** 3)))
             return logits
 
+        half_extent = self.preprocess.query_box_half_extent
+        visible_points = latent.visible_points[0].float().cpu().numpy()
+        visible = latent.visible[0, 0].cpu().numpy()
+        if options.shape == "inflate":
+            body = inflate(maps, camera, half_extent)
+            field, band, centroid, scale = body.field, body.band, body.camera.centroid, body.camera.scale
+            visible_points, visible = front_surface(maps, body.camera)
+        else:
+            field, band = carve(query, maps, camera, level=self.preprocess.occupancy_level), None
         mesh, result = extract_mesh(
-            query,
+            field,
             resolution=options.resolution,
-            half_extent=self.preprocess.query_box_half_extent,
-            level=self.preprocess.occupancy_level,
+            half_extent=half_extent,
+            level=0.0,
+            band=band,
             chunk_size=chunk_size or (262144 if self.device.type == "cuda" else 16384),
             largest_component=options.largest_component,
             max_faces=options.max_faces,
@@ -179,15 +213,12 @@ class Reconstructor:
             )
 
         report("color", 0.85)
-        K = latent.intrinsics[0].double().cpu().numpy()
-        centroid = latent.normalisation.centroid[0].double().cpu().numpy()
-        scale = float(latent.normalisation.scale[0])
         colors = None
         if options.color:
             colors, _ = vertex_colors(
                 vertices,
-                latent.visible_points[0].float().cpu().numpy(),
-                latent.visible[0, 0].cpu().numpy(),
+                visible_points,
+                visible,
                 K,
                 centroid,
                 scale,
@@ -205,8 +236,72 @@ class Reconstructor:
         report("done", 1.0)
         metadata = self._metadata(photo, options, crop, K, centroid, scale, matrix, result, timings, faces, vertices)
         metadata.update(self._scene_metadata(latent, options, gravity))
-        metadata["warnings"] = photo_warnings(photo)
-        return Reconstruction(vertices=vertices, faces=faces, colors=colors, metadata=metadata)
+        metadata["shape"] = options.shape
+        metadata["mask_source"] = mask_source
+        metadata["network_queries"] = queried
+        metadata["warnings"] = photo_warnings(photo) + warnings
+        if mask_source in ("user", "alpha"):
+            photo_mask = photo.alpha >= 0.5
+        else:
+            photo_mask = crop_to_photo(object_mask, box, photo.rgb.shape[:2])
+        return Reconstruction(
+            vertices=vertices,
+            faces=faces,
+            colors=colors,
+            metadata=metadata,
+            mask=photo_mask,
+            photo_size=photo.size_in_file,
+        )
+
+    def _given_mask(self, photo: Photo, mask: np.ndarray | None) -> tuple[Photo, str, list[str]]:
+        """The photo with the user's mask (checked, resized to the photo as decoded) as its alpha, or with its own
+        alpha checked; an alpha that is no object mask is dropped with a warning. Returns (photo, mask source so far,
+        warnings)."""
+        if mask is not None:
+            if tuple(mask.shape[::-1]) != tuple(photo.size_in_file):
+                raise MaskError(
+                    f"the mask is {mask.shape[1]}×{mask.shape[0]} pixels but the photo is {_size_text(photo)}: "
+                    "a mask must have the photo's size"
+                )
+            if mask.shape != photo.rgb.shape[:2]:
+                from PIL import Image
+
+                resized = Image.fromarray(mask.astype(np.float32)).resize(photo.size, Image.Resampling.BILINEAR)
+                mask = np.asarray(resized, np.float32)
+            checked = check_mask(mask, "the mask")
+            return replace(photo, alpha=checked.mask.astype(np.float32)), "user", checked.warnings
+        if photo.alpha is None:
+            return photo, "network", []
+        try:
+            checked = check_mask(photo.alpha, "the photo's alpha channel")
+        except MaskError as error:
+            return replace(photo, alpha=None), "network", [f"{error}; using the model's mask instead"]
+        alpha = np.where(checked.mask | (photo.alpha < 0.5), photo.alpha, 0.0).astype(np.float32)
+        return replace(photo, alpha=alpha), "alpha", checked.warnings
+
+    def _crop_mask(self, photo: Photo, crop: Crop, latent, options, source: str, warnings: list[str]):
+        """The object mask [S, S] bool on the network input, the occluder mask [S, S] bool or None, and the mask's
+        source: the crop of a given mask, else the network's mask, refined with GrabCut when the options ask."""
+        if crop.alpha is not None:
+            return crop.alpha >= 0.5, None, source
+        probability = torch.sigmoid(latent.visible_mask_logits.float())[0, 0].cpu().numpy()
+        occluder = (torch.sigmoid(latent.occluder_mask_logits.float())[0, 0] >= 0.5).cpu().numpy()
+        raw = probability >= self.model.config.mask_threshold
+        if not raw.any():
+            raise EmptyMeshError(
+                f"{photo.source}: the model found no object in the photo (give a mask with --mask, a tighter "
+                "--box, or a cut-out with an alpha channel)"
+            )
+        mask = raw
+        if options.refine_mask:
+            mask = refine_with_grabcut(crop.rgb, probability, _inside_photo(crop, photo))
+            source = "network+grabcut"
+        try:
+            checked = check_mask(mask, "the model's object mask", keep_near=raw, given=False)
+        except MaskError as error:
+            raise EmptyMeshError(f"{error}; give a mask with --mask, or a tighter --box") from None
+        warnings += checked.warnings
+        return checked.mask, occluder, source
 
     def _user_box(self, photo: Photo, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
         """A box (x0, y0, x1, y1) in the file's pixels → the square crop window in `photo.rgb` pixels. Raises
@@ -296,6 +391,17 @@ def photo_warnings(photo: Photo) -> list[str]:
     if float(photo.rgb[::4, ::4].std()) < UNIFORM_PHOTO_STD:
         return ["the photo is almost one flat colour: there is probably no object in it, and the mesh is a guess"]
     return []
+
+
+def _inside_photo(crop: Crop, photo: Photo) -> np.ndarray:
+    """[S, S] bool: the crop's pixels that show the photo, not the padding around it."""
+    size = crop.rgb.shape[0]
+    x0, y0, x1, y1 = crop.box
+    centres = (np.arange(size) + 0.5) / size
+    width, height = photo.size
+    x = x0 + centres * (x1 - x0)
+    y = y0 + centres * (y1 - y0)
+    return ((y >= 0) & (y < height))[:, None] & ((x >= 0) & (x < width))[None, :]
 
 
 class EmptyMeshError(Exception):

@@ -58,6 +58,9 @@ REQUEST_OPS = ("ping", "info", "reconstruct", "cancel", "shutdown")
 RESPONSE_TYPES = ("pong", "info", "accepted", "busy", "progress", "result", "cancelled", "error", "ok")
 FRAMES = ("blender", "camera")
 PRECISIONS = ("fp32", "bf16", "fp16")
+SHAPES = ("inflate", "learned")
+"""How the body is made: "inflate" (a round body from the object's outline, no network call per point) or
+"learned" (the occupancy decoder, carved by the outline's visual cone). docs/MODEL_CARD.md measures both."""
 _OPTIONS_OF = {"ping": set(), "info": set(), "cancel": {"target"}, "shutdown": {"token"}}
 """The options each op other than reconstruct takes (reconstruct's: `ReconstructOptions`)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # used with fullmatch: no trailing newline slips through
@@ -122,6 +125,10 @@ class ReconstructOptions:
     upright: bool = True
     """"blender" frame: stand the object on the ground the model predicts (models with a gravity head); false:
     the camera's up, so the mesh is tilted by the camera's elevation."""
+    shape: str = "inflate"
+    """One of SHAPES."""
+    refine_mask: bool = True
+    """Without a user's mask or an alpha channel: sharpen the network's object mask with GrabCut."""
 
     def __post_init__(self) -> None:
         resolution = self.resolution
@@ -131,7 +138,9 @@ class ReconstructOptions:
             raise ValueError("category must be a string of at most 100 characters")
         if self.frame not in FRAMES:
             raise ValueError(f"frame must be one of {FRAMES}")
-        for name in ("color", "largest_component", "upright"):
+        if self.shape not in SHAPES:
+            raise ValueError(f"shape must be one of {SHAPES}")
+        for name in ("color", "largest_component", "upright", "refine_mask"):
             if type(getattr(self, name)) is not bool:
                 raise ValueError(f"{name} must be true or false")
         if self.precision not in PRECISIONS:
@@ -162,7 +171,10 @@ class ReconstructOptions:
             "frame": self.frame,
             "color": self.color,
             "precision": self.precision,
+            "shape": self.shape,
         }
+        if not self.refine_mask:
+            data["refine_mask"] = False
         if not self.largest_component:
             data["largest_component"] = False
         if not self.upright:

@@ -104,6 +104,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         prompt="object" if args.agnostic else args.prompt,
         seed=args.seed,
         oracle=args.oracle,
+        shapes=args.shapes,
     )
     progress = lambda jobs: tqdm(jobs, unit="view", dynamic_ncols=True)  # noqa: E731
     if args.pix3d:
@@ -584,6 +585,13 @@ def add_commands(commands) -> None:
         action="store_true",
         help="also score the model given the true visible mask (oracle-mask), the true depth and intrinsics "
         "(oracle-depth-K) and all three (oracle-all) on the same views: where the error lives",
+    )
+    evaluate.add_argument(
+        "--shapes",
+        action="store_true",
+        help="also score the silhouette-first shapes on the same views (inflated from the true, the predicted and "
+        "the GrabCut-refined mask; the model carved by the mask's cone) and every mesh's silhouette IoU from the "
+        "front, the side and the top",
     )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")

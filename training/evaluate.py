@@ -40,6 +40,7 @@ from backend.model.zeroshape import Latent, ZeroShapeW
 from training.data import layout
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
 from training.metrics import THRESHOLDS, evaluate_clouds, summarise, surface_cloud
+from training.silhouette_eval import SHAPE_METHODS, VIEWS, shape_meshes, silhouette_images, silhouette_ious
 
 ORACLES: dict[str, tuple[str, ...]] = {
     "oracle-mask": ("visible_mask",),
@@ -47,10 +48,10 @@ ORACLES: dict[str, tuple[str, ...]] = {
     "oracle-all": ("visible_mask", "depth", "intrinsics"),
 }
 """Oracle rows: which true inputs replace the model's predictions (keyword arguments of `ZeroShapeW.encode`)."""
-METHODS = ("model", *ORACLES, "visible", "sphere")
+METHODS = ("model", *ORACLES, *SHAPE_METHODS, "visible", "sphere")
 CONDITIONS = ("clean", "cluttered", "occluded")
 PROMPTS = ("true", "object", "auto")
-METRIC_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd")
+METRIC_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd", *(f"iou_{v}" for v in VIEWS))
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class EvalOptions:
     seed: int = 0
     oracle: bool = False
     """Also score the model given the true mask, depth and intrinsics (the ORACLES rows; rendered data only)."""
+    shapes: bool = False
+    """Also score the silhouette-first shapes (training.silhouette_eval), and the silhouette IoUs of every mesh."""
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPTS:
@@ -97,6 +100,12 @@ def ground_truth_cloud(object_folder: Path, world_to_camera: np.ndarray, count: 
     mesh = trimesh.load(object_folder / layout.MESH, force="mesh", process=False)
     points = surface_cloud(mesh, count, seed)
     return points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+
+
+def ground_truth_silhouettes(object_folder: Path, world_to_camera: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """The object's mesh in camera coordinates as `silhouette_images`."""
+    mesh = trimesh.load(object_folder / layout.MESH, force="mesh", process=False)
+    return silhouette_images(mesh.apply_transform(world_to_camera), seed)
 
 
 @torch.inference_mode()
@@ -193,7 +202,11 @@ def evaluate_dataset(
             "occluders": sample["occluders"] + int(bool(sample["occluder_mask"].any()) and staged),
         }
         truth = {"visible_mask": sample["visible_mask"], "depth": sample["depth"], "intrinsics": sample["K"]}
-        rows += score_view(model, sample["image"], gt, base, options, seed, truth, sample["gravity"])
+        silhouettes = None
+        if options.shapes:
+            truth["occluder_mask"] = sample["occluder_mask"]
+            silhouettes = ground_truth_silhouettes(view.object_folder, camera["world_to_camera"], seed)
+        rows += score_view(model, sample["image"], gt, base, options, seed, truth, sample["gravity"], silhouettes)
     return rows
 
 
@@ -206,11 +219,14 @@ def score_view(
     seed: int,
     truth: dict[str, torch.Tensor] | None = None,
     gravity: torch.Tensor | None = None,
+    silhouettes: dict[str, np.ndarray] | None = None,
 ) -> list[dict]:
     """Rows for the model (and the baselines) on one image [3, S, S] against ground-truth points [N, 3] in
     camera axes; `base` (ids, category, condition) is copied into every row. `truth` (visible_mask [1, S, S],
-    depth [1, S, S], intrinsics [3, 3]) is needed for the oracle rows; `gravity` [3] (the true direction of
-    gravity in camera axes) scores a scene head's estimate, which the model's row records with its category."""
+    depth [1, S, S], intrinsics [3, 3], occluder_mask [1, S, S]) is needed for the oracle and inflate-true-mask
+    rows; `gravity` [3] (the true direction of gravity in camera axes) scores a scene head's estimate, which the
+    model's row records with its category. `silhouettes`: the ground truth's `silhouette_images`, for the meshes'
+    silhouette IoUs."""
     prompt = {"true": base["category"], "object": "object", "auto": "auto"}[options.prompt]
     mesh, latent = predict_mesh(model, image, prompt, options.resolution)
     visible_points, visible = latent.visible_points[0], latent.visible[0]
@@ -226,6 +242,13 @@ def score_view(
             given = {name: truth[name] for name in names}
             oracle_mesh, _ = predict_mesh(model, image, prompt, options.resolution, truth=given)
             clouds[method] = surface_cloud(oracle_mesh, options.surface_samples, seed)
+    ious = {}
+    if options.shapes:
+        meshes = {"model": mesh, **shape_meshes(model, image, latent, options.resolution, truth)}
+        for method, shape in meshes.items():
+            clouds.setdefault(method, surface_cloud(shape, options.surface_samples, seed))
+            if silhouettes is not None:
+                ious[method] = silhouette_ious(shape, silhouettes, seed)
     if options.baselines:
         clouds["visible"] = visible_cloud(visible_points, visible, options.surface_samples, seed)
         clouds["sphere"] = sphere_cloud(options.surface_samples, seed)
@@ -234,6 +257,7 @@ def score_view(
             **base,
             "method": method,
             **evaluate_clouds(cloud, gt, options.rotation_search, THRESHOLDS),
+            **ious.get(method, {}),
             **(scene if method == "model" else {}),
         }
         for method, cloud in clouds.items()
@@ -367,13 +391,15 @@ def _elevation_summary(rows: list[dict]) -> dict:
 def format_tables(result: dict) -> str:
     """Markdown tables: overall (per method × condition), then FS@τ per category, then per source (when the
     rows come from more than one)."""
-    lines = ["| method | condition | views | FS@τ | FS@2τ | FS@3τ | FS@5τ | CD |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | condition | views | FS@τ | FS@2τ | FS@3τ | FS@5τ | CD | IoU front | side | top |"]
+    lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for method, groups in result["overall"].items():
         for condition in [c for c in (*CONDITIONS, "all") if c in groups]:
             g = groups[condition]
+            ious = " | ".join(f"{g[f'iou_{v}']:.3f}" if f"iou_{v}" in g else "–" for v in VIEWS)
             lines.append(
                 f"| {method} | {condition} | {int(g['n'])} | {g['fscore@0.05']:.3f} | {g['fscore@0.1']:.3f} | "
-                f"{g['fscore@0.15']:.3f} | {g['fscore@0.25']:.3f} | {g['cd']:.4f} |"
+                f"{g['fscore@0.15']:.3f} | {g['fscore@0.25']:.3f} | {g['cd']:.4f} | {ious} |"
             )
     lines += _scene_lines(result.get("scene", {}))
     lines += _pixel_lines(result.get("pixel_heads", {}))

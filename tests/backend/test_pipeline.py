@@ -33,14 +33,6 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(ZeroShapeW(get_config("tiny")), path, provenance={"untrained": True})
 
 
-@pytest.fixture
-def sphere_model(monkeypatch):
-    def sphere_query(self, points, latent):
-        return 20.0 * (0.9 - points.norm(dim=-1))
-
-    monkeypatch.setattr(ZeroShapeW, "query", sphere_query)
-
-
 @pytest.fixture(scope="module")
 def photo_path(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
@@ -211,15 +203,17 @@ def test_alpha_channel_is_used_as_the_object_mask(checkpoint, tmp_path, sphere_m
 
 def test_empty_field_is_a_clear_error(checkpoint, photo_path, monkeypatch):
     monkeypatch.setattr(ZeroShapeW, "query", lambda self, points, latent: torch.full(points.shape[:2], -5.0))
+    options = ReconstructOptions(resolution=32, shape="learned")
     with pytest.raises(EmptyMeshError, match=r"mug\.jpg: the model found no object surface"):
-        Reconstructor(checkpoint, device="cpu").reconstruct(load_photo(photo_path), ReconstructOptions(resolution=32))
+        Reconstructor(checkpoint, device="cpu").reconstruct(load_photo(photo_path), options)
 
 
-def test_untrained_network_end_to_end(checkpoint, photo_path):
-    """No monkeypatching: the real network's occupancy, whatever it is, meshes or fails cleanly."""
+@pytest.mark.parametrize("shape", ["inflate", "learned"])
+def test_untrained_network_end_to_end(checkpoint, photo_path, shape):
+    """No monkeypatching: the real network's masks and occupancy, whatever they are, mesh or fail cleanly."""
     reconstructor = Reconstructor(checkpoint, device="cpu")
     try:
-        result = reconstructor.reconstruct(load_photo(photo_path), ReconstructOptions(resolution=32))
+        result = reconstructor.reconstruct(load_photo(photo_path), ReconstructOptions(resolution=32, shape=shape))
     except EmptyMeshError:
         return
     assert result.to_trimesh().is_watertight
@@ -316,7 +310,8 @@ def test_cli_accepts_folders_and_globs_and_names_outputs_uniquely(checkpoint, ph
     options = ["-o", str(out), "--checkpoint", str(checkpoint), "--resolution", "32", "--format", "stl", "-q"]
     code = main(["reconstruct", str(a), str(tmp_path / "b" / "*.jpg"), *options])
     assert code == 0
-    assert sorted(p.name for p in out.iterdir()) == ["mug-2.json", "mug-2.stl", "mug.json", "mug.stl"]
+    written = ["mug-2-mask.png", "mug-2.json", "mug-2.stl", "mug-mask.png", "mug.json", "mug.stl"]
+    assert sorted(p.name for p in out.iterdir()) == written
 
 
 def test_cli_pattern_matching_nothing_fails(checkpoint, tmp_path, capsys):
@@ -364,8 +359,10 @@ def test_checkpoint_occupancy_level_moves_the_surface(tmp_path, photo_path, sphe
     model = ZeroShapeW(get_config("tiny"))
     model.preprocess = dataclasses.replace(model.preprocess, occupancy_level=-4.0)
     path = save_checkpoint(model, tmp_path / "level.safetensors")
+    mask = np.zeros((120, 160), np.float32)  # this random network sees no object: the mug's mask is given
+    mask[30:90, 50:110] = 1.0
     result = Reconstructor(path, device="cpu").reconstruct(
-        load_photo(photo_path), ReconstructOptions(resolution=64, frame="camera")
+        load_photo(photo_path), ReconstructOptions(resolution=64, frame="camera", shape="learned"), mask=mask
     )
     radii = np.linalg.norm(result.vertices, axis=1)
     assert np.abs(radii - 1.1).max() < 0.03

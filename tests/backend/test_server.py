@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -702,7 +703,8 @@ def test_eight_clients_through_two_workers_one_killed_mid_run(checkpoint, tmp_pa
     try:
         workers = broker_workers(process.pid)
         assert len(workers) == 2
-        load = run_load(process.address, PHOTO.read_bytes(), SMALL_JOB, clients=8, jobs=5, kill_worker_after_s=3)
+        decoder_job = dataclasses.replace(SMALL_JOB, shape="learned", resolution=64)  # still running at 3 s
+        load = run_load(process.address, PHOTO.read_bytes(), decoder_job, clients=8, jobs=5, kill_worker_after_s=3)
         # 40 jobs take ~15 s: at 3 s, jobs are running and queued on both workers
         assert load.killed_worker in workers
         outcomes = load.outcomes

@@ -23,11 +23,6 @@ def reconstructor(tmp_path_factory):
     return Reconstructor(path, device="cpu")
 
 
-@pytest.fixture
-def sphere_model(monkeypatch):
-    monkeypatch.setattr(ZeroShapeW, "query", lambda self, points, latent: 20.0 * (0.9 - points.norm(dim=-1)))
-
-
 def visible_surface(metadata: dict, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Points of a visible surface as the model builds one (crop pixels unprojected with its intrinsics at some
     depth, normalised, moved to the mesh's frame), and the photo pixels they came from (continuous coordinates)."""

@@ -47,6 +47,8 @@ FULL_OPTIONS = ReconstructOptions(
     deadline_s=90.5,
     largest_component=False,
     upright=False,
+    shape="learned",
+    refine_mask=False,
 )
 
 
@@ -470,6 +472,9 @@ def test_image_limit_is_the_documented_one():
 
 # --------------------------------------------------------------------------------------------- options
 BAD_OPTIONS = [
+    {"shape": "voxels"},
+    {"shape": None},
+    {"refine_mask": 1},
     # resolution: a power of two from 32 to 512, an int and not a bool or a float
     {"resolution": 100},
     {"resolution": 96},
@@ -593,6 +598,8 @@ GOOD_OPTIONS = [
     ({"deadline_s": 5}, ReconstructOptions(deadline_s=5.0)),
     ({"deadline_s": None}, ReconstructOptions()),
     *[({"precision": p}, ReconstructOptions(precision=p)) for p in ("fp32", "bf16", "fp16")],
+    ({"shape": "learned"}, ReconstructOptions(shape="learned")),
+    ({"refine_mask": False}, ReconstructOptions(refine_mask=False)),
 ]
 
 
@@ -975,13 +982,16 @@ def test_fuzz_split_envelope():
 # ------------------------------------------------------------------------------------- ReconstructOptions
 def test_default_options():
     options = ReconstructOptions()
-    assert options == ReconstructOptions(128, "auto", "blender", True, None, None, "fp32", None, True, True)
+    assert options == ReconstructOptions(
+        128, "auto", "blender", True, None, None, "fp32", None, True, True, "inflate", True
+    )
     assert options.to_json() == {
         "resolution": 128,
         "category": "auto",
         "frame": "blender",
         "color": True,
         "precision": "fp32",
+        "shape": "inflate",
     }
     assert ReconstructOptions.from_json({}) == options
     assert ReconstructOptions.from_json(options.to_json()) == options
@@ -1049,6 +1059,7 @@ UNUSABLE_TEXT = (
         ("reconstruct", "max_faces"),
         ("reconstruct", "frame"),
         ("reconstruct", "precision"),
+        ("reconstruct", "shape"),
         ("shutdown", "token"),
         ("cancel", "target"),
     ],
