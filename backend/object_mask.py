@@ -133,7 +133,7 @@ def check_mask(mask: np.ndarray, name: str, keep_near: np.ndarray | None = None,
 def refine_with_grabcut(rgb: np.ndarray, probability: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Sharpen a rough mask to the photo's edges with GrabCut seeded by it.
 
-    Seeds: the mask eroded is certainly the object, the rest of the mask probably; a ring around it probably
+    Seeds: the mask's inner half is certainly the object, the rest of it probably; a ring around it probably
     background; everything further (and pixels outside the photo) certainly background.
 
     Args:
@@ -149,9 +149,14 @@ def refine_with_grabcut(rgb: np.ndarray, probability: np.ndarray, valid: np.ndar
     area = int(rough.sum())
     if area < MIN_OBJECT_PIXELS:
         return rough
-    size = float(np.sqrt(area))
-    core = ndimage.binary_erosion(rough, iterations=max(1, round(0.08 * size)))
-    ring = ndimage.binary_dilation(rough, iterations=max(2, round(0.15 * size)))
+    # Depths from the rough outline, scaled by the mask's thickness (its largest inscribed radius): the inner half
+    # is certainly the object, and background is only certain beyond a ring as wide, so a rough mask that is
+    # off by up to that much is still corrected.
+    inside = ndimage.distance_transform_edt(rough)
+    outside = ndimage.distance_transform_edt(~rough)
+    thickness = float(inside.max())
+    core = inside >= max(2.0, 0.5 * thickness)
+    ring = outside <= max(8.0, 0.5 * thickness)
     seeds = np.full(rough.shape, cv2.GC_BGD, np.uint8)
     seeds[ring] = cv2.GC_PR_BGD
     seeds[rough] = cv2.GC_PR_FGD

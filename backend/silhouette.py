@@ -169,10 +169,10 @@ def half_thickness(maps: SilhouetteMaps) -> np.ndarray:
     return np.sqrt(np.clip(distance * (2.0 * maps.radius - distance), 0.0, None)).astype(np.float32)
 
 
-def inflation_camera(maps: SilhouetteMaps, camera: ViewCamera) -> ViewCamera:
+def inflation_camera(maps: SilhouetteMaps, camera: ViewCamera, radius: float = 1.0) -> ViewCamera:
     """The camera with a normalisation that fits the inflated body: the same centroid (the body's mirror plane
-    passes through it), and a scale that puts the body within the unit ball, wherever the predicted depth put
-    the visible surface. Falls back to `camera` for an empty region."""
+    passes through it), and a scale that puts the body within the ball of `radius` (normalised units), wherever
+    the predicted depth put the visible surface. Falls back to `camera` for an empty region."""
     inside = maps.distance > 0
     if not inside.any():
         return camera
@@ -185,7 +185,7 @@ def inflation_camera(maps: SilhouetteMaps, camera: ViewCamera) -> ViewCamera:
     lateral = np.hypot(x - camera.centroid[0], y - camera.centroid[1])
     # A point behind the mirror plane sits further out along its ray: 1 + thickness / z0 allows for it.
     reach = float(np.max(np.hypot(lateral * (1.0 + thickness / z0), thickness)))
-    return ViewCamera(K=camera.K, centroid=camera.centroid, scale=max(reach, 1e-6))
+    return ViewCamera(K=camera.K, centroid=camera.centroid, scale=max(reach / radius, 1e-6))
 
 
 def front_surface(maps: SilhouetteMaps, camera: ViewCamera) -> tuple[np.ndarray, np.ndarray]:
@@ -243,8 +243,9 @@ class InflatedBody:
 
 
 def inflate(maps: SilhouetteMaps, camera: ViewCamera, half_extent: float, coarse_cells: int = 32) -> InflatedBody:
-    """The inflated body of `maps` seen by `camera` (its K and centroid; the scale is refitted)."""
-    fitted = inflation_camera(maps, camera)
+    """The inflated body of `maps` seen by `camera` (its K and centroid; the scale is refitted so the body fills
+    nine tenths of the query box [-half_extent, half_extent]³: the grid's cells are spent on the body)."""
+    fitted = inflation_camera(maps, camera, radius=0.9 * half_extent)
     focal = float(np.sqrt(fitted.K[0, 0] * fitted.K[1, 1]))
     cell = 2 * half_extent / coarse_cells * fitted.scale * focal / max(float(fitted.centroid[2]), 1e-9)
     return InflatedBody(camera=fitted, field=inflation_field(maps, fitted), band=max(2.0, 1.5 * cell))
@@ -291,3 +292,23 @@ def outline_iou(mesh_vertices: np.ndarray, mesh_faces: np.ndarray, camera: ViewC
     silhouette = np.asarray(drawn, bool)
     union = (silhouette | mask).sum()
     return float((silhouette & mask).sum() / union) if union else 1.0
+
+
+def photo_outline_iou(vertices: np.ndarray, faces: np.ndarray, metadata: dict, mask: np.ndarray) -> float:
+    """IoU of a reconstruction's outline, seen through the camera its metadata reports, with the object's mask on
+    the photo file's pixels: the measure of "the mesh matches the photo's outline".
+
+    Args:
+        vertices: [V, 3] as written (any frame: the metadata's frame_transform is undone); faces: [F, 3].
+        metadata: the reconstruction's metadata (its JSON).
+        mask: [H, W] on the photo file's pixels (bool or ≥ 0.5).
+    """
+    matrix = np.asarray(metadata["frame_transform"], dtype=np.float64)
+    model = (np.asarray(vertices, np.float64) - matrix[:3, 3]) @ np.linalg.inv(matrix[:3, :3]).T
+    camera = metadata["camera"]
+    focal = camera["focal_length_photo_px"]
+    cx, cy = camera["principal_point_photo_px"]
+    K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
+    normalisation = metadata["normalisation"]
+    view = ViewCamera(K=K, centroid=np.asarray(normalisation["centroid"]), scale=float(normalisation["scale"]))
+    return outline_iou(model, np.asarray(faces), view, mask)

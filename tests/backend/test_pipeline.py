@@ -366,3 +366,121 @@ def test_checkpoint_occupancy_level_moves_the_surface(tmp_path, photo_path, sphe
     )
     radii = np.linalg.norm(result.vertices, axis=1)
     assert np.abs(radii - 1.1).max() < 0.03
+
+
+def star_cutout(path, size=(400, 320)):
+    """An RGBA photo of a five-pointed star cut-out (alpha: the star), and its mask."""
+    width, height = size
+    rows, columns = np.mgrid[0:height, 0:width]
+    angle = np.arctan2(rows - height / 2, columns - width / 2)
+    phase = np.abs(((angle * 5 / (2 * np.pi)) % 1.0) - 0.5) * 2
+    mask = np.hypot(rows - height / 2, columns - width / 2) <= 50 + 80 * phase
+    rgba = np.zeros((height, width, 4), np.uint8)
+    rgba[..., :3] = [230, 190, 40]
+    rgba[..., 3] = mask * 255
+    Image.fromarray(rgba).save(path)
+    return mask
+
+
+def test_the_outline_of_a_star_shaped_cutout_comes_back(tmp_path):
+    """With the bundled model (the tiny test model's 64-pixel input is too coarse for a star's points)."""
+    from backend.silhouette import photo_outline_iou
+
+    mask = star_cutout(tmp_path / "star.png")
+    reconstructor = Reconstructor(device="cpu")
+    for frame in ("camera", "blender"):
+        result = reconstructor.reconstruct(load_photo(tmp_path / "star.png"), ReconstructOptions(frame=frame))
+        assert result.metadata["mask_source"] == "alpha"
+        assert result.metadata["shape"] == "inflate"
+        assert result.metadata["network_queries"] == 0
+        assert result.to_trimesh().is_watertight
+        assert photo_outline_iou(result.vertices, result.faces, result.metadata, mask) >= 0.95
+
+
+def test_a_given_mask_replaces_the_alpha_and_is_written_beside_the_mesh(checkpoint, tmp_path, photo_path):
+    from backend.silhouette import photo_outline_iou
+
+    mask = np.zeros((120, 160), np.uint8)
+    mask[30:90, 50:110] = 255
+    Image.fromarray(mask).save(tmp_path / "mug-mask-edited.png")
+    out = tmp_path / "out"
+    code = main(
+        ["reconstruct", str(photo_path), "-o", str(out), "--checkpoint", str(checkpoint), "--resolution", "64", "-q",
+         "--mask", str(tmp_path / "mug-mask-edited.png"), "--format", "ply"]
+    )  # fmt: skip
+    assert code == 0
+    metadata = json.loads((out / "mug.json").read_text())
+    assert metadata["mask_source"] == "user"
+    assert metadata["mask_file"] == "mug-mask.png"
+    written = np.asarray(Image.open(out / "mug-mask.png"))
+    assert (written == mask).all()
+    mesh = trimesh.load(out / "mug.ply", process=False)
+    assert photo_outline_iou(mesh.vertices, mesh.faces, metadata, mask > 0) >= 0.95
+
+
+def test_a_mask_of_the_wrong_size_is_one_clear_line(checkpoint, tmp_path, photo_path, capsys):
+    Image.fromarray(np.full((50, 60), 255, np.uint8)).save(tmp_path / "small.png")
+    code = main(["reconstruct", str(photo_path), "-o", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--mask", str(tmp_path / "small.png")])  # fmt: skip
+    assert code == 1
+    error = capsys.readouterr().err
+    assert "small.png is 60×50 pixels but the photo is 160×120" in error
+    assert "Traceback" not in error
+    assert not (tmp_path / "out" / "mug.glb").exists()
+
+
+def test_a_mask_is_for_one_photo(checkpoint, tmp_path, photo_path, capsys):
+    Image.fromarray(np.full((120, 160), 255, np.uint8)).save(tmp_path / "m.png")
+    (tmp_path / "other.jpg").write_bytes(photo_path.read_bytes())
+    code = main(["reconstruct", str(photo_path), str(tmp_path / "other.jpg"), "-o", str(tmp_path / "out"),
+                 "--checkpoint", str(checkpoint), "--mask", str(tmp_path / "m.png")])  # fmt: skip
+    assert code == 2
+    assert "--mask belongs to one photo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("paint", "message"),
+    [
+        (lambda m: None, "the mask is empty"),
+        (lambda m: m.__setitem__((slice(50, 53), slice(50, 53)), 255), "only 9 pixels"),
+        (lambda m: m.__setitem__((slice(None), slice(None)), 255), "looks inverted"),
+    ],
+    ids=["empty", "a few pixels", "inverted"],
+)
+def test_bad_given_masks_are_one_clear_line(checkpoint, tmp_path, photo_path, capsys, paint, message):
+    mask = np.zeros((120, 160), np.uint8)
+    paint(mask)
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    code = main(["reconstruct", str(photo_path), "-o", str(tmp_path / "out"), "--checkpoint", str(checkpoint),
+                 "--mask", str(tmp_path / "m.png")])  # fmt: skip
+    assert code == 1
+    error = capsys.readouterr().err
+    assert message in error
+    assert "Traceback" not in error
+
+
+def test_an_alpha_of_several_parts_keeps_the_largest_with_a_warning(checkpoint, tmp_path):
+    rgba = np.zeros((100, 100, 4), np.uint8)
+    rgba[20:60, 20:60] = [200, 40, 40, 255]
+    rgba[70:90, 70:90] = [40, 40, 200, 255]
+    Image.fromarray(rgba).save(tmp_path / "two.png")
+    result = Reconstructor(checkpoint, device="cpu").reconstruct(
+        load_photo(tmp_path / "two.png"), ReconstructOptions(resolution=32)
+    )
+    assert result.metadata["mask_source"] == "alpha"
+    assert any("2 separate parts; kept the largest" in w for w in result.metadata["warnings"])
+    assert result.mask[40, 40]
+    assert not result.mask[80, 80]
+
+
+def test_an_alpha_that_is_no_object_mask_falls_back_to_the_model_with_a_warning(checkpoint, tmp_path):
+    rgba = np.full((100, 100, 4), 255, np.uint8)
+    rgba[:4, :4, 3] = 0  # rounded corners, say: transparent, but no outline
+    Image.fromarray(rgba).save(tmp_path / "corners.png")
+    result = Reconstructor(checkpoint, device="cpu").reconstruct(
+        load_photo(tmp_path / "corners.png"), ReconstructOptions(resolution=32)
+    )
+    assert result.metadata["mask_source"] == "network+grabcut"
+    assert any(
+        "alpha channel covers" in w and "using the model's mask instead" in w for w in result.metadata["warnings"]
+    )
