@@ -143,6 +143,7 @@ def command_reconstruct(args: argparse.Namespace) -> int:
             precision=args.precision,
             shape=args.shape,
             refine_mask=not args.no_refine_mask,
+            use_alpha=not args.ignore_alpha,
         )
     except ValueError as error:  # the options' own rules, as a request over the wire meets them
         print(f"zeroshape-w: error: --{str(error).replace('_', '-')}", file=sys.stderr)
@@ -305,6 +306,11 @@ def add_commands(commands) -> None:
         type=Path,
         metavar="FILE",
         help="the object's mask for a single photo: an image of the photo's size, white (or opaque) on the object",
+    )
+    reconstruct.add_argument(
+        "--ignore-alpha",
+        action="store_true",
+        help="do not take a photo's alpha channel as the object's mask (the model finds the object instead)",
     )
     reconstruct.add_argument(
         "--no-refine-mask",

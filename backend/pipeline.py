@@ -150,6 +150,8 @@ class Reconstructor:
             clock = now
 
         report("locate", 0.0)
+        if not options.use_alpha:
+            photo = replace(photo, alpha=None)
         photo, mask_source, warnings = self._given_mask(photo, mask)
         box = self._user_box(photo, options.box) if options.box else None
         box = box or self.locate(photo, options.category)

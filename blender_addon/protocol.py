@@ -129,6 +129,8 @@ class ReconstructOptions:
     """One of SHAPES."""
     refine_mask: bool = True
     """Without a user's mask or an alpha channel: sharpen the network's object mask with GrabCut."""
+    use_alpha: bool = True
+    """Take a photo's real alpha channel as the object's mask; false: ignore it (the model finds the object)."""
 
     def __post_init__(self) -> None:
         resolution = self.resolution
@@ -140,7 +142,7 @@ class ReconstructOptions:
             raise ValueError(f"frame must be one of {FRAMES}")
         if self.shape not in SHAPES:
             raise ValueError(f"shape must be one of {SHAPES}")
-        for name in ("color", "largest_component", "upright", "refine_mask"):
+        for name in ("color", "largest_component", "upright", "refine_mask", "use_alpha"):
             if type(getattr(self, name)) is not bool:
                 raise ValueError(f"{name} must be true or false")
         if self.precision not in PRECISIONS:
@@ -175,6 +177,8 @@ class ReconstructOptions:
         }
         if not self.refine_mask:
             data["refine_mask"] = False
+        if not self.use_alpha:
+            data["use_alpha"] = False
         if not self.largest_component:
             data["largest_component"] = False
         if not self.upright:

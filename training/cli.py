@@ -599,6 +599,10 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP weights, if the model needs them")
     evaluate.set_defaults(run=command_evaluate)
 
+    from training.cli_photo_bench import add_photo_bench_commands
+
+    add_photo_bench_commands(commands)
+
     release = commands.add_parser(
         "release",
         help="turn a trained checkpoint into the shipped file",

@@ -473,6 +473,15 @@ def test_an_alpha_of_several_parts_keeps_the_largest_with_a_warning(checkpoint, 
     assert not result.mask[80, 80]
 
 
+def test_ignore_alpha_lets_the_model_find_the_object(checkpoint, tmp_path):
+    mask = star_cutout(tmp_path / "star.png")
+    result = Reconstructor(checkpoint, device="cpu").reconstruct(
+        load_photo(tmp_path / "star.png"), ReconstructOptions(resolution=32, use_alpha=False)
+    )
+    assert result.metadata["mask_source"] == "network+grabcut"
+    assert (result.mask != mask).any()
+
+
 def test_an_alpha_that_is_no_object_mask_falls_back_to_the_model_with_a_warning(checkpoint, tmp_path):
     rgba = np.full((100, 100, 4), 255, np.uint8)
     rgba[:4, :4, 3] = 0  # rounded corners, say: transparent, but no outline

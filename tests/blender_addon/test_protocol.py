@@ -49,6 +49,7 @@ FULL_OPTIONS = ReconstructOptions(
     upright=False,
     shape="learned",
     refine_mask=False,
+    use_alpha=False,
 )
 
 
@@ -475,6 +476,7 @@ BAD_OPTIONS = [
     {"shape": "voxels"},
     {"shape": None},
     {"refine_mask": 1},
+    {"use_alpha": "no"},
     # resolution: a power of two from 32 to 512, an int and not a bool or a float
     {"resolution": 100},
     {"resolution": 96},
@@ -600,6 +602,7 @@ GOOD_OPTIONS = [
     *[({"precision": p}, ReconstructOptions(precision=p)) for p in ("fp32", "bf16", "fp16")],
     ({"shape": "learned"}, ReconstructOptions(shape="learned")),
     ({"refine_mask": False}, ReconstructOptions(refine_mask=False)),
+    ({"use_alpha": False}, ReconstructOptions(use_alpha=False)),
 ]
 
 
@@ -983,7 +986,7 @@ def test_fuzz_split_envelope():
 def test_default_options():
     options = ReconstructOptions()
     assert options == ReconstructOptions(
-        128, "auto", "blender", True, None, None, "fp32", None, True, True, "inflate", True
+        128, "auto", "blender", True, None, None, "fp32", None, True, True, "inflate", True, True
     )
     assert options.to_json() == {
         "resolution": 128,
