@@ -34,13 +34,15 @@ params: setup
 benchmark: setup
 	$(BIN)/zeroshape-w benchmark --config small --threads 2
 
-# The main job: reconstruct the example photos with the default checkpoint, a mesh, its JSON and a
-# preview picture (photo beside a Cycles render of the mesh) for each, in out/examples/, and all previews
-# in one picture, out/examples-overview.png (the README shows it); then each mesh through the camera it
-# estimates for its photo, over the photo (out/match-photo-overview.png, also in the README).
+# The main job: reconstruct the example photos with the default checkpoint, a mesh, its JSON, the object mask it
+# was built from (NAME-mask.png) and a preview picture (the photo beside Cycles renders of the mesh from the photo's
+# direction and from the side) for each, in out/examples/, and all previews in one picture,
+# out/examples-overview.png (the README shows it); then each mesh through the camera it estimates for its photo,
+# over the photo (out/match-photo-overview.png, also in the README).
 run: setup
 	$(BIN)/zeroshape-w reconstruct examples/*.jpg examples/*.png -o out/examples --preview
-	$(BIN)/python -m training.figures grid out/examples/*.png -o out/examples-overview.png --columns 3
+	$(BIN)/python -m training.figures grid $$(ls out/examples/*.png | grep -v -- '-mask\.png$$') \
+	  -o out/examples-overview.png --columns 2
 	$(BIN)/zeroshape-w reconstruct examples/*.jpg examples/*.png -o out/match-photo --format ply --quiet
 	for photo in examples/*.jpg examples/*.png; do name=$$(basename $${photo%.*}); \
 	  $(BIN)/python -m backend.preview_render out/match-photo/$$name.ply out/match-photo/$$name-overlay.png \

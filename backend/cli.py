@@ -166,7 +166,8 @@ def command_reconstruct(args: argparse.Namespace) -> int:
                 from backend.preview_render import PreviewError, render_preview, stamp_label
 
                 try:
-                    preview = render_preview(mesh_path, mesh_path.with_suffix(".png"), photo_path=source)
+                    views = preview_views(reconstruction.metadata)
+                    preview = render_preview(mesh_path, mesh_path.with_suffix(".png"), photo_path=source, views=views)
                     if reconstructor.untrained:
                         stamp_label(preview, "UNTRAINED MODEL (random weights): this mesh is not a reconstruction")
                     message += f", preview {preview}"
@@ -183,6 +184,17 @@ def command_reconstruct(args: argparse.Namespace) -> int:
     if failures:
         print(f"zeroshape-w: {failures} of {len(images) + len(unmatched)} inputs failed", file=sys.stderr)
     return 1 if failures else 0
+
+
+def preview_views(metadata: dict) -> list[tuple[str, float, float]] | None:
+    """The preview's views of a reconstruction in the blender frame: from the photo's direction (in front, −Y, at the
+    camera's elevation when the mesh was stood upright on the predicted ground) and from the side. None for the
+    camera frame, where Blender's up is not the mesh's: the default 3/4 view."""
+    if metadata.get("frame") != "blender":
+        return None
+    up = metadata.get("up") or {}
+    elevation = float(up.get("elevation_deg", 0.0)) if up.get("source") == "gravity head" else 0.0
+    return [("front: the photo's direction", 0.0, elevation), ("side", 90.0, 10.0)]
 
 
 def command_init_checkpoint(args: argparse.Namespace) -> int:

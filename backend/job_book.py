@@ -27,6 +27,8 @@ class QueuedJob:
     options: protocol.ReconstructOptions
     deadline_s: float
     """Seconds from acceptance: time waiting in the queue counts, as it does for the client waiting."""
+    mask: bytes | None = None
+    """The user's object mask, an image file's bytes (the request's second frame), or None."""
     cancel: threading.Event = field(default_factory=threading.Event)
     accepted_at: float = field(default_factory=time.monotonic)
     started: float | None = None

@@ -48,8 +48,6 @@ def read_mask_file(path: str | Path, size: tuple[int, int]) -> np.ndarray:
     Raises:
         MaskError: unreadable, too large, or not `size`.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     try:
         if path.stat().st_size > MAX_MASK_FILE_BYTES:
@@ -57,16 +55,38 @@ def read_mask_file(path: str | Path, size: tuple[int, int]) -> np.ndarray:
         data = path.read_bytes()
     except OSError as error:
         raise MaskError(f"mask {path}: cannot read it ({error.strerror or error})") from error
+    return _decode_mask(data, size, f"mask {path}")
+
+
+def decode_mask_bytes(data: bytes, size: tuple[int, int], name: str = "the mask") -> np.ndarray:
+    """A mask image file's bytes (from the network) → [H, W] float32 in [0, 1] (1: the object), read as
+    `read_mask_file` reads a file.
+
+    Args:
+        size: (width, height) the mask must have: the photo file's size in pixels.
+        name: how messages name the mask.
+    Raises:
+        MaskError: unreadable, too large, or not `size`.
+    """
+    if len(data) > MAX_MASK_FILE_BYTES:
+        raise MaskError(f"{name}: larger than {MAX_MASK_FILE_BYTES // 2**20} MiB")
+    return _decode_mask(data, size, name)
+
+
+def _decode_mask(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
+    """The one reader behind `read_mask_file` and `decode_mask_bytes`; `name` starts each message."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.size != tuple(size):
                 raise MaskError(
-                    f"mask {path} is {image.size[0]}×{image.size[1]} pixels but the photo is {size[0]}×{size[1]}: "
+                    f"{name} is {image.size[0]}×{image.size[1]} pixels but the photo is {size[0]}×{size[1]}: "
                     "a mask must have the photo's size (paint it over the photo, or save the -mask.png written "
                     "beside an earlier result)"
                 )
             if image.width * image.height > 8192 * 8192:
-                raise MaskError(f"mask {path}: more than 8192×8192 pixels")
+                raise MaskError(f"{name}: more than 8192×8192 pixels")
             image.load()
             has_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
             if has_alpha:
@@ -75,7 +95,7 @@ def read_mask_file(path: str | Path, size: tuple[int, int]) -> np.ndarray:
                     return alpha
             return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise MaskError(f"mask {path}: not an image that can be read ({error})") from error
+        raise MaskError(f"{name}: not an image that can be read ({error})") from error
 
 
 def check_mask(mask: np.ndarray, name: str, keep_near: np.ndarray | None = None, given: bool = True) -> CheckedMask:
@@ -209,3 +229,16 @@ def write_mask_png(mask: np.ndarray, path: str | Path, size: tuple[int, int] | N
     image.save(temporary, format="PNG")
     os.replace(temporary, path)
     return path
+
+
+def mask_png_bytes(mask: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
+    """A mask [H, W] (bool or float) as an 8-bit greyscale PNG's bytes (white: the object), resized to `size`
+    (width, height) when given: what `write_mask_png` writes, for the network."""
+    from PIL import Image
+
+    image = Image.fromarray(((np.asarray(mask, np.float32) >= 0.5) * 255).astype(np.uint8), mode="L")
+    if size is not None and image.size != tuple(size):
+        image = image.resize(tuple(size), Image.Resampling.BILINEAR).point(lambda v: 255 if v >= 128 else 0)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

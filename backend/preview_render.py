@@ -29,6 +29,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from backend.preview_compose import over_photo, renders_side_by_side, side_by_side
+
 ROOT = Path(__file__).resolve().parents[1]
 
 MESH_SUFFIXES = (".ply", ".obj", ".glb", ".gltf", ".stl")
@@ -49,8 +51,6 @@ SKY_STRENGTH = 0.35
 CLAY_GREY = (0.6, 0.6, 0.6, 1.0)
 """Linear RGBA base colour of a mesh without a colour attribute."""
 
-LETTERBOX_GREY = (231, 231, 231)
-"""sRGB 8-bit fill around the photo in side-by-side mode: the same grey as the rendered background."""
 
 LENS_MM = 50.0
 SENSOR_MM = 36.0
@@ -84,6 +84,7 @@ def render_preview(
     samples: int = 16,
     timeout: float = 120,
     photo_path: str | os.PathLike[str] | None = None,
+    views: Sequence[tuple[str, float, float]] | None = None,
 ) -> Path:
     """Render a preview PNG of a mesh file in a Blender subprocess.
 
@@ -95,6 +96,9 @@ def render_preview(
         samples: Cycles samples per pixel (16 is clean enough to judge a shape; 4 for tests).
         timeout: seconds before the subprocess is killed.
         photo_path: optional input photo to show beside the render.
+        views: (label, azimuth°, elevation°) of each render, side by side from left to right and labelled (see
+            `AZIMUTH_DEG` for the angles); default one unlabelled 3/4 view. A reconstruction in the blender frame
+            is seen from its photo's direction at azimuth 0 and the photo's elevation, and from the side at 90.
 
     Returns:
         ``image_path`` as a resolved Path.
@@ -114,6 +118,8 @@ def render_preview(
     command += ["--size", str(int(size)), "--samples", str(int(samples))]
     if photo_path is not None:
         command += ["--photo", str(Path(photo_path).resolve())]
+    for label, azimuth, elevation in views or ():
+        command += ["--view", str(label), repr(float(azimuth)), repr(float(elevation))]
 
     with tempfile.TemporaryDirectory(prefix="zeroshape-preview-") as resources:
         # Without it, `import bpy` writes extensions/.cache under ~/.config/blender/<version>/.
@@ -160,47 +166,6 @@ def _last_error_line(stderr: str, returncode: int, mesh: Path) -> str:
     if lines:
         return lines[-1]
     return f"exit status {returncode}"
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Pillow compositing (no Blender either; runs in the subprocess).
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def side_by_side(photo_path: Path, render_path: Path, out_path: Path, size: int) -> None:
-    """Write a (2·size)×size RGB PNG: the photo letterboxed onto grey at left, the size×size render at right.
-
-    A photo with transparency (e.g. a cut-out object) is composited over the same grey.
-    """
-    from PIL import Image, ImageOps
-
-    canvas = Image.new("RGB", (2 * size, size), LETTERBOX_GREY)
-    with Image.open(photo_path) as photo:
-        photo = ImageOps.exif_transpose(photo).convert("RGBA")
-        photo.thumbnail((size, size), Image.Resampling.LANCZOS)
-        if photo.size[0] < size and photo.size[1] < size:
-            # thumbnail() only shrinks; a small photo is enlarged so both halves have the same scale.
-            scale = size / max(photo.size)
-            photo = photo.resize((round(photo.size[0] * scale), round(photo.size[1] * scale)), Image.Resampling.LANCZOS)
-        offset = ((size - photo.size[0]) // 2, (size - photo.size[1]) // 2)
-        canvas.paste(photo, offset, mask=photo)
-    with Image.open(render_path) as render:
-        canvas.paste(render.convert("RGB"), (size, 0))
-    canvas.save(out_path)
-
-
-def over_photo(photo_path: Path, render_path: Path, out_path: Path, opacity: float = 0.7) -> None:
-    """Write the render (RGBA, the size of the photo or smaller, same aspect) over the photo: the mesh through the
-    match camera, at `opacity`, so a person sees how well it lines up with what was photographed."""
-    from PIL import Image, ImageOps
-
-    with Image.open(render_path) as render:
-        render = render.convert("RGBA")
-    with Image.open(photo_path) as photo:
-        photo = ImageOps.exif_transpose(photo).convert("RGB").resize(render.size, Image.Resampling.LANCZOS)
-    alpha = render.getchannel("A").point(lambda value: round(value * opacity))
-    photo.paste(render.convert("RGB"), (0, 0), mask=alpha)
-    photo.save(out_path)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -295,8 +260,9 @@ def _direction(azimuth_deg: float, elevation_deg: float) -> tuple[float, float, 
     return (math.sin(azimuth) * math.cos(elevation), -math.cos(azimuth) * math.cos(elevation), math.sin(elevation))
 
 
-def _add_camera(scene, vertices) -> None:
-    """Camera at a 3/4 view slightly above the bounding box centre, fitting the vertices' bounding sphere; and a sun.
+def _add_camera(scene, vertices, azimuth_deg: float = AZIMUTH_DEG, elevation_deg: float = ELEVATION_DEG) -> None:
+    """Camera at a 3/4 view slightly above the bounding box centre (or the direction given), fitting the vertices'
+    bounding sphere; and a sun.
 
     ``vertices`` is [N, 3] in world units; the bounding sphere is centred on the box centre with the largest vertex
     distance as radius (tighter than the box's half-diagonal).
@@ -317,7 +283,7 @@ def _add_camera(scene, vertices) -> None:
     half_fov = math.atan(SENSOR_MM / 2 / LENS_MM)
     # A sphere of radius r is inside a cone of half-angle θ from distance r / sin θ.
     distance = radius * (1 + MARGIN) / math.sin(half_fov)
-    direction = Vector(_direction(AZIMUTH_DEG, ELEVATION_DEG))
+    direction = Vector(_direction(azimuth_deg, elevation_deg))
     data.clip_start = max(distance - 2 * radius, distance * 1e-3)
     data.clip_end = distance + 2 * radius
 
@@ -434,12 +400,20 @@ def _add_match_camera(scene, metadata: dict, size: int) -> None:
     _add_sun(scene)
 
 
-def render_scene(mesh_path: Path, out_path: Path, size: int, samples: int, match_metadata: dict | None = None) -> bool:
+def render_scene(
+    mesh_path: Path,
+    out_path: Path,
+    size: int,
+    samples: int,
+    match_metadata: dict | None = None,
+    direction: tuple[float, float] = (AZIMUTH_DEG, ELEVATION_DEG),
+) -> bool:
     """Build the preview scene for ``mesh_path`` and render it to the PNG ``out_path`` (bpy process only).
 
-    ``out_path`` must be a plain file name (no '#', which Blender replaces by the frame number). With
-    ``match_metadata`` (a reconstruction's JSON), the mesh is seen through the camera it estimates for its photo, on a
-    transparent film (RGBA). Returns whether the mesh had a colour attribute.
+    ``out_path`` must be a plain file name (no '#', which Blender replaces by the frame number). The camera looks
+    from ``direction`` (azimuth°, elevation°). With ``match_metadata`` (a reconstruction's JSON), the mesh is seen
+    through the camera it estimates for its photo instead, on a transparent film (RGBA). Returns whether the mesh
+    had a colour attribute.
     """
     import bpy
 
@@ -454,7 +428,7 @@ def render_scene(mesh_path: Path, out_path: Path, size: int, samples: int, match
     bpy.context.view_layer.update()
     _set_up_render(scene, size, samples)
     if match_metadata is None:
-        _add_camera(scene, _world_vertices(objects))
+        _add_camera(scene, _world_vertices(objects), *direction)
     else:
         _add_match_camera(scene, match_metadata, size)
         scene.render.film_transparent = True
@@ -477,6 +451,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=16, help="Cycles samples per pixel (default 16)")
     parser.add_argument("--photo", type=Path, help="input photo to show at the left of the render")
     parser.add_argument(
+        "--view",
+        nargs=3,
+        action="append",
+        metavar=("LABEL", "AZIMUTH", "ELEVATION"),
+        help="render from this direction (degrees; azimuth 0 looks from -Y, 90 from +X) and caption it; repeatable: "
+        "the renders go side by side (default: one 3/4 view)",
+    )
+    parser.add_argument(
         "--match-photo",
         type=Path,
         metavar="JSON",
@@ -488,6 +470,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--size must be at least 8")
     if args.samples < 1:
         parser.error("--samples must be at least 1")
+    views = []
+    for label, azimuth, elevation in args.view or ():
+        try:
+            views.append((label, float(azimuth), float(elevation)))
+        except ValueError:
+            parser.error(f"--view {label} {azimuth} {elevation}: the angles must be numbers")
+    args.view = views
     return args
 
 
@@ -514,15 +503,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="zeroshape-preview-") as tmp:
             rendered = Path(tmp) / "render.png"
             match = json.loads(args.match_photo.read_text()) if args.match_photo else None
-            render_scene(mesh_path, rendered, args.size, args.samples, match)
+            views = args.view if match is None else []
+            renders = [Path(tmp) / f"view-{number}.png" for number in range(len(views))]
+            for (_, azimuth, elevation), path in zip(views, renders, strict=True):
+                render_scene(mesh_path, path, args.size, args.samples, direction=(azimuth, elevation))
+            if not views:
+                render_scene(mesh_path, rendered, args.size, args.samples, match)
+                renders = [rendered]
             out_path.parent.mkdir(parents=True, exist_ok=True)
             staged = Path(tmp) / "out.png"
+            labels = [label for label, _, _ in views]
             if match is not None:
                 over_photo(args.photo.resolve(), rendered, staged)
             elif args.photo is not None:
-                side_by_side(args.photo.resolve(), rendered, staged, args.size)
+                side_by_side(args.photo.resolve(), renders, staged, args.size, labels)
+            elif len(renders) > 1:
+                renders_side_by_side(renders, staged, args.size, labels)
             else:
-                staged = rendered
+                staged = renders[0]
             shutil.move(staged, out_path)
     except _MeshError as error:
         print(f"{ERROR_PREFIX}{mesh_path}: {error}", file=sys.stderr)

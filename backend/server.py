@@ -339,7 +339,8 @@ class Server:
             )
             return
         deadline = min(options.deadline_s or self.config.job_deadline_s, self.config.job_deadline_s)
-        job = QueuedJob(envelope, request.request_id, request.payload[0], options, deadline)
+        mask = request.payload[1] if len(request.payload) > 1 else None
+        job = QueuedJob(envelope, request.request_id, request.payload[0], options, deadline, mask)
         position = self.book.add(job)
         if position is None:
             message = f"{self.config.queue_size} jobs are already waiting; try again later"
@@ -480,6 +481,7 @@ class Server:
         return final
 
     def _run(self, job: QueuedJob, emit) -> Response:
+        from backend.object_mask import MaskError, decode_mask_bytes, mask_png_bytes
         from backend.pipeline import EmptyMeshError
         from backend.preprocess import ImageError, decode_photo
 
@@ -493,13 +495,19 @@ class Server:
         try:
             progress("decode", 0.0)
             photo = decode_photo(job.image, f"request {job.request_id}")
-            result = self.reconstructor.reconstruct(photo, job.options, progress=progress)
+            mask = None if job.mask is None else decode_mask_bytes(job.mask, photo.size_in_file)
+            result = self.reconstructor.reconstruct(photo, job.options, progress=progress, mask=mask)
         except ImageError as error:
             raise JobAbortedError("bad_image", str(error)) from None
         except EmptyMeshError as error:
             raise JobAbortedError("empty_mesh", str(error)) from None
+        except MaskError as error:  # a ValueError too: before the options' clause
+            raise JobAbortedError("bad_mask", str(error)) from None
         except ValueError as error:
             raise JobAbortedError("bad_options", str(error)) from None
-        fields, frames = protocol.result_payload(result.vertices, result.faces, result.colors)
+        used_mask = None
+        if job.options.return_mask and result.mask is not None:
+            used_mask = mask_png_bytes(result.mask, result.photo_size)
+        fields, frames = protocol.result_payload(result.vertices, result.faces, result.colors, used_mask)
         fields["metadata"] = result.metadata
         return Response(job.request_id, "result", fields, frames)

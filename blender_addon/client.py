@@ -175,6 +175,9 @@ class MeshResult:
     colors: Any
     """uint8 [V, 4] or None."""
     metadata: dict[str, Any]
+    mask: bytes | None = None
+    """The mask the mesh was built from, a greyscale PNG's bytes at the photo file's size (white: the object),
+    when the options asked for it (`return_mask`); None otherwise."""
 
 
 @dataclass
@@ -283,6 +286,7 @@ class Client:
         cancel: threading.Event | None = None,
         request_id: str | None = None,
         accept_timeout_s: float = 10.0,
+        mask: bytes | None = None,
     ) -> MeshResult:
         """Send one photo and wait for its mesh (blocking).
 
@@ -290,6 +294,8 @@ class Client:
             image: the image file's bytes.
             progress: called with (stage, fraction) for each progress event.
             cancel: set it from another thread to cancel the job.
+            mask: the object's mask as an image file's bytes (e.g. PNG) of the photo's size: white (or opaque)
+                marks the object. A server refuses a mask it cannot use with JobFailedError("bad_mask").
         Raises:
             BackendBusyError, BackendUnavailableError, JobFailedError, JobCancelledError.
         """
@@ -300,6 +306,13 @@ class Client:
                 f"the image is {len(image) / 2**20:.0f} MB; the backend accepts at most "
                 f"{protocol.MAX_IMAGE_BYTES // 2**20} MB: downscale or re-encode it as JPEG"
             )
+        if mask is not None and not mask:
+            raise BackendError("the mask is empty: give a mask image's bytes, or no mask")
+        if mask is not None and len(mask) > protocol.MAX_IMAGE_BYTES:
+            raise MessageTooLargeError(
+                f"the mask is {len(mask) / 2**20:.0f} MB; the backend accepts at most "
+                f"{protocol.MAX_IMAGE_BYTES // 2**20} MB: save it as a greyscale PNG"
+            )
         socket, watch = self._socket()
         finished = cancel_sent = False
 
@@ -308,7 +321,8 @@ class Client:
             socket.send_multipart(protocol.encode_request(cancel_request), _zmq().NOBLOCK)
 
         try:
-            request = Request(request_id, "reconstruct", options.to_json(), [image])
+            payload = [image] if mask is None else [image, mask]
+            request = Request(request_id, "reconstruct", options.to_json(), payload)
             socket.send_multipart(protocol.encode_request(request))
             response = self._receive(socket, accept_timeout_s)
             if response is None:
@@ -327,7 +341,8 @@ class Client:
                         progress(_stage_text(response.fields), float(response.fields.get("fraction", 0.0)))
                     if kind == "result":
                         vertices, faces, colors = protocol.result_arrays(response)
-                        return MeshResult(vertices, faces, colors, response.fields.get("metadata", {}))
+                        metadata = response.fields.get("metadata", {})
+                        return MeshResult(vertices, faces, colors, metadata, protocol.result_mask(response))
                 if cancel is not None and cancel.is_set() and not cancel_sent:
                     send_cancel()
                     cancel_sent = True
@@ -356,8 +371,9 @@ class Client:
             else:
                 self._close(socket, watch)
 
-    def submit(self, image: bytes, options: ReconstructOptions | None = None) -> Job:
-        """Start a reconstruction in a background thread; read `job.events` (e.g. from a Blender timer)."""
+    def submit(self, image: bytes, options: ReconstructOptions | None = None, mask: bytes | None = None) -> Job:
+        """Start a reconstruction (with the object's `mask`, as in `reconstruct`) in a background thread; read
+        `job.events` (e.g. from a Blender timer)."""
         job = Job(request_id=uuid.uuid4().hex)
 
         def run() -> None:
@@ -368,6 +384,7 @@ class Client:
                     progress=lambda stage, fraction: job.events.put(("progress", stage, fraction)),
                     cancel=job.cancel_requested,
                     request_id=job.request_id,
+                    mask=mask,
                 )
                 job.events.put(("result", result))
             except BackendError as error:

@@ -11,7 +11,10 @@ raw bytes whose count and sizes the header declares and the receiver checks.
 
 Requests (client → server), header {"v": 1, "id": REQUEST_ID, "op": OP, "options": {...}}:
     ping, info                     no payload
-    reconstruct                    one frame: the image file's bytes (JPEG, PNG, WebP, TIFF or BMP)
+    reconstruct                    one or two frames: the image file's bytes (JPEG, PNG, WebP, TIFF or BMP),
+                                   then optionally the object's mask as an image file's bytes (PNG etc., the
+                                   photo file's size; alpha if it has a real one, else brightness: white or
+                                   opaque is the object); each at most MAX_IMAGE_BYTES
     cancel                         options {"target": REQUEST_ID}; a client that gives up on a job sends it
                                    (a server also drops the jobs of clients whose connection is gone)
     shutdown                       options {"token": the server's shutdown token}
@@ -26,7 +29,10 @@ Responses (server → client), header {"v": 1, "id": REQUEST_ID, "type": TYPE, .
     progress                       {"stage": str, "fraction": float}: at least every 2 s while a job runs,
                                    and while it waits ({"stage": "queued", "queue_position": int, 1 = next})
     result                         {"vertex_count", "face_count", "has_colors", "metadata"} and frames:
-                                   vertices float32 [V, 3], faces uint32 [F, 3], colours uint8 [V, 4] if any
+                                   vertices float32 [V, 3], faces uint32 [F, 3], colours uint8 [V, 4] if any;
+                                   with {"has_mask": true} (only when the options asked, "return_mask", so a
+                                   client that knows nothing of masks never meets the frame) a last frame: the
+                                   mask the mesh was built from, a greyscale PNG at the photo file's size
     cancelled, error               {"code": str, "message": str}
     ok                             reply to cancel and shutdown
 All arrays are little-endian and C-contiguous.
@@ -45,12 +51,15 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 
 MAX_HEADER_BYTES = 64 * 1024
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-"""Largest image file a request may carry (a 50-megapixel JPEG is about 20 MB)."""
-MAX_MESSAGE_BYTES = MAX_IMAGE_BYTES + MAX_HEADER_BYTES + 1024
-"""Default ZMQ_MAXMSGSIZE: a larger message makes ZeroMQ drop the connection before it is buffered."""
+"""Largest image file a request may carry (a 50-megapixel JPEG is about 20 MB); the same bound holds for a
+mask frame, in a request and in a result."""
+MAX_MESSAGE_BYTES = 2 * MAX_IMAGE_BYTES + MAX_HEADER_BYTES + 1024
+"""Largest request as a whole (header, image and mask), which `receive_request_frames` enforces; also the default
+ZMQ_MAXMSGSIZE, which libzmq applies to each frame: a larger frame makes ZeroMQ drop the connection before it is
+buffered."""
 MAX_REQUEST_FRAMES = 8
 """Frames of one request, routing envelopes included: a broker adds two (the client's identity and a
-delimiter) to the client's [b"", header, image]; anything longer is not a request."""
+delimiter) to the client's [b"", header, image, mask]; anything longer is not a request."""
 MAX_RESULT_VERTICES = 20_000_000
 """Sanity bound a client applies to a result's declared sizes."""
 
@@ -131,6 +140,9 @@ class ReconstructOptions:
     """Without a user's mask or an alpha channel: sharpen the network's object mask with GrabCut."""
     use_alpha: bool = True
     """Take a photo's real alpha channel as the object's mask; false: ignore it (the model finds the object)."""
+    return_mask: bool = False
+    """Server: send the mask the mesh was built from back with the result (a PNG frame, "has_mask"). Only the
+    answer changes: the pipeline ignores it, and the command line always writes the mask beside the mesh."""
 
     def __post_init__(self) -> None:
         resolution = self.resolution
@@ -142,7 +154,7 @@ class ReconstructOptions:
             raise ValueError(f"frame must be one of {FRAMES}")
         if self.shape not in SHAPES:
             raise ValueError(f"shape must be one of {SHAPES}")
-        for name in ("color", "largest_component", "upright", "refine_mask", "use_alpha"):
+        for name in ("color", "largest_component", "upright", "refine_mask", "use_alpha", "return_mask"):
             if type(getattr(self, name)) is not bool:
                 raise ValueError(f"{name} must be true or false")
         if self.precision not in PRECISIONS:
@@ -179,6 +191,8 @@ class ReconstructOptions:
             data["refine_mask"] = False
         if not self.use_alpha:
             data["use_alpha"] = False
+        if self.return_mask:  # only when asked: a server older than the option refuses unknown options
+            data["return_mask"] = True
         if not self.largest_component:
             data["largest_component"] = False
         if not self.upright:
@@ -363,14 +377,19 @@ def decode_request(body: list[bytes]) -> Request:
     if not isinstance(options, dict):
         raise ProtocolError("bad_options", "options must be an object", request_id)
     payload = body[1:]
-    expected = 1 if op == "reconstruct" else 0
-    if len(payload) != expected:
-        raise ProtocolError("bad_frames", f"{op} takes {expected} payload frame(s), got {len(payload)}", request_id)
+    expected = (1, 2) if op == "reconstruct" else (0,)
+    if len(payload) not in expected:
+        takes = "1 or 2" if op == "reconstruct" else "0"
+        raise ProtocolError("bad_frames", f"{op} takes {takes} payload frame(s), got {len(payload)}", request_id)
     if op == "reconstruct":
         if not payload[0]:
             raise ProtocolError("bad_image", "the image frame is empty", request_id)
         if len(payload[0]) > MAX_IMAGE_BYTES:
             raise ProtocolError("image_too_large", f"image is over {MAX_IMAGE_BYTES} bytes", request_id)
+        if len(payload) == 2 and not payload[1]:
+            raise ProtocolError("bad_mask", "the mask frame is empty", request_id)
+        if len(payload) == 2 and len(payload[1]) > MAX_IMAGE_BYTES:
+            raise ProtocolError("mask_too_large", f"mask is over {MAX_IMAGE_BYTES} bytes", request_id)
         ReconstructOptions.from_json(options, request_id)
     if op in _OPTIONS_OF:
         unknown_options = set(options) - _OPTIONS_OF[op]
@@ -401,18 +420,22 @@ def decode_response(body: list[bytes]) -> Response:
     payload = body[1:]
     if kind == "result":
         vertices, faces = header.get("vertex_count"), header.get("face_count")
-        has_colors = header.get("has_colors")
+        has_colors, has_mask = header.get("has_colors"), header.get("has_mask", False)
         if (
             type(vertices) is not int
             or type(faces) is not int
             or type(has_colors) is not bool
+            or type(has_mask) is not bool
             or not 0 <= vertices <= MAX_RESULT_VERTICES
             or not 0 <= faces <= 2 * MAX_RESULT_VERTICES
         ):
             raise ProtocolError("bad_result", "result counts are missing or out of range", request_id)
         sizes = [vertices * 12, faces * 12] + ([vertices * 4] if has_colors else [])
-        if [len(frame) for frame in payload] != sizes:
+        arrays = payload[: len(payload) - 1] if has_mask else payload
+        if [len(frame) for frame in arrays] != sizes or (has_mask and len(payload) != len(sizes) + 1):
             raise ProtocolError("bad_result", "result frames do not match the declared counts", request_id)
+        if has_mask and not 0 < len(payload[-1]) <= MAX_IMAGE_BYTES:
+            raise ProtocolError("bad_result", f"the mask frame is empty or over {MAX_IMAGE_BYTES} bytes", request_id)
     elif payload:
         raise ProtocolError("bad_frames", f"{kind} carries no payload", request_id)
     return Response(request_id=request_id, type=kind, fields=header, payload=list(payload))
@@ -424,14 +447,20 @@ def result_arrays(response: Response):
 
     vertices = np.frombuffer(response.payload[0], dtype="<f4").reshape(-1, 3)
     faces = np.frombuffer(response.payload[1], dtype="<u4").reshape(-1, 3)
-    colors = np.frombuffer(response.payload[2], dtype=np.uint8).reshape(-1, 4) if len(response.payload) > 2 else None
+    has_colors = response.fields.get("has_colors") is True
+    colors = np.frombuffer(response.payload[2], dtype=np.uint8).reshape(-1, 4) if has_colors else None
     if len(faces) and int(faces.max()) >= len(vertices):
         raise ProtocolError("bad_result", "a face refers to a vertex that does not exist", response.request_id)
     return vertices, faces, colors
 
 
-def result_payload(vertices, faces, colors) -> tuple[dict[str, Any], list[bytes]]:
-    """Arrays → (header fields, frames) for a result response."""
+def result_mask(response: Response) -> bytes | None:
+    """A result response's mask frame (a PNG's bytes, checked only for its size), or None when it has none."""
+    return response.payload[-1] if response.fields.get("has_mask") is True else None
+
+
+def result_payload(vertices, faces, colors, mask: bytes | None = None) -> tuple[dict[str, Any], list[bytes]]:
+    """Arrays (and the mask used, as a PNG's bytes) → (header fields, frames) for a result response."""
     import numpy as np
 
     frames = [
@@ -441,4 +470,7 @@ def result_payload(vertices, faces, colors) -> tuple[dict[str, Any], list[bytes]
     if colors is not None:
         frames.append(np.ascontiguousarray(colors, dtype=np.uint8).tobytes())
     fields = {"vertex_count": len(vertices), "face_count": len(faces), "has_colors": colors is not None}
+    if mask is not None:
+        frames.append(bytes(mask))
+        fields["has_mask"] = True
     return fields, frames

@@ -599,9 +599,11 @@ def add_commands(commands) -> None:
     evaluate.add_argument("--open-clip-weights", type=Path, help="local OpenCLIP weights, if the model needs them")
     evaluate.set_defaults(run=command_evaluate)
 
+    from training.cli_mask import add_train_mask_command
     from training.cli_photo_bench import add_photo_bench_commands
 
     add_photo_bench_commands(commands)
+    add_train_mask_command(commands)
 
     release = commands.add_parser(
         "release",
