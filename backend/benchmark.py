@@ -162,6 +162,9 @@ class ReconstructBenchmark:
     device: str
     resolution: int
     precision: str
+    shape: str
+    repeats: int
+    """image→mesh is the median of this many runs in a warm process (after one untimed run)."""
     stage_seconds: dict[str, float]
     queries: int
     dense_queries: int
@@ -174,18 +177,19 @@ class ReconstructBenchmark:
         s = self.stage_seconds
         iou = f"{self.volume_iou_vs_dense:.4f}" if self.volume_iou_vs_dense is not None else "-"
         return (
-            f"| {self.config} | {self.device} {self.precision} | {self.resolution} | {s['load']:.2f} | "
-            f"{s['preprocess']:.3f} | {s['encode']:.3f} | {s['occupancy']:.2f} | {s['marching_cubes']:.2f} | "
-            f"{s['export']:.3f} | "
-            f"**{s['image_to_mesh']:.2f}** | {self.queries:,} ({self.queries / self.dense_queries:.1%}) | "
+            f"| {self.config} | {self.device} {self.precision} | {self.shape} | {self.resolution} | {s['load']:.2f} | "
+            f"{s['preprocess']:.3f} | {s['encode']:.3f} | {s['mask']:.3f} | {s['occupancy']:.2f} | "
+            f"{s['marching_cubes']:.2f} | {s['export']:.3f} | "
+            f"**{s['image_to_mesh']:.2f}** (median of {self.repeats}) | {self.queries:,} "
+            f"({self.queries / self.dense_queries:.1%}) | "
             f"{self.faces:,} | {iou} | {self.peak_memory_mb:,.0f} |"
         )
 
 
 BENCHMARK_HEADER = (
-    "| config | device | res | load s | preprocess s | encode s | occupancy s | marching cubes s | export s | "
-    "image→mesh s | queries (of dense) | faces | IoU vs dense | peak MiB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| config | device | shape | res | load s | preprocess s | encode s | mask s | occupancy s | marching cubes s | "
+    "export s | image→mesh s | field queries (of dense) | faces | IoU vs dense | peak MiB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -206,11 +210,17 @@ def reconstruct_benchmark(
     checkpoint: str | None = None,
     seed: int = 0,
     precision: str = "fp32",
+    shape: str = "inflate",
+    repeats: int = 5,
 ) -> ReconstructBenchmark:
-    """Time each stage of photo → mesh file for one config (random weights unless `checkpoint` is given).
+    """Time each stage of photo → mesh file for one config (random weights unless `checkpoint` is given): one untimed
+    run warms the process, then image→mesh (and each stage) is the median of `repeats` runs.
 
     The occupancy field of an untrained network is near its level almost everywhere, so coarse-to-fine
-    refinement saves little on it: query counts are only representative with trained weights.
+    refinement saves little on it: query counts are only representative with trained weights. "occupancy" and
+    "marching cubes" split the shape stage: for `learned`, by running the carved decoder's field and marching cubes
+    again on the same latent; for `inflate` (no decoder), the field and meshing as the pipeline timed them together
+    go under "occupancy".
     """
     import tempfile
     from pathlib import Path
@@ -241,52 +251,68 @@ def reconstruct_benchmark(
         reconstructor = Reconstructor(checkpoint, device, open_clip_weights)
         stages["load"] = time.perf_counter() - start
 
-        photo_start = time.perf_counter()
-        photo = load_photo(image_path)
-        options = ReconstructOptions(resolution=resolution, frame="camera", precision=precision)
-        result = reconstructor.reconstruct(photo, options)
-        timings = result.metadata["timings_s"]
-        stages["preprocess"] = timings["preprocess"] + (time.perf_counter() - photo_start - sum(timings.values()))
-        stages["encode"] = timings["encode"]
-        export_start = time.perf_counter()
-        write_reconstruction(result, Path(folder) / "mesh.glb", "glb")
-        stages["export"] = time.perf_counter() - export_start
-        stages["image_to_mesh"] = time.perf_counter() - photo_start
+        options = ReconstructOptions(resolution=resolution, frame="camera", precision=precision, shape=shape)
+        reconstructor.reconstruct(load_photo(image_path), options)  # warm-up: caches, allocator, lazy imports
+        runs = []
+        for _ in range(max(1, repeats)):
+            photo_start = time.perf_counter()
+            photo = load_photo(image_path)
+            result = reconstructor.reconstruct(photo, options)
+            export_start = time.perf_counter()
+            write_reconstruction(result, Path(folder) / "mesh.glb", "glb")
+            done = time.perf_counter()
+            timings = result.metadata["timings_s"]
+            runs.append(
+                {
+                    "preprocess": timings["preprocess"] + (export_start - photo_start - sum(timings.values())),
+                    "encode": timings["encode"],
+                    "mask": timings["mask"],
+                    "shape": timings["occupancy_and_meshing"],
+                    "export": done - export_start,
+                    "image_to_mesh": done - photo_start,
+                }
+            )
+        stages |= {key: statistics.median(run[key] for run in runs) for key in runs[0]}
 
-        # Split occupancy from marching cubes by re-running the two on the same latent.
         model = reconstructor.model
-        from .preprocess import crop_photo
+        iou = None
+        if shape == "inflate":
+            stages["occupancy"], stages["marching_cubes"] = stages["shape"], 0.0
+        else:
+            # Split occupancy from marching cubes by re-running the two on the same latent.
+            from .preprocess import crop_photo
 
-        box = reconstructor.locate(photo, options.category)
-        crop = crop_photo(photo, box, reconstructor.preprocess)
-        with torch.inference_mode():
-            latent = model.encode(reconstructor._to_tensor(crop.rgb), [options.category])
+            box = reconstructor.locate(photo, options.category)
+            crop = crop_photo(photo, box, reconstructor.preprocess)
+            with torch.inference_mode():
+                latent = model.encode(reconstructor._to_tensor(crop.rgb), [options.category])
 
-            def query(points: np.ndarray, precision: str = precision) -> np.ndarray:
-                batch = torch.from_numpy(points).to(reconstructor.device)[None]
-                with reconstructor.autocast(precision):
-                    return model.query(batch, latent)[0].float().cpu().numpy()
+                def query(points: np.ndarray, precision: str = precision) -> np.ndarray:
+                    batch = torch.from_numpy(points).to(reconstructor.device)[None]
+                    with reconstructor.autocast(precision):
+                        return model.query(batch, latent)[0].float().cpu().numpy()
 
-            chunk = 262144 if reconstructor.device.type == "cuda" else 16384
-            half = reconstructor.preprocess.query_box_half_extent
-            t0 = time.perf_counter()
-            grid = evaluate_grid(query, resolution, half, chunk_size=chunk)
-            stages["occupancy"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            marching_cubes(grid)
-            stages["marching_cubes"] = time.perf_counter() - t0
-            iou = None
-            if compare_dense:
-                # The reference is the dense grid in fp32: the IoU covers both refinement and precision.
-                dense = evaluate_grid(lambda p: query(p, "fp32"), resolution, half, chunk_size=chunk, dense=True)
-                inside, dense_inside = grid.values > 0, dense.values > 0
-                union = (inside | dense_inside).sum()
-                iou = float((inside & dense_inside).sum() / union) if union else 1.0
+                chunk = 262144 if reconstructor.device.type == "cuda" else 16384
+                half = reconstructor.preprocess.query_box_half_extent
+                t0 = time.perf_counter()
+                grid = evaluate_grid(query, resolution, half, chunk_size=chunk)
+                stages["occupancy"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                marching_cubes(grid)
+                stages["marching_cubes"] = time.perf_counter() - t0
+                if compare_dense:
+                    # The reference is the dense grid in fp32: the IoU covers both refinement and precision.
+                    dense = evaluate_grid(lambda p: query(p, "fp32"), resolution, half, chunk_size=chunk, dense=True)
+                    inside, dense_inside = grid.values > 0, dense.values > 0
+                    union = (inside | dense_inside).sum()
+                    iou = float((inside & dense_inside).sum() / union) if union else 1.0
         return ReconstructBenchmark(
             config=config_name,
             device=str(reconstructor.device),
             resolution=resolution,
             precision=precision,
+            shape=shape,
+            repeats=max(1, repeats),
             stage_seconds=stages,
             queries=result.metadata["queries"],
             dense_queries=result.metadata["dense_grid_queries"],

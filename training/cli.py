@@ -223,6 +223,8 @@ def command_benchmark(args: argparse.Namespace) -> int:
                 compare_dense=not args.no_dense,
                 checkpoint=args.checkpoint if len(configs) == 1 else None,
                 precision=args.precision,
+                shape=args.shape,
+                repeats=args.repeats,
             )
             print(result.row(), flush=True)
         return 0
@@ -292,6 +294,12 @@ def add_commands(commands) -> None:
         "--image", type=Path, default=Path("examples/coffee.jpg"), help="reconstruct mode: the photo"
     )
     benchmark.add_argument("--resolution", type=int, default=128, help="reconstruct mode: grid resolution")
+    benchmark.add_argument(
+        "--shape", default="inflate", choices=["inflate", "learned"], help="reconstruct mode: shape (default inflate)"
+    )
+    benchmark.add_argument(
+        "--repeats", type=int, default=5, help="reconstruct mode: timed runs after a warm-up; the median (default 5)"
+    )
     benchmark.add_argument("--checkpoint", type=Path, help="reconstruct mode: weights (default: random)")
     benchmark.add_argument("--all-configs", action="store_true", help="reconstruct mode: tiny, small and paper")
     benchmark.add_argument(

@@ -27,6 +27,7 @@ def command_train_mask(args: argparse.Namespace) -> int:
         distill_weight=args.distill_weight,
         time_budget_min=args.time_budget,
         seed=args.seed,
+        stamps=args.stamps,
     )
     path = finetune_mask(options, progress=lambda **kw: tqdm(unit="step", dynamic_ncols=True, **kw))
     print(f"wrote {path}")
@@ -56,5 +57,6 @@ def add_train_mask_command(commands) -> None:
     )
     parser.add_argument("--time-budget", type=float, metavar="MIN", help="stop after MIN minutes; rerun to resume")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stamps", type=Path, help="the Tux Paint stamps folder (default: Debian's)")
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.set_defaults(run=command_train_mask)

@@ -51,7 +51,11 @@ ORACLES: dict[str, tuple[str, ...]] = {
 METHODS = ("model", *ORACLES, *SHAPE_METHODS, "visible", "sphere")
 CONDITIONS = ("clean", "cluttered", "occluded")
 PROMPTS = ("true", "object", "auto")
-METRIC_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd", *(f"iou_{v}" for v in VIEWS))
+SCORE_KEYS = ("fscore@0.05", "fscore@0.1", "fscore@0.15", "fscore@0.25", "cd")
+"""Every row's scores: F-scores at τ, 2τ, 3τ, 5τ and the Chamfer distance."""
+IOU_KEYS = tuple(f"iou_{v}" for v in VIEWS)
+"""The silhouette IoUs of the mesh rows, with `EvalOptions.shapes`."""
+METRIC_KEYS = (*SCORE_KEYS, *IOU_KEYS)
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,8 @@ class MaskFinetuneOptions:
     time_budget_min: float | None = None
     """Stop (and save) after this many minutes of this invocation; the same command resumes."""
     seed: int = 0
+    stamps: Path | None = None
+    """The Tux Paint stamps folder (default: Debian's, training.photo_benchmark.STAMPS_ROOT)."""
     checkpoint_every: int = 100
     log_every: int = 20
 
@@ -90,7 +92,7 @@ class _Samples:
     def __init__(self, model: ZeroShapeW, options: MaskFinetuneOptions):
         from training.cutout_composites import CutoutComposites
 
-        self.composites = CutoutComposites(model.preprocess)
+        self.composites = CutoutComposites(model.preprocess, options.stamps)
         self.renders = None
         if options.render_data:
             from training.dataset import RenderedViews

@@ -14,9 +14,10 @@ from backend.model.checkpoint import load_checkpoint
 from tests.training.conftest import one_torch_thread, run_cli
 from training.evaluate import (
     CONDITIONS,
+    IOU_KEYS,
     METHODS,
-    METRIC_KEYS,
     ORACLES,
+    SCORE_KEYS,
     EvalOptions,
     evaluate_dataset,
     format_tables,
@@ -53,13 +54,14 @@ def test_rows_cover_every_method_condition_and_view(rows):
     assert {r["category"] for r in rows} == {"chair", "table", "sofa"}
     for row in rows:
         assert row["occluders"] == (0 if row["condition"] == "clean" else 1), row
-        for key in METRIC_KEYS:
+        assert not set(IOU_KEYS) & set(row)  # silhouette IoUs only with shapes=True
+        for key in SCORE_KEYS:
             assert math.isfinite(row[key]), (key, row)
-        for key in METRIC_KEYS[:-1]:
+        for key in SCORE_KEYS[:-1]:
             assert 0.0 <= row[key] <= 1.0, (key, row)
         assert row["cd"] >= 0.0
         # F-scores can only grow with the threshold.
-        scores = [row[key] for key in METRIC_KEYS[:-1]]
+        scores = [row[key] for key in SCORE_KEYS[:-1]]
         assert scores == sorted(scores), row
 
 
@@ -171,7 +173,7 @@ def test_the_sphere_baseline_ignores_the_occluders(rows):
             )
             for c in CLEAN_SPLIT_CONDITIONS
         )
-        assert {k: clean[k] for k in METRIC_KEYS} == {k: occluded[k] for k in METRIC_KEYS}
+        assert {k: clean[k] for k in SCORE_KEYS} == {k: occluded[k] for k in SCORE_KEYS}
     # …while what the model sees does change with them: its visible-surface rows differ somewhere.
     visible = {(r["object_id"], r["condition"]): r["cd"] for r in rows if r["method"] == "visible"}
     assert any(visible[(o, "clean")] != visible[(o, "occluded")] for o, _ in visible)
@@ -238,7 +240,7 @@ def test_an_empty_mesh_scores_the_penalty_without_crashing(tiny_run):
     assert len(rows) == 3
     by_method = {r["method"]: r for r in rows}
     assert by_method["model"]["cd"] == EMPTY_CHAMFER
-    assert all(by_method["model"][k] == 0.0 for k in METRIC_KEYS[:-1])
+    assert all(by_method["model"][k] == 0.0 for k in SCORE_KEYS[:-1])
     # The baselines do not depend on the shape decoder: still real, finite scores.
     assert by_method["sphere"]["cd"] < EMPTY_CHAMFER
     assert by_method["visible"]["cd"] < EMPTY_CHAMFER
@@ -257,15 +259,24 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     out = tmp_path / "eval"
     checkpoint = tiny_run.out / "model.safetensors"
     quick = ["--views-per-object", "1", "--resolution", "32", "--samples", "2000", "--device", "cpu", "--threads", "1"]
+    data = ["--data", str(tiny_run.data)]
     result = run_cli(
-        "evaluate", "--checkpoint", str(checkpoint), "--data", str(tiny_run.data), *quick, "--out", str(out), "--oracle"
+        "evaluate", "--checkpoint", str(checkpoint), *data, *quick, "--out", str(out), "--oracle", "--shapes"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| method | condition |" in result.stdout
     assert "| oracle-all | clean | 3 |" in result.stdout
     lines = (out / "rows.jsonl").read_text().splitlines()
-    assert len(lines) == 3 * 2 * len(METHODS)  # 3 views, clean and occluded, the model, 3 oracles, 2 baselines
-    assert {json.loads(line)["method"] for line in lines} == set(METHODS)
+    # 3 views, clean and occluded: the model, 3 oracles, 4 silhouette-first shapes, 2 baselines.
+    assert len(lines) == 3 * 2 * len(METHODS)
+    rows = [json.loads(line) for line in lines]
+    assert {row["method"] for row in rows} == set(METHODS)
+    for row in rows:  # every mesh row has its silhouette IoUs; the point-cloud baselines have none
+        has_ious = row["method"] not in ("visible", "sphere") and not row["method"].startswith("oracle")
+        assert (set(IOU_KEYS) <= set(row)) == has_ious, row
+        assert all(0.0 <= row[key] <= 1.0 for key in IOU_KEYS if key in row)
+    true_mask = [r for r in rows if r["method"] == "inflate-true-mask" and r["condition"] == "clean"]
+    assert np.mean([r["iou_front"] for r in true_mask]) > 0.5  # the true outline, whatever this random model says
     summary = json.loads((out / "summary.json").read_text())
     # The tiny model has a scene head; rendered views give the pixel heads' errors.
     assert set(summary) == {"overall", "per_category", "per_source", "scene", "pixel_heads"}

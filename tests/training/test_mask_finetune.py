@@ -1,0 +1,52 @@
+"""Fine-tuning the mask head on photo cut-outs: only the backbone and the mask head move, the run resumes."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from backend.model.checkpoint import load_checkpoint, save_checkpoint
+from backend.model.config import get_config
+from backend.model.zeroshape import ZeroShapeW
+from tests.training.stamp_fixtures import make_stamps
+from training.mask_finetune import MaskFinetuneOptions, finetune_mask
+
+
+def test_a_short_run_moves_the_mask_head_and_backbone_only_and_resumes(tmp_path):
+    root = tmp_path / "stamps"
+    make_stamps(root)
+    torch.manual_seed(0)
+    init = save_checkpoint(ZeroShapeW(get_config("tiny")), tmp_path / "init.safetensors")
+    options = MaskFinetuneOptions(
+        init=init, out=tmp_path / "run", steps=2, batch_size=2, stamps=root, checkpoint_every=1, log_every=1
+    )
+    path = finetune_mask(options)
+    before, after = load_checkpoint(init).state_dict(), load_checkpoint(path).state_dict()
+    changed = {key.split(".")[0] for key in before if not torch.equal(before[key], after[key])}
+    assert changed == {"backbone", "visible_mask_head"}
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2]
+    assert {"mask", "keep_depth", "keep_focal", "keep_occluder"} <= set(log[0])
+    from backend.model.checkpoint import read_header
+
+    assert read_header(path)["provenance"]["step"] == 2
+
+    # The same command with more steps continues from step 2, not from the start.
+    resumed = finetune_mask(MaskFinetuneOptions(**{**options.__dict__, "steps": 3}))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log] == [1, 2, 3]
+    assert resumed == path
+
+
+def test_a_frozen_backbone_trains_the_mask_head_alone(tmp_path):
+    root = tmp_path / "stamps"
+    make_stamps(root)
+    torch.manual_seed(0)
+    init = save_checkpoint(ZeroShapeW(get_config("tiny")), tmp_path / "init.safetensors")
+    options = MaskFinetuneOptions(
+        init=init, out=tmp_path / "run", steps=1, batch_size=2, stamps=root, backbone_rate_scale=0.0
+    )
+    before, after = load_checkpoint(init).state_dict(), load_checkpoint(finetune_mask(options)).state_dict()
+    changed = {key.split(".")[0] for key in before if not torch.equal(before[key], after[key])}
+    assert changed == {"visible_mask_head"}
