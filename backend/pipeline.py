@@ -152,7 +152,7 @@ class Reconstructor:
         report("locate", 0.0)
         if not options.use_alpha:
             photo = replace(photo, alpha=None)
-        photo, mask_source, warnings = self._given_mask(photo, mask)
+        photo, mask_source, warnings = self._given_mask(photo, mask, options.box)
         box = self._user_box(photo, options.box) if options.box else None
         box = box or self.locate(photo, options.category)
         crop = crop_photo(photo, box, self.preprocess)
@@ -255,10 +255,16 @@ class Reconstructor:
             photo_size=photo.size_in_file,
         )
 
-    def _given_mask(self, photo: Photo, mask: np.ndarray | None) -> tuple[Photo, str, list[str]]:
+    def _given_mask(self, photo: Photo, mask: np.ndarray | None, box=None) -> tuple[Photo, str, list[str]]:
         """The photo with the user's mask (checked, resized to the photo as decoded) as its alpha, or with its own
-        alpha checked; an alpha that is no object mask is dropped with a warning. Returns (photo, mask source so far,
+        alpha checked; an alpha that is no object mask is dropped with a warning. Of a mask in several parts, the one
+        the user's box (file pixels) covers most is kept, else the largest. Returns (photo, mask source so far,
         warnings)."""
+        near = None
+        if box is not None:
+            x0, y0, x1, y1 = (max(0, round(photo.from_file_pixels(float(v)))) for v in box)
+            near = np.zeros(photo.rgb.shape[:2], bool)
+            near[y0:y1, x0:x1] = True
         if mask is not None:
             if tuple(mask.shape[::-1]) != tuple(photo.size_in_file):
                 raise MaskError(
@@ -270,12 +276,12 @@ class Reconstructor:
 
                 resized = Image.fromarray(mask.astype(np.float32)).resize(photo.size, Image.Resampling.BILINEAR)
                 mask = np.asarray(resized, np.float32)
-            checked = check_mask(mask, "the mask")
+            checked = check_mask(mask, "the mask", keep_near=near)
             return replace(photo, alpha=checked.mask.astype(np.float32)), "user", checked.warnings
         if photo.alpha is None:
             return photo, "network", []
         try:
-            checked = check_mask(photo.alpha, "the photo's alpha channel")
+            checked = check_mask(photo.alpha, "the photo's alpha channel", keep_near=near)
         except MaskError as error:
             return replace(photo, alpha=None), "network", [f"{error}; using the model's mask instead"]
         alpha = np.where(checked.mask | (photo.alpha < 0.5), photo.alpha, 0.0).astype(np.float32)

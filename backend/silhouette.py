@@ -287,7 +287,8 @@ def outline_iou(mesh_vertices: np.ndarray, mesh_faces: np.ndarray, camera: ViewC
         uv, z = camera.project(mesh_vertices)
         draw = ImageDraw.Draw(drawn)
         front = z[mesh_faces].min(axis=1) > 1e-9
-        for triangle in uv[mesh_faces[front]]:
+        # Pillow's pixel (i, j) spans [i, i + 1) × [j, j + 1); ours is centred on (i, j): shift by half a pixel.
+        for triangle in uv[mesh_faces[front]] + 0.5:
             draw.polygon([tuple(p) for p in triangle], fill=1)
     silhouette = np.asarray(drawn, bool)
     union = (silhouette | mask).sum()

@@ -482,6 +482,19 @@ def test_ignore_alpha_lets_the_model_find_the_object(checkpoint, tmp_path):
     assert (result.mask != mask).any()
 
 
+def test_of_several_parts_the_one_in_the_users_box_is_kept(checkpoint, tmp_path):
+    rgba = np.zeros((100, 100, 4), np.uint8)
+    rgba[20:60, 20:60] = [200, 40, 40, 255]
+    rgba[70:90, 70:90] = [40, 40, 200, 255]
+    Image.fromarray(rgba).save(tmp_path / "two.png")
+    result = Reconstructor(checkpoint, device="cpu").reconstruct(
+        load_photo(tmp_path / "two.png"), ReconstructOptions(resolution=32, box=(65, 65, 95, 95))
+    )
+    assert result.mask[80, 80]
+    assert not result.mask[40, 40]
+    assert any("the one the object's box points at" in w for w in result.metadata["warnings"])
+
+
 def test_an_alpha_that_is_no_object_mask_falls_back_to_the_model_with_a_warning(checkpoint, tmp_path):
     rgba = np.full((100, 100, 4), 255, np.uint8)
     rgba[:4, :4, 3] = 0  # rounded corners, say: transparent, but no outline
