@@ -68,17 +68,20 @@ def decode_mask_bytes(data: bytes, size: tuple[int, int], name: str = "the mask"
     Raises:
         MaskError: unreadable, too large, or not `size`.
     """
+    from backend.preprocess import SUPPORTED_FORMATS
+
     if len(data) > MAX_MASK_FILE_BYTES:
         raise MaskError(f"{name}: larger than {MAX_MASK_FILE_BYTES // 2**20} MiB")
-    return _decode_mask(data, size, name)
+    return _decode_mask(data, size, name, SUPPORTED_FORMATS)  # a stranger's bytes: the photo's decoders only
 
 
-def _decode_mask(data: bytes, size: tuple[int, int], name: str) -> np.ndarray:
-    """The one reader behind `read_mask_file` and `decode_mask_bytes`; `name` starts each message."""
+def _decode_mask(data: bytes, size: tuple[int, int], name: str, formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """The one reader behind `read_mask_file` and `decode_mask_bytes`; `name` starts each message, `formats`
+    limits Pillow's decoders (None: all)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=formats) as image:
             if image.size != tuple(size):
                 raise MaskError(
                     f"{name} is {image.size[0]}×{image.size[1]} pixels but the photo is {size[0]}×{size[1]}: "
@@ -153,46 +156,42 @@ def check_mask(mask: np.ndarray, name: str, keep_near: np.ndarray | None = None,
 def refine_with_grabcut(rgb: np.ndarray, probability: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Sharpen a rough mask to the photo's edges with GrabCut seeded by it.
 
-    Seeds: the mask's inner half is certainly the object, the rest of it probably; a ring around it probably
-    background; everything further (and pixels outside the photo) certainly background.
+    Seeds: the mask's inner half (by distance to its outline) is certainly the object, the rest of it probably; the
+    crop's border band (the crop is a square around the object with a margin, so its edge shows background) and
+    pixels outside the photo are certainly background; everything else is probably background. Measured on the photo
+    benchmark with run 8 (raw mask IoU 0.394 flat, 0.136 real): seeding background only in a ring around the rough
+    mask gave 0.523 and 0.174, seeding it at the border gives 0.640 and 0.340 (the model card).
 
     Args:
         rgb: [S, S, 3] float in [0, 1]; probability: [S, S] the network's visible-mask probability.
         valid: optional [S, S] bool: pixels that show the photo (not the crop's padding).
     Returns:
-        [S, S] bool; the rough mask itself when GrabCut collapses or runs away (under a third or over three
-        times its area), or when the mask is too small to seed it.
+        [S, S] bool; the rough mask itself when it is too small to seed GrabCut or GrabCut finds no object.
     """
     import cv2
 
     rough = probability >= 0.5
-    area = int(rough.sum())
-    if area < MIN_OBJECT_PIXELS:
+    if rough.sum() < MIN_OBJECT_PIXELS:
         return rough
-    # Depths from the rough outline, scaled by the mask's thickness (its largest inscribed radius): the inner half
-    # is certainly the object, and background is only certain beyond a ring as wide, so a rough mask that is
-    # off by up to that much is still corrected.
     inside = ndimage.distance_transform_edt(rough)
-    outside = ndimage.distance_transform_edt(~rough)
-    thickness = float(inside.max())
-    core = inside >= max(2.0, 0.5 * thickness)
-    ring = outside <= max(8.0, 0.5 * thickness)
-    seeds = np.full(rough.shape, cv2.GC_BGD, np.uint8)
-    seeds[ring] = cv2.GC_PR_BGD
+    band = max(3, rough.shape[0] // 40)
+    seeds = np.full(rough.shape, cv2.GC_PR_BGD, np.uint8)
     seeds[rough] = cv2.GC_PR_FGD
-    seeds[core] = cv2.GC_FGD
+    seeds[inside >= max(2.0, 0.5 * float(inside.max()))] = cv2.GC_FGD
+    border = np.zeros_like(rough)
+    border[:band] = border[-band:] = True
+    border[:, :band] = border[:, -band:] = True
+    seeds[border] = cv2.GC_BGD
     if valid is not None:
         seeds[~valid] = cv2.GC_BGD
-    if not core.any() or not (seeds == cv2.GC_BGD).any():
+    if not (seeds == cv2.GC_FGD).any():
         return rough
     image = np.ascontiguousarray((np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)[..., ::-1])
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)
     cv2.grabCut(image, seeds, None, background, foreground, 4, cv2.GC_INIT_WITH_MASK)
     refined = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
-    if not area / 3 <= refined.sum() <= 3 * area:
-        return rough
-    return refined
+    return refined if refined.sum() >= MIN_OBJECT_PIXELS else rough
 
 
 def crop_to_photo(crop_mask: np.ndarray, box: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
