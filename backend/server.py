@@ -6,7 +6,7 @@ thread runs jobs in order on the model's device. They talk through an inproc PUS
 ZeroMQ sockets must not be shared between threads.
 
 Threat model: the server executes nothing a client sends; messages are JSON plus raw bytes, never pickle;
-every size a client controls is bounded (ZMQ_MAXMSGSIZE on the socket, header and image limits in the
+every size a client controls is bounded (ZMQ_MAXMSGSIZE on the socket, header, image and mask limits in the
 protocol, Pillow's decompression-bomb limit lowered and its warning an error, a maximum resolution, a
 bounded queue, a deadline per job). By default it listens on loopback only, so only programs on this
 machine can reach it; loopback does not separate users of a shared machine, nor stop malware running as

@@ -17,8 +17,9 @@ import bpy
 from . import batch as batch_module
 from . import camera as camera_module
 from . import scene as scene_module
+from .mask_image import grey_png, pixels_to_mask
 from .properties import PACKAGE, make_client, preferences
-from .protocol import ReconstructOptions
+from .protocol import MAX_IMAGE_BYTES, ProtocolError, ReconstructOptions
 from .texture_bake import bake_vertex_colours
 
 TICK_SECONDS = 0.1
@@ -32,6 +33,11 @@ class _State:
         self.job_name = ""
         self.job_location = None
         self.job_photo = ""
+        self.job_photo_image = ""
+        """The Blender image the photo came from (sources other than File), to reconstruct it again."""
+        self.job_options: ReconstructOptions | None = None
+        self.job_target = ""
+        """Reconstruct Again: the object whose mesh the result replaces ("" for a new object)."""
         self.job_request_id = ""
         self.job_started = 0.0
         self.batch: batch_module.BatchQueue | None = None
@@ -72,30 +78,33 @@ def status(context, text: str, error: bool = False) -> None:
 def read_source(context) -> tuple[str, bytes]:
     """(object name, image file bytes) for the chosen image source; ValueError with a clear message."""
     settings = context.scene.zeroshape
-    if settings.source == "FILE":
-        if not settings.filepath:
-            raise ValueError("choose a photo first")
-    else:
-        image = settings.image
-        if settings.source == "EDITOR":
-            image = next(
-                (
-                    area.spaces.active.image
-                    for window in context.window_manager.windows
-                    for area in window.screen.areas
-                    if area.type == "IMAGE_EDITOR" and area.spaces.active.image
-                ),
-                None,
-            )
-        if image is None:
-            raise ValueError(
-                "no image chosen" if settings.source == "DATABLOCK" else "no image open in an Image Editor"
-            )
-        return image_bytes(image)
+    if settings.source != "FILE":
+        return image_bytes(source_image(context))
+    if not settings.filepath:
+        raise ValueError("choose a photo first")
     path = Path(bpy.path.abspath(settings.filepath))
     if not path.is_file():
         raise ValueError(f"{path}: file not found")
     return path.stem, path.read_bytes()
+
+
+def source_image(context):
+    """The Blender image chosen as the photo (the Blend Image and Image Editor sources); ValueError if none."""
+    settings = context.scene.zeroshape
+    image = settings.image
+    if settings.source == "EDITOR":
+        image = next(
+            (
+                area.spaces.active.image
+                for window in context.window_manager.windows
+                for area in window.screen.areas
+                if area.type == "IMAGE_EDITOR" and area.spaces.active.image
+            ),
+            None,
+        )
+    if image is None:
+        raise ValueError("no image chosen" if settings.source == "DATABLOCK" else "no image open in an Image Editor")
+    return image
 
 
 def image_bytes(image) -> tuple[str, bytes]:
@@ -128,7 +137,60 @@ def request_options(context, with_box: bool = True) -> ReconstructOptions:
         upright=settings.upright,
         max_faces=settings.max_faces if settings.limit_faces else None,
         box=tuple(settings.box) if settings.use_box and with_box else None,
+        shape=settings.shape.lower(),
+        use_alpha=settings.use_alpha,
+        return_mask=True,  # loaded beside the result, to be edited and sent back (Edit Mask, Reconstruct Again)
     )
+
+
+# ----------------------------------------------------------------------------------------- masks
+def read_mask_file(context) -> bytes | None:
+    """The panel's mask file's bytes, or None when none is set; ValueError with a clear message."""
+    settings = context.scene.zeroshape
+    if not settings.mask_filepath:
+        return None
+    path = Path(bpy.path.abspath(settings.mask_filepath))
+    if not path.is_file():
+        raise ValueError(f"mask {path}: file not found")
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        raise ValueError(f"mask {path}: larger than {MAX_IMAGE_BYTES // 2**20} MB (save it as a greyscale PNG)")
+    return path.read_bytes()
+
+
+def mask_image(obj):
+    """The mask image of a reconstruction (custom property "zeroshape_mask"), or None."""
+    image = obj.get("zeroshape_mask") if obj is not None else None
+    return image if isinstance(image, bpy.types.Image) else None
+
+
+def mask_png(image) -> bytes:
+    """A mask image's pixels, as painted (saved or not), as a greyscale PNG's bytes for the backend."""
+    import numpy as np
+
+    width, height = image.size
+    if width == 0 or height == 0:  # its file is gone and it was never packed
+        raise ValueError(f"{image.name}: Blender has no pixels of this mask image")
+    pixels = np.empty(width * height * image.channels, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    return grey_png(pixels_to_mask(pixels, width, height, image.channels))
+
+
+def reconstruction_source(obj) -> tuple[bytes, str, str, ReconstructOptions]:
+    """What a reconstruction was made from: (photo file bytes, photo path or "", Blender image name or "", its
+    options). ValueError with a clear message when the photo is gone."""
+    photo, image_name = str(obj.get("zeroshape_photo", "")), str(obj.get("zeroshape_photo_image", ""))
+    try:
+        options = ReconstructOptions.from_json(json.loads(obj.get("zeroshape_options", "{}")))
+    except (ValueError, ProtocolError) as error:
+        raise ValueError(f"{obj.name}: its reconstruction options cannot be read ({error})") from None
+    if image_name:
+        image = bpy.data.images.get(image_name)
+        if image is None:
+            raise ValueError(f"{obj.name}: its photo, the image {image_name}, is no longer in this file")
+        return image_bytes(image)[1], "", image_name, options
+    if not photo or not Path(photo).is_file():
+        raise ValueError(f"{obj.name}: its photo {photo or '(unknown)'} is not found")
+    return Path(photo).read_bytes(), photo, "", options
 
 
 def backend_reachable(context) -> str | None:
@@ -208,14 +270,25 @@ def tick() -> float | None:
 
 def _import_result(context, result) -> None:
     started = time.perf_counter()
-    obj = scene_module.import_mesh(
-        context, STATE.job_name, result.vertices, result.faces, result.colors, location=STATE.job_location
-    )
-    height = context.scene.zeroshape.real_height
-    if height > 0:  # the mesh arrives 1 unit tall, standing on z = 0
-        obj.scale = (height, height, height)
-    # The reconstruction's metadata (camera, frame, category, model) stays with the object, for scripts and tools.
+    target = bpy.data.objects.get(STATE.job_target) if STATE.job_target else None
+    if target is not None:  # Reconstruct Again: the object stays (place, scale, camera); its mesh is new
+        obj = scene_module.replace_mesh(context, target, result.vertices, result.faces, result.colors)
+    else:
+        obj = scene_module.import_mesh(
+            context, STATE.job_name, result.vertices, result.faces, result.colors, location=STATE.job_location
+        )
+        height = context.scene.zeroshape.real_height
+        if height > 0:  # the mesh arrives 1 unit tall, standing on z = 0
+            obj.scale = (height, height, height)
+    # The reconstruction's metadata (camera, frame, category, model) stays with the object, for scripts and tools;
+    # its photo, options and mask too, to reconstruct it again with an edited mask.
     obj["zeroshape"] = json.dumps(result.metadata)
+    obj["zeroshape_photo"] = STATE.job_photo
+    obj["zeroshape_photo_image"] = STATE.job_photo_image
+    if STATE.job_options is not None:
+        obj["zeroshape_options"] = json.dumps(STATE.job_options.to_json())
+    if result.mask is not None:
+        obj["zeroshape_mask"] = scene_module.load_mask_image(f"{obj.name} mask", result.mask, mask_image(obj))
     settings = context.scene.zeroshape
     problems = list(result.metadata.get("warnings") or [])  # e.g. a blank photo: probably not an object
     if settings.bake_texture and result.colors is not None:
@@ -223,12 +296,12 @@ def _import_result(context, result) -> None:
             bake_vertex_colours(context, obj, int(settings.texture_size))
         except (ValueError, RuntimeError) as error:  # the mesh is in, with its vertex colours; only the bake failed
             problems.append(f"could not bake its texture ({error})")
-    if settings.match_photo and STATE.batch is None:
+    if settings.match_photo and STATE.batch is None and target is None:
         try:
             add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})
         except (KeyError, ValueError, RuntimeError) as error:  # the mesh is in; only the camera failed
             problems.append(f"could not add the matching camera ({error})")
-    scene_module.push_undo(f"Reconstruct {obj.name}")
+    scene_module.push_undo(f"Reconstruct {obj.name}" + (" again" if target is not None else ""))
     seconds = time.perf_counter() - started
     if problems:  # the mesh is in, but not all is well
         status(context, f"{obj.name}: {'; '.join(problems)}", error=True)
@@ -298,9 +371,22 @@ def _start_next_batch_item(context) -> float | None:
     return TICK_SECONDS
 
 
-def _submit(context, name: str, data: bytes, options: ReconstructOptions, location, photo: str) -> None:
-    STATE.job = make_client(context).submit(data, options)
+def _submit(
+    context,
+    name: str,
+    data: bytes,
+    options: ReconstructOptions,
+    location,
+    photo: str,
+    mask: bytes | None = None,
+    photo_image: str = "",
+    target: str = "",
+) -> None:
+    """Start a job. `photo`: the photo's path ("" when it came from a Blender image, named `photo_image`); `mask`:
+    the object's mask as an image file's bytes; `target`: the object whose mesh the result replaces."""
+    STATE.job = make_client(context).submit(data, options, mask=mask)
     STATE.job_name, STATE.job_location, STATE.job_photo = name, location, photo
+    STATE.job_photo_image, STATE.job_options, STATE.job_target = photo_image, options, target
     STATE.job_request_id = STATE.job.request_id
     STATE.job_started = time.monotonic()
     wm = context.window_manager

@@ -1,7 +1,9 @@
-"""The add-on's operators (bpy): reconstruct, batch import and resume, cancel, check and start/stop the backend."""
+"""The add-on's operators (bpy): reconstruct (and again, with an edited mask), batch import and resume, cancel,
+check and start/stop the backend."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import bpy
@@ -12,9 +14,14 @@ from .jobs import (
     _start_next_batch_item,
     _submit,
     backend_reachable,
+    mask_image,
+    mask_png,
     queue_file,
+    read_mask_file,
     read_source,
+    reconstruction_source,
     request_options,
+    source_image,
     status,
     stop_local_backend,
 )
@@ -44,22 +51,120 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
         return True
 
     def execute(self, context):
+        settings = context.scene.zeroshape
         try:
             name, data = read_source(context)
             options = request_options(context)
+            mask = read_mask_file(context)
+            photo_image = source_image(context).name if settings.source != "FILE" else ""
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        problem = backend_reachable(context)
-        if problem:
-            context.window_manager.zeroshape_backend = "not reachable: start it with `zeroshape-w serve`"
-            status(context, problem, error=True)
-            self.report({"ERROR"}, problem)
+        if not _backend_answers(self, context):
             return {"CANCELLED"}
-        settings = context.scene.zeroshape
         photo = bpy.path.abspath(settings.filepath) if settings.source == "FILE" else ""
-        _submit(context, name, data, options, None, photo)
+        _submit(context, name, data, options, None, photo, mask=mask, photo_image=photo_image)
         self.report({"INFO"}, f"reconstructing {name}…")
+        return {"FINISHED"}
+
+
+def _backend_answers(operator, context) -> bool:
+    """Ping the backend; when it does not answer, say so (panel, status, report) and return False."""
+    problem = backend_reachable(context)
+    if problem:
+        context.window_manager.zeroshape_backend = "not reachable: start it with `zeroshape-w serve`"
+        status(context, problem, error=True)
+        operator.report({"ERROR"}, problem)
+    return not problem
+
+
+class ZEROSHAPE_OT_edit_mask(bpy.types.Operator):
+    """Paint the mask the selected reconstruction was built from, in an Image Editor (black removes, white adds);
+    then Reconstruct Again"""
+
+    bl_idname = "zeroshape.edit_mask"
+    bl_label = "Edit Mask"
+
+    @classmethod
+    def poll(cls, context):
+        if mask_image(context.active_object) is None:
+            cls.poll_message_set("select a reconstruction: its mask comes with it")
+            return False
+        return True
+
+    def execute(self, context):
+        image = mask_image(context.active_object)
+        space = _image_editor(context)
+        if space is None:
+            self.report(
+                {"WARNING"},
+                f"no Image Editor to show the mask in: open one, choose the image “{image.name}” and paint it in "
+                "Paint mode (black removes, white adds), then Reconstruct Again",
+            )
+            return {"CANCELLED"}
+        space.image = image
+        space.ui_mode = "PAINT"
+        paint = context.scene.tool_settings.image_paint.unified_paint_settings
+        paint.use_unified_color = True  # every brush paints black; X swaps to white
+        paint.color, paint.secondary_color = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        self.report({"INFO"}, f"paint “{image.name}”: black removes, white adds; then Reconstruct Again")
+        return {"FINISHED"}
+
+
+def _image_editor(context):
+    """An Image Editor's space to paint in: one that is open (in any window), else one in a new window (a copy of
+    the area the button was pressed in, turned into an Image Editor); None without a window to open (background
+    mode)."""
+    for window in context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "IMAGE_EDITOR":
+                return area.spaces.active
+    if bpy.app.background or context.window is None or context.area is None:
+        return None
+    windows = set(context.window_manager.windows)
+    with context.temp_override(window=context.window, area=context.area):
+        bpy.ops.screen.area_dupli("INVOKE_DEFAULT")
+    opened = [window for window in context.window_manager.windows if window not in windows]
+    if not opened:
+        return None
+    area = opened[0].screen.areas[0]
+    area.type = "IMAGE_EDITOR"
+    return area.spaces.active
+
+
+class ZEROSHAPE_OT_reconstruct_again(bpy.types.Operator):
+    """Reconstruct the selected object again from its photo and options, with its mask as painted now; the object
+    keeps its place and gets the new mesh"""
+
+    bl_idname = "zeroshape.reconstruct_again"
+    bl_label = "Reconstruct Again"
+
+    @classmethod
+    def poll(cls, context):
+        if context.window_manager.zeroshape_running:
+            cls.poll_message_set("a reconstruction is already running")
+            return False
+        if mask_image(context.active_object) is None:
+            cls.poll_message_set("select a reconstruction: its mask comes with it")
+            return False
+        if STATE.backend_problem:
+            cls.poll_message_set(STATE.backend_problem)
+            return False
+        return True
+
+    def execute(self, context):
+        obj = context.active_object
+        try:
+            data, photo, photo_image, options = reconstruction_source(obj)
+            mask = mask_png(mask_image(obj))
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if not _backend_answers(self, context):
+            return {"CANCELLED"}
+        options = dataclasses.replace(options, return_mask=True)
+        _submit(context, obj.name, data, options, None, photo, mask=mask, photo_image=photo_image, target=obj.name)
+        self.report({"INFO"}, f"reconstructing {obj.name} again with its mask…")
         return {"FINISHED"}
 
 

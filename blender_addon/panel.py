@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from .jobs import STATE
+from .jobs import STATE, mask_image
 from .operators import (
     ZEROSHAPE_OT_bake_texture,
     ZEROSHAPE_OT_batch_import,
@@ -12,7 +12,9 @@ from .operators import (
     ZEROSHAPE_OT_cancel,
     ZEROSHAPE_OT_cancel_after_current,
     ZEROSHAPE_OT_check_backend,
+    ZEROSHAPE_OT_edit_mask,
     ZEROSHAPE_OT_reconstruct,
+    ZEROSHAPE_OT_reconstruct_again,
 )
 
 
@@ -43,6 +45,10 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
             layout.prop(settings, "filepath")
         elif settings.source == "DATABLOCK":
             layout.prop(settings, "image")
+        layout.prop(settings, "mask_filepath", placeholder="From the photo")
+        row = layout.row()
+        row.prop(settings, "shape", expand=True)
+        row.prop(settings, "use_alpha")
         layout.prop(settings, "category", placeholder="Auto")
         layout.prop(settings, "resolution")
         row = layout.row()
@@ -55,6 +61,13 @@ class ZEROSHAPE_PT_panel(bpy.types.Panel):
         _switch_and_value(layout, settings, "use_box", "box")
         layout.operator(ZEROSHAPE_OT_reconstruct.bl_idname, icon="MESH_MONKEY")
         layout.operator(ZEROSHAPE_OT_bake_texture.bl_idname, icon="TEXTURE")
+        mask = mask_image(context.active_object)
+        if mask is not None:  # the selected reconstruction's mask: paint it, then make the mesh again from it
+            box = layout.box()
+            box.label(text=f"Mask: {mask.name}", icon="IMAGE_DATA")
+            row = box.row()
+            row.operator(ZEROSHAPE_OT_edit_mask.bl_idname, icon="BRUSH_DATA")
+            row.operator(ZEROSHAPE_OT_reconstruct_again.bl_idname, icon="FILE_REFRESH")
         if wm.zeroshape_running:
             layout.progress(factor=wm.zeroshape_progress, type="BAR", text=wm.zeroshape_stage or "working")
             if STATE.batch is not None:

@@ -65,6 +65,26 @@ class ZeroShapeSettings(bpy.types.PropertyGroup):
     )
     filepath: StringProperty(name="Photo", subtype="FILE_PATH")
     image: PointerProperty(name="Image", type=bpy.types.Image)
+    mask_filepath: StringProperty(
+        name="Mask",
+        description="Optional: the object's mask, an image of the photo's size, white (or opaque) on the object "
+        "(e.g. the mask of an earlier reconstruction, edited); empty: found from the photo",
+        subtype="FILE_PATH",
+    )
+    use_alpha: BoolProperty(
+        name="Use alpha",
+        description="Take a cut-out photo's transparency as the object's outline (off: the model finds the object)",
+        default=True,
+    )
+    shape: EnumProperty(
+        name="Shape",
+        description="How the body is made from the object's outline",
+        items=[
+            ("INFLATE", "Inflate", "A round body inflated from the object's outline (fast, follows the mask)"),
+            ("LEARNED", "Learned", "The model's learned shape, carved by the outline"),
+        ],
+        default="INFLATE",
+    )
     category: StringProperty(
         name="Category",
         description='What the object is, e.g. "chair"; "object" for no category; empty: Auto, the model chooses',

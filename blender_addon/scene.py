@@ -50,6 +50,26 @@ def import_mesh(
     Args:
         vertices: [V, 3] float32; faces: [F, 3] integer; colors: [V, 4] uint8 RGBA or None.
     """
+    obj = bpy.data.objects.new(name, new_mesh(name, vertices, faces, colors))
+    reconstruction_collection(context.scene).objects.link(obj)
+    obj.location = context.scene.cursor.location.copy() if location is None else location
+    _select_only(context, obj)
+    return obj
+
+
+def replace_mesh(context, obj, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None):
+    """Give a reconstruction its new mesh (arrays as in `import_mesh`), keeping the object: its name, place,
+    scale and everything that refers to it. The old mesh goes when nothing else uses it."""
+    old = obj.data
+    obj.data = new_mesh(old.name, vertices, faces, colors)
+    if old.users == 0:
+        bpy.data.meshes.remove(old)
+    _select_only(context, obj)
+    return obj
+
+
+def new_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, colors: np.ndarray | None) -> bpy.types.Mesh:
+    """A mesh datablock from arrays in bulk, with the vertex-colour material (arrays as in `import_mesh`)."""
     mesh = bpy.data.meshes.new(name)
     vertex_count, face_count = len(vertices), len(faces)
     mesh.vertices.add(vertex_count)
@@ -69,17 +89,38 @@ def import_mesh(
     mesh.update(calc_edges=True)
     mesh.shade_smooth()
     mesh.materials.append(vertex_colour_material())
+    return mesh
 
-    obj = bpy.data.objects.new(name, mesh)
-    reconstruction_collection(context.scene).objects.link(obj)
-    obj.location = context.scene.cursor.location.copy() if location is None else location
+
+def _select_only(context, obj) -> None:
+    """`obj` selected and active, in object mode."""
     if context.view_layer.objects.active is not None and context.view_layer.objects.active.mode != "OBJECT":
         bpy.ops.object.mode_set(mode="OBJECT")
     for other in context.view_layer.objects.selected:
         other.select_set(False)
     obj.select_set(True)
     context.view_layer.objects.active = obj
-    return obj
+
+
+def load_mask_image(name: str, png: bytes, replace=None) -> bpy.types.Image:
+    """The mask a reconstruction was built from (a PNG's bytes, the photo's size) as an image named `name` (made
+    unique by Blender), packed into the .blend. `replace`: the object's previous mask image, replaced everywhere it
+    is used (e.g. in an Image Editor, which then shows the mask the new mesh was built from) and removed."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="zeroshape-") as scratch:
+        path = Path(scratch) / "mask.png"
+        path.write_bytes(png)
+        image = bpy.data.images.load(str(path))
+        image.pack()  # the file goes with the folder: the pixels live in the .blend
+    image.colorspace_settings.name = "Non-Color"  # data, not a colour: painted values are sent as they are
+    if replace is not None:
+        replace.user_remap(image)
+        bpy.data.images.remove(replace)
+    image.name = name
+    image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # where Unpack would write it, not the gone folder
+    return image
 
 
 def push_undo(message: str) -> None:

@@ -17,7 +17,9 @@ from .operators import (
     ZEROSHAPE_OT_cancel,
     ZEROSHAPE_OT_cancel_after_current,
     ZEROSHAPE_OT_check_backend,
+    ZEROSHAPE_OT_edit_mask,
     ZEROSHAPE_OT_reconstruct,
+    ZEROSHAPE_OT_reconstruct_again,
     ZEROSHAPE_OT_start_backend,
     ZEROSHAPE_OT_stop_backend,
 )
@@ -28,6 +30,8 @@ CLASSES = (
     ZeroShapeSettings,
     ZeroShapePreferences,
     ZEROSHAPE_OT_reconstruct,
+    ZEROSHAPE_OT_reconstruct_again,
+    ZEROSHAPE_OT_edit_mask,
     ZEROSHAPE_OT_check_backend,
     ZEROSHAPE_OT_bake_texture,
     ZEROSHAPE_OT_cancel,

@@ -11,6 +11,8 @@ from backend.object_mask import (
     MaskError,
     check_mask,
     crop_to_photo,
+    decode_mask_bytes,
+    mask_png_bytes,
     read_mask_file,
     refine_with_grabcut,
     write_mask_png,
@@ -49,6 +51,30 @@ def test_a_mask_of_the_wrong_size_is_a_clear_error(tmp_path):
     path = write_mask_png(square_mask(50, 60, (10, 10, 30, 30)), tmp_path / "small.png")
     with pytest.raises(MaskError, match=r"small\.png is 60×50 pixels but the photo is 120×100"):
         read_mask_file(path, (120, 100))
+
+
+def test_mask_bytes_from_the_network_read_as_a_file_does(tmp_path):
+    path = write_mask_png(square_mask(), tmp_path / "m.png")
+    np.testing.assert_array_equal(decode_mask_bytes(path.read_bytes(), (120, 100)), read_mask_file(path, (120, 100)))
+    with pytest.raises(MaskError, match=r"^the mask is 120×100 pixels but the photo is 60×50"):
+        decode_mask_bytes(path.read_bytes(), (60, 50))
+    with pytest.raises(MaskError, match="not an image"):
+        decode_mask_bytes(b"not an image", (120, 100))
+
+
+def test_mask_bytes_are_read_with_the_photo_decoders_only(tmp_path):
+    Image.fromarray((square_mask() * 255).astype(np.uint8)).save(tmp_path / "m.gif")
+    assert (read_mask_file(tmp_path / "m.gif", (120, 100)) >= 0.5).sum() == 40 * 40  # a file the user chose
+    with pytest.raises(MaskError, match="not an image"):  # a stranger's bytes: JPEG, PNG, WebP, TIFF, BMP only
+        decode_mask_bytes((tmp_path / "m.gif").read_bytes(), (120, 100))
+
+
+def test_mask_png_bytes_match_the_file_written(tmp_path):
+    mask = square_mask() >= 0.5
+    png = mask_png_bytes(mask, (240, 200))
+    written = write_mask_png(mask, tmp_path / "m.png", (240, 200))
+    np.testing.assert_array_equal(decode_mask_bytes(png, (240, 200)), read_mask_file(written, (240, 200)))
+    assert (decode_mask_bytes(png, (240, 200)) >= 0.5).sum() == 80 * 80
 
 
 def test_a_file_that_is_no_image_is_a_clear_error(tmp_path):

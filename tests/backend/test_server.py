@@ -532,6 +532,52 @@ def test_cancel_a_running_job(server):
     assert isinstance(event[1], JobCancelledError)
 
 
+def mask_png(size: tuple[int, int], box: tuple[int, int, int, int]) -> bytes:
+    """A greyscale PNG of `size` (width, height), white inside `box` (x0, y0, x1, y1)."""
+    mask = np.zeros(size[::-1], np.uint8)
+    x0, y0, x1, y1 = box
+    mask[y0:y1, x0:x1] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(mask).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_a_mask_frame_is_the_objects_outline_and_the_mask_used_comes_back(server):
+    client = Client(server.address)
+    sent = mask_png((600, 400), (200, 100, 420, 330))  # the photo is 600 × 400
+    options = dataclasses.replace(SMALL_JOB, return_mask=True)
+    result = client.reconstruct(PHOTO.read_bytes(), options, mask=sent)
+    assert result.metadata["mask_source"] == "user"
+    assert len(result.faces) > 0
+    with Image.open(io.BytesIO(result.mask)) as used:
+        assert (used.format, used.mode, used.size) == ("PNG", "L", (600, 400))
+        np.testing.assert_array_equal(np.asarray(used), np.asarray(Image.open(io.BytesIO(sent))))
+    # Not asked for: no mask frame, as for a client that knows nothing of masks.
+    assert client.reconstruct(PHOTO.read_bytes(), SMALL_JOB, mask=sent).mask is None
+    without = client.reconstruct(PHOTO.read_bytes(), options)
+    assert without.metadata["mask_source"] != "user"
+    assert Image.open(io.BytesIO(without.mask)).size == (600, 400)  # the model's mask, at the photo's size
+
+
+@pytest.mark.parametrize(
+    ("mask", "words"),
+    [
+        (mask_png((300, 200), (100, 50, 200, 150)), "is 300×200 pixels but the photo is 600×400"),
+        (b"GIF89a not a mask", "not an image"),
+        (mask_png((600, 400), (0, 0, 0, 0)), "is empty"),
+        (mask_png((600, 400), (0, 0, 600, 400)), "looks inverted"),
+    ],
+    ids=["wrong-size", "not-an-image", "empty", "inverted"],
+)
+def test_a_mask_that_cannot_be_used_is_bad_mask_and_the_server_goes_on(server, mask, words):
+    client = Client(server.address)
+    with pytest.raises(JobFailedError, match=words) as error:
+        client.reconstruct(PHOTO.read_bytes(), SMALL_JOB, mask=mask)
+    assert error.value.code == "bad_mask"
+    assert "Traceback" not in str(error.value)
+    assert len(client.reconstruct(PHOTO.read_bytes(), SMALL_JOB).faces) > 0  # the next job is served
+
+
 def test_resolution_above_the_server_limit_is_refused(server):
     with pytest.raises(JobFailedError, match="above this server's limit") as error:
         Client(server.address).reconstruct(PHOTO.read_bytes(), ReconstructOptions(resolution=512))
@@ -670,6 +716,11 @@ def test_broker_spreads_jobs_over_workers_and_clients_are_unchanged(checkpoint, 
             thread.join(timeout=120)
         assert len(results) == 4
         assert len({len(r.faces) for r in results}) == 1  # same checkpoint on every worker, same mesh
+        # A request with a mask frame reaches a worker as sent, and the mask used comes back through the broker.
+        sent = mask_png((600, 400), (200, 100, 420, 330))
+        masked = client.reconstruct(image, dataclasses.replace(SMALL_JOB, return_mask=True), mask=sent)
+        assert masked.metadata["mask_source"] == "user"
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(masked.mask))), np.asarray(Image.open(io.BytesIO(sent))))
         # A cancel reaches the worker that runs the job.
         job = client.submit(image, ReconstructOptions(resolution=256))
         assert job.events.get(timeout=30)[0] == "progress"

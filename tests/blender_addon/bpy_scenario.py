@@ -156,6 +156,84 @@ def bake_and_export(bpy, settings, jobs, photo: str, out, when: str) -> dict:
     return report
 
 
+def mesh_report(obj) -> dict:
+    """A reconstruction's mesh as the mask test compares it: size, extents and width per unit of height."""
+    import numpy as np
+
+    coordinates = np.empty(len(obj.data.vertices) * 3, np.float32)
+    obj.data.vertices.foreach_get("co", coordinates)
+    extent = np.ptp(coordinates.reshape(-1, 3), axis=0)
+    return {
+        "vertices": len(obj.data.vertices),
+        "extent": extent.tolist(),
+        "width_per_height": float(extent[0] / extent[2]),
+        "mask_source": json.loads(obj["zeroshape"])["mask_source"],
+    }
+
+
+def mask_report(image) -> dict:
+    import numpy as np
+
+    width, height = image.size
+    pixels = np.empty(width * height * image.channels, np.float32)
+    image.pixels.foreach_get(pixels)
+    pixels = pixels.reshape(height, width, image.channels)[::-1]  # the first row at the top, as in the photo
+    columns = np.nonzero((pixels[..., 0] >= 0.5).any(axis=0))[0]
+    return {
+        "name": image.name,
+        "size": [width, height],
+        "packed": image.packed_file is not None,
+        "object_pixels": int((pixels[..., 0] >= 0.5).sum()),
+        "columns": [int(columns.min()), int(columns.max()) + 1] if len(columns) else [],
+    }
+
+
+def edit_mask_and_reconstruct_again(bpy, settings, jobs, photo: str, cut_from: int) -> dict:
+    """Reconstruct a cut-out, open its mask for painting, paint the object out from column `cut_from` (photo
+    pixels) to the right edge, and Reconstruct Again."""
+    import numpy as np
+
+    report: dict = {}
+    settings.filepath = photo
+    settings.resolution = "64"
+    settings.upright = False  # the camera's up: the mesh's X runs along the photo's rows
+    report["operator"] = sorted(bpy.ops.zeroshape.reconstruct())
+    run_until_idle(jobs)
+    (obj,) = [obj for obj in bpy.data.collections["ZeroShape"].objects if obj.type == "MESH"]
+    report["name"] = obj.name
+    report["first"] = mesh_report(obj)
+    mask = obj["zeroshape_mask"]
+    report["first_mask"] = mask_report(mask)
+    report["photo_property"] = obj["zeroshape_photo"]
+    report["options_property"] = json.loads(obj["zeroshape_options"])
+    # Edit Mask: background mode opens no window, so with no Image Editor open it says what to do...
+    report["edit_without_editor"] = sorted(bpy.ops.zeroshape.edit_mask())
+    # ...and with one open, it shows the mask there in Paint mode.
+    area = next(a for a in bpy.context.window_manager.windows[0].screen.areas if a.type == "DOPESHEET_EDITOR")
+    area.type = "IMAGE_EDITOR"
+    report["edit_with_editor"] = sorted(bpy.ops.zeroshape.edit_mask())
+    report["editor"] = [area.spaces.active.image.name, area.spaces.active.mode]
+    # The stroke: black paint over the mask from column `cut_from` on, all the way down (Blender's rows run
+    # bottom-up; columns are the photo's).
+    width, height = mask.size
+    pixels = np.empty(width * height * mask.channels, np.float32)
+    mask.pixels.foreach_get(pixels)
+    pixels = pixels.reshape(height, width, mask.channels)
+    pixels[:, cut_from:, :3] = 0.0
+    mask.pixels.foreach_set(pixels.ravel())
+    objects_before = len(bpy.data.objects)
+    report["again"] = sorted(bpy.ops.zeroshape.reconstruct_again())
+    run_until_idle(jobs)
+    report["new_objects"] = len(bpy.data.objects) - objects_before
+    report["same_object"] = bpy.data.objects.get(report["name"]) == obj and obj.type == "MESH"
+    report["second"] = mesh_report(obj)
+    report["second_mask"] = mask_report(obj["zeroshape_mask"])
+    report["editor_after"] = area.spaces.active.image.name if area.spaces.active.image else ""
+    report["mask_images"] = sorted(image.name for image in bpy.data.images if image.name.endswith(" mask"))
+    report["last_error"] = bpy.context.window_manager.zeroshape_last_error
+    return report
+
+
 def main() -> None:
     scenario, zip_path, address, *args = sys.argv[1:]
     bpy, _, jobs = install(zip_path)
@@ -251,6 +329,9 @@ def main() -> None:
         report["color_node_linked"] = any(link.from_node.type == "VERTEX_COLOR" for link in links)
         report["color_attribute"] = obj.data.color_attributes.active_color.name if obj.data.color_attributes else ""
         report["status"] = bpy.context.window_manager.zeroshape_status
+        report["undo_steps"] = pushed
+    elif scenario == "mask_edit":
+        report.update(edit_mask_and_reconstruct_again(bpy, settings, jobs, args[0], int(args[1])))
         report["undo_steps"] = pushed
     elif scenario == "no_backend":
         settings.filepath = args[0]

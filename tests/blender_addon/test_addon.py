@@ -146,6 +146,56 @@ def test_an_object_box_from_the_panel_reaches_the_crop(addon_zip, backend, tmp_p
     assert x1 - x0 == pytest.approx(200.0 * 1.2)  # the box, with the checkpoint's crop margin
 
 
+def cutout_photo(path: Path) -> Path:
+    """A 320 × 240 RGBA cut-out: an opaque bar (columns 40-279, rows 90-149) of varying colour on transparency."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.zeros((240, 320, 4), np.uint8)
+    rgba[90:150, 40:280, 0] = np.linspace(60, 220, 240, dtype=np.uint8)
+    rgba[90:150, 40:280, 1:3] = (120, 80)
+    rgba[90:150, 40:280, 3] = 255
+    Image.fromarray(rgba).save(path)
+    return path
+
+
+def test_an_edited_mask_makes_the_mesh_again(addon_zip, backend, tmp_path):
+    photo = cutout_photo(tmp_path / "bar.png")
+    report = run_scenario("mask_edit", addon_zip, backend.address, str(photo), "160", resources=tmp_path)
+    # The first mesh: the cut-out's alpha is the mask, exactly, and it comes back beside the mesh.
+    assert report["operator"] == ["FINISHED"]
+    assert report["first"]["mask_source"] == "alpha"
+    assert report["first_mask"] == {
+        "name": "bar mask",
+        "size": [320, 240],
+        "packed": True,
+        "object_pixels": 240 * 60,
+        "columns": [40, 280],
+    }
+    assert report["photo_property"] == str(photo)
+    assert report["options_property"]["shape"] == "inflate"
+    assert report["options_property"]["upright"] is False
+    # Edit Mask: no window to open in background mode (a warning, not an error); an open Image Editor gets it.
+    assert report["edit_without_editor"] == ["CANCELLED"]
+    assert report["edit_with_editor"] == ["FINISHED"]
+    assert report["editor"] == ["bar mask", "PAINT"]
+    # Reconstruct Again with the right half painted out: the same object gets a mesh of the left half.
+    assert report["again"] == ["FINISHED"]
+    assert report["last_error"] == ""
+    assert report["new_objects"] == 0
+    assert report["same_object"]
+    assert report["second"]["mask_source"] == "user"
+    assert report["second_mask"]["object_pixels"] == 120 * 60
+    assert report["second_mask"]["columns"] == [40, 160]
+    assert report["mask_images"] == ["bar mask"]  # replaced, not a second image
+    assert report["editor_after"] == "bar mask"  # the editor shows the mask the new mesh was built from
+    # The bar was 4 times as wide as tall, now 2: the mesh (1 unit tall) is about half as wide.
+    first, second = report["first"]["width_per_height"], report["second"]["width_per_height"]
+    assert second == pytest.approx(first / 2, rel=0.25), (first, second)
+    print(f"\nwidth per unit of height: {first:.2f} from the cut-out, {second:.2f} with the right half painted out")
+    assert report["undo_steps"] == ["Reconstruct bar", "Reconstruct bar again"]
+
+
 def test_vertex_count_matches_what_the_backend_sent(addon_zip, backend, tmp_path):
     from blender_addon.client import Client
     from blender_addon.protocol import ReconstructOptions

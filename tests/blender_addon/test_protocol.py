@@ -30,6 +30,7 @@ from blender_addon.protocol import (
     encode_request,
     encode_response,
     result_arrays,
+    result_mask,
     result_payload,
     split_envelope,
 )
@@ -50,7 +51,9 @@ FULL_OPTIONS = ReconstructOptions(
     shape="learned",
     refine_mask=False,
     use_alpha=False,
+    return_mask=True,
 )
+MASK = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + b"mask" * 40  # opaque too: the server decodes it, not the protocol
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -98,6 +101,7 @@ REQUESTS = [
     Request("info.2", "info"),
     Request("0123456789abcdef0123456789abcdef", "reconstruct", FULL_OPTIONS.to_json(), [IMAGE]),
     Request("recon:default", "reconstruct", ReconstructOptions().to_json(), [b"\x00"]),
+    Request("recon:with-mask", "reconstruct", FULL_OPTIONS.to_json(), [IMAGE, MASK]),
     Request("cancel_3", "cancel", {"target": "0123456789abcdef0123456789abcdef"}),
     Request("shutdown-4", "shutdown", {"token": "s3cr3t token with spaces \u00e9"}),
 ]
@@ -447,13 +451,35 @@ def test_options_are_optional_where_nothing_is_needed():
         ("cancel", [b"x"], {"target": "job-1"}),
         ("shutdown", [b"x"], {"token": "t"}),
         ("reconstruct", [], {}),
-        ("reconstruct", [IMAGE, IMAGE], {}),
-        ("reconstruct", [IMAGE, b""], {}),
-        ("reconstruct", [IMAGE, IMAGE, IMAGE], {}),
+        ("reconstruct", [IMAGE, MASK, MASK], {}),
+        ("reconstruct", [IMAGE, MASK, b""], {}),
+        ("reconstruct", [IMAGE, b"", b""], {}),
     ],
 )
 def test_wrong_payload_count(op, payload, options):
     refused(decode_request, request_body(op, *payload, options=options), "bad_frames")
+
+
+def test_three_payload_frames_say_what_reconstruct_takes():
+    error = refused(decode_request, request_body("reconstruct", IMAGE, MASK, MASK), "bad_frames")
+    assert str(error) == "reconstruct takes 1 or 2 payload frame(s), got 3"
+
+
+def test_reconstruct_takes_a_mask_as_its_second_frame():
+    request = decode_request(encode_request(Request(RID, "reconstruct", {}, [IMAGE, MASK]))[1:])
+    assert request.payload == [IMAGE, MASK]
+    assert decode_request(request_body("reconstruct", IMAGE, b"\x00")).payload == [IMAGE, b"\x00"]
+
+
+def test_empty_mask_frame():
+    refused(decode_request, request_body("reconstruct", IMAGE, b""), "bad_mask")
+
+
+def test_mask_size_limit(monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_IMAGE_BYTES", 16)
+    assert decode_request(request_body("reconstruct", b"i" * 16, b"m" * 16)).payload == [b"i" * 16, b"m" * 16]
+    refused(decode_request, request_body("reconstruct", b"i" * 16, b"m" * 17), "mask_too_large")
+    refused(decode_request, request_body("reconstruct", b"i" * 17, b"m" * 16), "image_too_large")
 
 
 def test_empty_image_frame():
@@ -468,7 +494,8 @@ def test_image_size_limit(monkeypatch):
 
 def test_image_limit_is_the_documented_one():
     assert protocol.MAX_IMAGE_BYTES == 64 * 1024 * 1024
-    assert protocol.MAX_MESSAGE_BYTES > protocol.MAX_IMAGE_BYTES + MAX_HEADER_BYTES
+    # A whole request holds a header, an image and a mask, each at its limit.
+    assert protocol.MAX_MESSAGE_BYTES > 2 * protocol.MAX_IMAGE_BYTES + MAX_HEADER_BYTES
 
 
 # --------------------------------------------------------------------------------------------- options
@@ -477,6 +504,8 @@ BAD_OPTIONS = [
     {"shape": None},
     {"refine_mask": 1},
     {"use_alpha": "no"},
+    {"return_mask": 1},
+    {"return_mask": "yes"},
     # resolution: a power of two from 32 to 512, an int and not a bool or a float
     {"resolution": 100},
     {"resolution": 96},
@@ -603,6 +632,8 @@ GOOD_OPTIONS = [
     ({"shape": "learned"}, ReconstructOptions(shape="learned")),
     ({"refine_mask": False}, ReconstructOptions(refine_mask=False)),
     ({"use_alpha": False}, ReconstructOptions(use_alpha=False)),
+    ({"return_mask": True}, ReconstructOptions(return_mask=True)),
+    ({"return_mask": False}, ReconstructOptions()),
 ]
 
 
@@ -755,6 +786,62 @@ def test_result_frames_must_match_the_counts(how):
     body = result_body(vertices, faces, colors)
     assert decode_response(body).payload == body[1:]
     refused(decode_response, _tamper(body, how), "bad_result")
+
+
+@pytest.mark.parametrize("with_colors", [True, False], ids=["colours", "no-colours"])
+def test_result_with_the_mask_used_round_trips(with_colors):
+    vertices, faces, colors = mesh(6, 9, seed=1)
+    colors = colors if with_colors else None
+    fields, frames = result_payload(vertices, faces, colors, MASK)
+    assert fields["has_mask"] is True
+    assert frames[-1] == MASK
+    wire = [b"router-id", *encode_response(Response(RID, "result", {**fields, "metadata": {}}, frames))]
+    response = decode_response(split_envelope(wire)[1])
+    assert result_mask(response) == MASK
+    got_vertices, got_faces, got_colors = result_arrays(response)  # the mask frame is not taken for colours
+    _assert_bit_exact(got_vertices, vertices, "<f4")
+    _assert_bit_exact(got_faces, faces, "<u4")
+    assert (got_colors is None) == (colors is None)
+    if with_colors:
+        _assert_bit_exact(got_colors, colors, "u1")
+
+
+def test_a_result_without_the_mask_still_reads():
+    # A server that was not asked for the mask (or predates it) sends no "has_mask": no mask, nothing else changes.
+    vertices, faces, colors = mesh(6, 9, seed=1)
+    response = decode_response(result_body(vertices, faces, colors))
+    assert "has_mask" not in response.fields
+    assert result_mask(response) is None
+    assert result_arrays(response)[2] is not None
+
+
+@pytest.mark.parametrize(
+    ("has_mask", "frames"),
+    [
+        (True, []),  # declared, missing
+        (True, [b""]),  # empty
+        (True, [MASK, MASK]),  # one too many
+        (False, [MASK]),  # not declared
+        (1, [MASK]),
+        ("true", [MASK]),
+        (None, [MASK]),
+    ],
+    ids=["missing", "empty", "two", "undeclared", "one", "text", "null"],
+)
+def test_result_mask_frame_must_match_its_field(has_mask, frames):
+    vertices, faces, colors = mesh(6, 9, seed=1)
+    fields, arrays = result_payload(vertices, faces, colors)
+    body = response_body("result", *arrays, *frames, **fields, has_mask=has_mask)
+    refused(decode_response, body, "bad_result")
+
+
+def test_result_mask_size_limit(monkeypatch):
+    monkeypatch.setattr(protocol, "MAX_IMAGE_BYTES", 16)
+    vertices, faces, _ = mesh(6, 9, seed=1)
+    fields, frames = result_payload(vertices, faces, None, b"m" * 16)
+    assert result_mask(decode_response(response_body("result", *frames, **fields))) == b"m" * 16
+    fields, frames = result_payload(vertices, faces, None, b"m" * 17)
+    refused(decode_response, response_body("result", *frames, **fields), "bad_result")
 
 
 def test_result_colour_frame_without_has_colors():
@@ -946,9 +1033,9 @@ def test_fuzz_decode_request_raises_only_protocol_errors():
             assert isinstance(request, Request)
             assert request.op in REQUEST_OPS
             assert all(type(frame) is bytes for frame in request.payload)
-            assert len(request.payload) == (1 if request.op == "reconstruct" else 0)
+            assert len(request.payload) in ((1, 2) if request.op == "reconstruct" else (0,))
             if request.op == "reconstruct":
-                assert 0 < len(request.payload[0]) <= protocol.MAX_IMAGE_BYTES
+                assert all(0 < len(frame) <= protocol.MAX_IMAGE_BYTES for frame in request.payload)
                 ReconstructOptions.from_json(request.options, request.request_id)
             # …and safe to use: every string encodes again, every number is finite and in range.
             protocol._encode_header({"options": request.options})
