@@ -31,6 +31,15 @@ def command_train_mask(args: argparse.Namespace) -> int:
     )
     path = finetune_mask(options, progress=lambda **kw: tqdm(unit="step", dynamic_ncols=True, **kw))
     print(f"wrote {path}")
+    if args.release_to:
+        from backend.model.checkpoint import read_header
+        from training.mask_finetune import release_mask_checkpoint
+
+        if read_header(path)["provenance"].get("step") != args.steps:
+            print("zeroshape-w: not released: the run has not reached --steps yet (run the same command again)")
+            return 1
+        # The init's provenance is read before the release may overwrite the init itself (the bundled model).
+        print(f"released {release_mask_checkpoint(path, args.release_to)} (float16)")
     return 0
 
 
@@ -58,5 +67,8 @@ def add_train_mask_command(commands) -> None:
     parser.add_argument("--time-budget", type=float, metavar="MIN", help="stop after MIN minutes; rerun to resume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--stamps", type=Path, help="the Tux Paint stamps folder (default: Debian's)")
+    parser.add_argument(
+        "--release-to", type=Path, metavar="FILE", help="when the run is complete, also write it as a float16 release"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.set_defaults(run=command_train_mask)

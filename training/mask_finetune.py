@@ -205,3 +205,19 @@ def finetune_mask(options: MaskFinetuneOptions, progress=None) -> Path:
     if bar is not None:
         bar.close()
     return path
+
+
+def release_mask_checkpoint(run_model: Path, out: Path) -> Path:
+    """Write a fine-tuned checkpoint as a shipped file: float16, with the starting checkpoint's provenance nested
+    under this run's (its occupancy level and preprocessing are the starting checkpoint's: the shape half did not
+    change)."""
+    from backend.model.checkpoint import read_header
+
+    header = read_header(run_model)
+    provenance = dict(header.get("provenance", {}))
+    init = Path(provenance.get("init", ""))
+    if init.is_file():
+        provenance["warm_start_provenance"] = read_header(init).get("provenance", {})
+    provenance["stored_as"] = "float16"
+    model = load_checkpoint(run_model, torch.device("cpu"))
+    return save_checkpoint(model, out, provenance, dtype=torch.float16)

@@ -50,3 +50,27 @@ def test_a_frozen_backbone_trains_the_mask_head_alone(tmp_path):
     before, after = load_checkpoint(init).state_dict(), load_checkpoint(finetune_mask(options)).state_dict()
     changed = {key.split(".")[0] for key in before if not torch.equal(before[key], after[key])}
     assert changed == {"visible_mask_head"}
+
+
+def test_a_release_is_float16_and_carries_both_provenances(tmp_path):
+    from safetensors import safe_open
+
+    from backend.model.checkpoint import read_header
+    from training.mask_finetune import release_mask_checkpoint
+
+    root = tmp_path / "stamps"
+    make_stamps(root)
+    torch.manual_seed(0)
+    init = save_checkpoint(ZeroShapeW(get_config("tiny")), tmp_path / "init.safetensors", provenance={"run": "8"})
+    options = MaskFinetuneOptions(init=init, out=tmp_path / "run", steps=1, batch_size=2, stamps=root)
+    released = release_mask_checkpoint(finetune_mask(options), tmp_path / "release.safetensors")
+    provenance = read_header(released)["provenance"]
+    assert provenance["stored_as"] == "float16"
+    assert provenance["warm_start_provenance"] == {"run": "8"}
+    assert provenance["step"] == 1
+    with safe_open(str(released), "pt") as tensors:
+        key = next(k for k in tensors.keys() if k.startswith("visible_mask_head"))  # noqa: SIM118 (not a dict)
+        assert tensors.get_tensor(key).dtype == torch.float16
+    trained, shipped = load_checkpoint(tmp_path / "run" / "model.safetensors"), load_checkpoint(released)
+    weight = "visible_mask_head.conv2.weight"
+    assert torch.allclose(trained.state_dict()[weight], shipped.state_dict()[weight], atol=1e-3)
