@@ -86,6 +86,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from backend.model.checkpoint import load_checkpoint
     from backend.pipeline import default_checkpoint
     from training.evaluate import EvalOptions, evaluate_dataset, evaluate_pix3d, format_tables, tables, write_results
+    from training.silhouette_eval import SHAPE_METHODS
 
     if not args.data and not args.pix3d:
         raise ValueError("give --data DIR (a rendered dataset) or --pix3d ROOT")
@@ -105,6 +106,8 @@ def command_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         oracle=args.oracle,
         shapes=args.shapes,
+        shape_methods=tuple(args.shape_methods or SHAPE_METHODS),
+        model_row=not args.no_model_row,
     )
     progress = lambda jobs: tqdm(jobs, unit="view", dynamic_ncols=True)  # noqa: E731
     if args.pix3d:
@@ -600,6 +603,15 @@ def add_commands(commands) -> None:
         help="also score the silhouette-first shapes on the same views (inflated from the true, the predicted and "
         "the GrabCut-refined mask; the model carved by the mask's cone) and every mesh's silhouette IoU from the "
         "front, the side and the top",
+    )
+    evaluate.add_argument(
+        "--shape-methods",
+        nargs="+",
+        choices=["inflate-true-mask", "inflate-predicted-mask", "inflate-refined-mask", "model-carved"],
+        help="with --shapes: only these of them",
+    )
+    evaluate.add_argument(
+        "--no-model-row", action="store_true", help="do not mesh the model's own occupancy (only the other rows)"
     )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -79,6 +79,10 @@ class EvalOptions:
     """Also score the model given the true mask, depth and intrinsics (the ORACLES rows; rendered data only)."""
     shapes: bool = False
     """Also score the silhouette-first shapes (training.silhouette_eval), and the silhouette IoUs of every mesh."""
+    shape_methods: tuple[str, ...] = SHAPE_METHODS
+    """With `shapes`: which of them."""
+    model_row: bool = True
+    """Score the model's own mesh (False: only the other rows asked for; the decoder's mesh is not made)."""
 
     def __post_init__(self) -> None:
         if self.prompt not in PROMPTS:
@@ -232,10 +236,15 @@ def score_view(
     model's row records with its category. `silhouettes`: the ground truth's `silhouette_images`, for the meshes'
     silhouette IoUs."""
     prompt = {"true": base["category"], "object": "object", "auto": "auto"}[options.prompt]
-    mesh, latent = predict_mesh(model, image, prompt, options.resolution)
+    mesh = None
+    if options.model_row:
+        mesh, latent = predict_mesh(model, image, prompt, options.resolution)
+    else:
+        with torch.inference_mode():
+            latent = model.encode(image[None].to(next(model.parameters()).device), [prompt])
     visible_points, visible = latent.visible_points[0], latent.visible[0]
     prompt = options.prompt if options.prompt == "true" else latent.prompts[0]
-    clouds = {"model": surface_cloud(mesh, options.surface_samples, seed)}
+    clouds = {} if mesh is None else {"model": surface_cloud(mesh, options.surface_samples, seed)}
     scene = {"prompt": prompt, **scene_estimates(model, latent, base["category"], gravity)}
     if truth is not None:
         scene |= pixel_errors(latent, truth)
@@ -248,7 +257,8 @@ def score_view(
             clouds[method] = surface_cloud(oracle_mesh, options.surface_samples, seed)
     ious = {}
     if options.shapes:
-        meshes = {"model": mesh, **shape_meshes(model, image, latent, options.resolution, truth)}
+        meshes = {} if mesh is None else {"model": mesh}
+        meshes |= shape_meshes(model, image, latent, options.resolution, truth, options.shape_methods)
         for method, shape in meshes.items():
             clouds.setdefault(method, surface_cloud(shape, options.surface_samples, seed))
             if silhouettes is not None:

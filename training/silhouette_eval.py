@@ -75,23 +75,30 @@ def shape_meshes(
     latent: Latent,
     resolution: int,
     truth: dict[str, torch.Tensor] | None,
+    methods: tuple[str, ...] = SHAPE_METHODS,
 ) -> dict[str, trimesh.Trimesh]:
-    """The SHAPE_METHODS meshes of one view (batch of one). image: [3, S, S] in [0, 1]; truth: visible_mask
-    [1, S, S] and optionally occluder_mask [1, S, S] (without a true mask, no inflate-true-mask row)."""
+    """The meshes of one view (batch of one) for `methods` (of SHAPE_METHODS). image: [3, S, S] in [0, 1]; truth:
+    visible_mask [1, S, S] and optionally occluder_mask [1, S, S] (without a true mask, no inflate-true-mask row)."""
     half_extent = model.preprocess.query_box_half_extent
     camera = view_camera(latent)
     probability, occluder = predicted_masks(model, latent)
     raw = probability >= model.config.mask_threshold
     rgb = image.permute(1, 2, 0).float().cpu().numpy()
-    refined = _one_part(refine_with_grabcut(rgb, probability), keep_near=raw) if raw.any() else None
+    refined = None
+    if raw.any() and {"inflate-refined-mask", "model-carved"} & set(methods):
+        refined = _one_part(refine_with_grabcut(rgb, probability), keep_near=raw)
     meshes = {}
-    if truth is not None and "visible_mask" in truth:
+    if truth is not None and "visible_mask" in truth and "inflate-true-mask" in methods:
         true_mask = _one_part(truth["visible_mask"][0].cpu().numpy() >= 0.5)
         true_occluder = truth.get("occluder_mask")
         true_occluder = None if true_occluder is None else true_occluder[0].cpu().numpy() >= 0.5
         meshes["inflate-true-mask"] = inflated_mesh(true_mask, true_occluder, camera, resolution, half_extent)
-    meshes["inflate-predicted-mask"] = inflated_mesh(_one_part(raw), occluder, camera, resolution, half_extent)
-    meshes["inflate-refined-mask"] = inflated_mesh(refined, occluder, camera, resolution, half_extent)
+    if "inflate-predicted-mask" in methods:
+        meshes["inflate-predicted-mask"] = inflated_mesh(_one_part(raw), occluder, camera, resolution, half_extent)
+    if "inflate-refined-mask" in methods:
+        meshes["inflate-refined-mask"] = inflated_mesh(refined, occluder, camera, resolution, half_extent)
+    if "model-carved" not in methods:
+        return meshes
     if refined is None:
         meshes["model-carved"] = trimesh.Trimesh()
         return meshes
