@@ -55,3 +55,15 @@ def test_shape_meshes_give_every_method_and_the_true_mask_its_outline():
     assert inflated.is_watertight
     extent = inflated.vertices.max(axis=0) - inflated.vertices.min(axis=0)
     assert extent[0] == pytest.approx(extent[1], rel=0.1)  # a disc seen head-on: as tall as it is wide
+
+
+def test_shape_meshes_make_only_the_methods_asked_for():
+    torch.manual_seed(1)
+    model = ZeroShapeW(get_config("tiny")).eval()
+    size = model.config.image_size
+    image = torch.rand(3, size, size)
+    with torch.inference_mode():
+        latent = model.encode(image[None], ["object"])
+    truth = {"visible_mask": torch.ones(1, size, size)}
+    meshes = shape_meshes(model, image, latent, 32, truth, ("inflate-true-mask",))
+    assert set(meshes) == {"inflate-true-mask"}
