@@ -415,7 +415,9 @@ def test_a_given_mask_replaces_the_alpha_and_is_written_beside_the_mesh(checkpoi
     written = np.asarray(Image.open(out / "mug-mask.png"))
     assert (written == mask).all()
     mesh = trimesh.load(out / "mug.ply", process=False)
-    assert photo_outline_iou(mesh.vertices, mesh.faces, metadata, mask > 0) >= 0.95
+    # The tiny model sees 64 pixels, so the 60-pixel square's outline is good to about a photo pixel (the bundled
+    # model's 224-pixel input is what test_the_outline_of_a_star_shaped_cutout_comes_back holds to 0.95).
+    assert photo_outline_iou(mesh.vertices, mesh.faces, metadata, mask > 0) >= 0.9
 
 
 def test_a_mask_of_the_wrong_size_is_one_clear_line(checkpoint, tmp_path, photo_path, capsys):
@@ -459,14 +461,19 @@ def test_bad_given_masks_are_one_clear_line(checkpoint, tmp_path, photo_path, ca
     assert "Traceback" not in error
 
 
-def test_an_alpha_of_several_parts_keeps_the_largest_with_a_warning(checkpoint, tmp_path):
+def reconstruct_two_part_cutout(checkpoint, folder, **options):
+    """A 100² cut-out whose alpha has two parts, a 40² red square and a 20² blue one, reconstructed at 32."""
     rgba = np.zeros((100, 100, 4), np.uint8)
     rgba[20:60, 20:60] = [200, 40, 40, 255]
     rgba[70:90, 70:90] = [40, 40, 200, 255]
-    Image.fromarray(rgba).save(tmp_path / "two.png")
-    result = Reconstructor(checkpoint, device="cpu").reconstruct(
-        load_photo(tmp_path / "two.png"), ReconstructOptions(resolution=32)
+    Image.fromarray(rgba).save(folder / "two.png")
+    return Reconstructor(checkpoint, device="cpu").reconstruct(
+        load_photo(folder / "two.png"), ReconstructOptions(resolution=32, **options)
     )
+
+
+def test_an_alpha_of_several_parts_keeps_the_largest_with_a_warning(checkpoint, tmp_path):
+    result = reconstruct_two_part_cutout(checkpoint, tmp_path)
     assert result.metadata["mask_source"] == "alpha"
     assert any("2 separate parts; kept the largest" in w for w in result.metadata["warnings"])
     assert result.mask[40, 40]
@@ -483,13 +490,7 @@ def test_ignore_alpha_lets_the_model_find_the_object(checkpoint, tmp_path):
 
 
 def test_of_several_parts_the_one_in_the_users_box_is_kept(checkpoint, tmp_path):
-    rgba = np.zeros((100, 100, 4), np.uint8)
-    rgba[20:60, 20:60] = [200, 40, 40, 255]
-    rgba[70:90, 70:90] = [40, 40, 200, 255]
-    Image.fromarray(rgba).save(tmp_path / "two.png")
-    result = Reconstructor(checkpoint, device="cpu").reconstruct(
-        load_photo(tmp_path / "two.png"), ReconstructOptions(resolution=32, box=(65, 65, 95, 95))
-    )
+    result = reconstruct_two_part_cutout(checkpoint, tmp_path, box=(65, 65, 95, 95))
     assert result.mask[80, 80]
     assert not result.mask[40, 40]
     assert any("the one the object's box points at" in w for w in result.metadata["warnings"])
