@@ -217,10 +217,10 @@ def reconstruct_benchmark(
     run warms the process, then image→mesh (and each stage) is the median of `repeats` runs.
 
     The occupancy field of an untrained network is near its level almost everywhere, so coarse-to-fine
-    refinement saves little on it: query counts are only representative with trained weights. "occupancy" and
-    "marching cubes" split the shape stage: for `learned`, by running the carved decoder's field and marching cubes
-    again on the same latent; for `inflate` (no decoder), the field and meshing as the pipeline timed them together
-    go under "occupancy".
+    refinement saves little on it: query counts are only representative with trained weights. "occupancy" is the
+    whole shape stage as the pipeline timed it (the field, inflated or the carved decoder's, and marching cubes;
+    "marching cubes" is then 0). With `learned` and `compare_dense`, the decoder's coarse-to-fine grid is checked
+    against the dense one (uncarved).
     """
     import tempfile
     from pathlib import Path
@@ -228,7 +228,7 @@ def reconstruct_benchmark(
     import numpy as np
 
     from .export import write_reconstruction
-    from .mesh import evaluate_grid, marching_cubes
+    from .mesh import evaluate_grid
     from .model.checkpoint import save_checkpoint
     from .pipeline import ReconstructOptions, Reconstructor
     from .preprocess import load_photo
@@ -276,10 +276,11 @@ def reconstruct_benchmark(
 
         model = reconstructor.model
         iou = None
-        if shape == "inflate":
-            stages["occupancy"], stages["marching_cubes"] = stages["shape"], 0.0
-        else:
-            # Split occupancy from marching cubes by re-running the two on the same latent.
+        # The shape stage as the pipeline timed it: the field (inflated, or the decoder carved by the cone) and
+        # marching cubes together.
+        stages["occupancy"], stages["marching_cubes"] = stages["shape"], 0.0
+        if shape == "learned" and compare_dense:
+            # The coarse-to-fine grid against the dense one, on the decoder's own (uncarved) field, in fp32.
             from .preprocess import crop_photo
 
             box = reconstructor.locate(photo, options.category)
@@ -287,25 +288,17 @@ def reconstruct_benchmark(
             with torch.inference_mode():
                 latent = model.encode(reconstructor._to_tensor(crop.rgb), [options.category])
 
-                def query(points: np.ndarray, precision: str = precision) -> np.ndarray:
+                def query(points: np.ndarray) -> np.ndarray:
                     batch = torch.from_numpy(points).to(reconstructor.device)[None]
-                    with reconstructor.autocast(precision):
-                        return model.query(batch, latent)[0].float().cpu().numpy()
+                    return model.query(batch, latent)[0].float().cpu().numpy()
 
                 chunk = 262144 if reconstructor.device.type == "cuda" else 16384
                 half = reconstructor.preprocess.query_box_half_extent
-                t0 = time.perf_counter()
                 grid = evaluate_grid(query, resolution, half, chunk_size=chunk)
-                stages["occupancy"] = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                marching_cubes(grid)
-                stages["marching_cubes"] = time.perf_counter() - t0
-                if compare_dense:
-                    # The reference is the dense grid in fp32: the IoU covers both refinement and precision.
-                    dense = evaluate_grid(lambda p: query(p, "fp32"), resolution, half, chunk_size=chunk, dense=True)
-                    inside, dense_inside = grid.values > 0, dense.values > 0
-                    union = (inside | dense_inside).sum()
-                    iou = float((inside & dense_inside).sum() / union) if union else 1.0
+                dense = evaluate_grid(query, resolution, half, chunk_size=chunk, dense=True)
+                inside, dense_inside = grid.values > 0, dense.values > 0
+                union = (inside | dense_inside).sum()
+                iou = float((inside & dense_inside).sum() / union) if union else 1.0
         return ReconstructBenchmark(
             config=config_name,
             device=str(reconstructor.device),
