@@ -218,14 +218,9 @@ def write_mask_png(mask: np.ndarray, path: str | Path, size: tuple[int, int] | N
     (width, height) when given, atomically."""
     import os
 
-    from PIL import Image
-
-    image = Image.fromarray(((np.asarray(mask, np.float32) >= 0.5) * 255).astype(np.uint8), mode="L")
-    if size is not None and image.size != tuple(size):
-        image = image.resize(tuple(size), Image.Resampling.BILINEAR).point(lambda v: 255 if v >= 128 else 0)
     path = Path(path)
     temporary = path.with_name(f".{path.name}.partial")
-    image.save(temporary, format="PNG")
+    temporary.write_bytes(mask_png_bytes(mask, size))
     os.replace(temporary, path)
     return path
 

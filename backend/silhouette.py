@@ -278,38 +278,41 @@ def carve(field, maps: SilhouetteMaps, camera: ViewCamera, level: float = 0.0, l
 def outline_iou(mesh_vertices: np.ndarray, mesh_faces: np.ndarray, camera: ViewCamera, mask: np.ndarray) -> float:
     """IoU of the mesh's filled silhouette through `camera` with a mask [H, W] (bool or ≥ 0.5), on the mask's
     pixels: each triangle is drawn filled into the image."""
+    if not len(mesh_faces):
+        return _silhouette_iou(np.zeros((0, 3, 2)), mask)
+    uv, z = camera.project(mesh_vertices)
+    front = z[mesh_faces].min(axis=1) > 1e-9
+    # Pillow's pixel (i, j) spans [i, i + 1) × [j, j + 1); ours is centred on (i, j): shift by half a pixel.
+    return _silhouette_iou(uv[mesh_faces[front]] + 0.5, mask)
+
+
+def photo_outline_iou(vertices: np.ndarray, faces: np.ndarray, metadata: dict, mask: np.ndarray) -> float:
+    """IoU of a reconstruction's outline, seen through the camera its metadata reports (the add-on's match camera,
+    `blender_addon.camera`), with the object's mask on the photo file's pixels: the measure of "the mesh matches
+    the photo's outline".
+
+    Args:
+        vertices: [V, 3] as written, in the metadata's frame; faces: [F, 3].
+        metadata: the reconstruction's metadata (its JSON).
+        mask: [H, W] on the photo file's pixels (bool or ≥ 0.5).
+    """
+    from blender_addon.camera import match_camera, project
+
+    triangles = project(match_camera(metadata), vertices)[np.asarray(faces)]
+    # Continuous photo pixels from the top-left corner: Pillow's convention already.
+    return _silhouette_iou(triangles[~np.isnan(triangles).any(axis=(1, 2))], mask)
+
+
+def _silhouette_iou(triangles: np.ndarray, mask: np.ndarray) -> float:
+    """IoU of filled triangles [F, 3, 2] (Pillow's pixel coordinates) with a mask [H, W] (bool or ≥ 0.5)."""
     from PIL import Image, ImageDraw
 
     mask = np.asarray(mask) >= 0.5
     height, width = mask.shape
     drawn = Image.new("1", (width, height), 0)
-    if len(mesh_faces):
-        uv, z = camera.project(mesh_vertices)
-        draw = ImageDraw.Draw(drawn)
-        front = z[mesh_faces].min(axis=1) > 1e-9
-        # Pillow's pixel (i, j) spans [i, i + 1) × [j, j + 1); ours is centred on (i, j): shift by half a pixel.
-        for triangle in uv[mesh_faces[front]] + 0.5:
-            draw.polygon([tuple(p) for p in triangle], fill=1)
+    draw = ImageDraw.Draw(drawn)
+    for triangle in triangles:
+        draw.polygon([tuple(p) for p in triangle], fill=1)
     silhouette = np.asarray(drawn, bool)
     union = (silhouette | mask).sum()
     return float((silhouette & mask).sum() / union) if union else 1.0
-
-
-def photo_outline_iou(vertices: np.ndarray, faces: np.ndarray, metadata: dict, mask: np.ndarray) -> float:
-    """IoU of a reconstruction's outline, seen through the camera its metadata reports, with the object's mask on
-    the photo file's pixels: the measure of "the mesh matches the photo's outline".
-
-    Args:
-        vertices: [V, 3] as written (any frame: the metadata's frame_transform is undone); faces: [F, 3].
-        metadata: the reconstruction's metadata (its JSON).
-        mask: [H, W] on the photo file's pixels (bool or ≥ 0.5).
-    """
-    matrix = np.asarray(metadata["frame_transform"], dtype=np.float64)
-    model = (np.asarray(vertices, np.float64) - matrix[:3, 3]) @ np.linalg.inv(matrix[:3, :3]).T
-    camera = metadata["camera"]
-    focal = camera["focal_length_photo_px"]
-    cx, cy = camera["principal_point_photo_px"]
-    K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
-    normalisation = metadata["normalisation"]
-    view = ViewCamera(K=K, centroid=np.asarray(normalisation["centroid"]), scale=float(normalisation["scale"]))
-    return outline_iou(model, np.asarray(faces), view, mask)
