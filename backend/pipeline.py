@@ -168,10 +168,8 @@ class Reconstructor:
 
         object_mask, occluder, mask_source = self._crop_mask(photo, crop, latent, options, mask_source, warnings)
         maps = silhouette_maps(object_mask, occluder)
-        K = latent.intrinsics[0].double().cpu().numpy()
-        centroid = latent.normalisation.centroid[0].double().cpu().numpy()
-        scale = float(latent.normalisation.scale[0])
-        camera = ViewCamera(K, centroid, scale)
+        camera = ViewCamera.of_latent(latent)
+        K, centroid, scale = camera.K, camera.centroid, camera.scale
         lap("mask")
 
         report("occupancy", 0.2)

@@ -46,6 +46,15 @@ class ViewCamera:
     scale: float
     """Camera units per normalised unit."""
 
+    @classmethod
+    def of_latent(cls, latent, index: int = 0) -> ViewCamera:
+        """The estimated camera of image `index` of a `backend.model.zeroshape.Latent`."""
+        return cls(
+            K=latent.intrinsics[index].double().cpu().numpy(),
+            centroid=latent.normalisation.centroid[index].double().cpu().numpy(),
+            scale=float(latent.normalisation.scale[index]),
+        )
+
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """points [N, 3] in the normalised frame → (pixel coordinates [N, 2] as (u, v), camera z [N])."""
         camera = points.astype(np.float64) * self.scale + self.centroid

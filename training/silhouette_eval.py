@@ -34,15 +34,6 @@ RASTER_SAMPLES = 200_000
 """Surface samples splatted per silhouette (about ten per covered pixel at RASTER²: no gaps)."""
 
 
-def view_camera(latent: Latent) -> ViewCamera:
-    """The model's estimated camera of a one-image latent."""
-    return ViewCamera(
-        K=latent.intrinsics[0].double().cpu().numpy(),
-        centroid=latent.normalisation.centroid[0].double().cpu().numpy(),
-        scale=float(latent.normalisation.scale[0]),
-    )
-
-
 def predicted_masks(model: ZeroShapeW, latent: Latent) -> tuple[np.ndarray, np.ndarray]:
     """The model's visible-mask probability [S, S] and occluder mask [S, S] bool of a one-image latent."""
     probability = torch.sigmoid(latent.visible_mask_logits.float())[0, 0].cpu().numpy()
@@ -80,7 +71,7 @@ def shape_meshes(
     """The meshes of one view (batch of one) for `methods` (of SHAPE_METHODS). image: [3, S, S] in [0, 1]; truth:
     visible_mask [1, S, S] and optionally occluder_mask [1, S, S] (without a true mask, no inflate-true-mask row)."""
     half_extent = model.preprocess.query_box_half_extent
-    camera = view_camera(latent)
+    camera = ViewCamera.of_latent(latent)
     probability, occluder = predicted_masks(model, latent)
     raw = probability >= model.config.mask_threshold
     rgb = image.permute(1, 2, 0).float().cpu().numpy()
