@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from blender_addon.protocol import SHAPES
+
 PAPER_PARAMETERS = 193.7e6
 """ZeroShape-W's published parameter count (text encoder excluded)."""
 
@@ -309,8 +311,9 @@ def add_commands(commands) -> None:
     reconstruct.add_argument(
         "--shape",
         default="inflate",
-        choices=["inflate", "learned"],
-        help="inflate: a round body grown from the object's outline (default; fast, no decoder); learned: the "
+        choices=list(SHAPES),
+        help="inflate: a body grown from the object's outline, tilted and thickened as the model's body head "
+        "estimates (default; fast, no decoder); round: the same body, round and facing the camera; learned: the "
         "occupancy decoder, cut to the outline's visual cone",
     )
     reconstruct.add_argument(

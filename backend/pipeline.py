@@ -27,6 +27,8 @@ from backend.model.checkpoint import load_checkpoint, read_header
 from backend.object_mask import MaskError, check_mask, crop_to_photo, refine_with_grabcut
 from backend.preprocess import Crop, Photo, crop_photo, full_frame_box, mask_box, square_box_around
 from backend.silhouette import (
+    ROUND,
+    Thickness,
     ViewCamera,
     carve,
     front_surface,
@@ -187,10 +189,11 @@ class Reconstructor:
         half_extent = self.preprocess.query_box_half_extent
         visible_points = latent.visible_points[0].float().cpu().numpy()
         visible = latent.visible[0, 0].cpu().numpy()
-        if options.shape == "inflate":
-            body = inflate(maps, camera, half_extent)
+        thickness = self._body_thickness(latent, object_mask) if options.shape == "inflate" else None
+        if options.shape in ("inflate", "round"):
+            body = inflate(maps, camera, half_extent, thickness=thickness or ROUND)
             field, band, centroid, scale = body.field, body.band, body.camera.centroid, body.camera.scale
-            visible_points, visible = front_surface(maps, body.camera)
+            visible_points, visible = front_surface(maps, body.camera, thickness or ROUND)
         else:
             field, band = carve(query, maps, camera, level=self.preprocess.occupancy_level), None
         mesh, result = extract_mesh(
@@ -237,6 +240,8 @@ class Reconstructor:
         metadata = self._metadata(photo, options, crop, K, centroid, scale, matrix, result, timings, faces, vertices)
         metadata.update(self._scene_metadata(latent, options, gravity))
         metadata["shape"] = options.shape
+        if thickness is not None:
+            metadata["body"] = {"front": thickness.front, "back": thickness.back, "tilt": list(thickness.tilt)}
         metadata["mask_source"] = mask_source
         metadata["network_queries"] = queried
         metadata["warnings"] = photo_warnings(photo) + warnings
@@ -284,6 +289,13 @@ class Reconstructor:
             return replace(photo, alpha=None), "network", [f"{error}; using the model's mask instead"]
         alpha = np.where(checked.mask | (photo.alpha < 0.5), photo.alpha, 0.0).astype(np.float32)
         return replace(photo, alpha=alpha), "alpha", checked.warnings
+
+    def _body_thickness(self, latent, object_mask: np.ndarray) -> Thickness | None:
+        """The body head's estimate for the mask [S, S] the body is inflated from; None without a body head."""
+        mask = torch.from_numpy(np.asarray(object_mask, dtype=np.float32))[None, None].to(self.device)
+        with torch.inference_mode():
+            body = self.model.body(latent, mask)
+        return None if body is None else Thickness.from_body(body[0].float().cpu())
 
     def _crop_mask(self, photo: Photo, crop: Crop, latent, options, source: str, warnings: list[str]):
         """The object mask [S, S] bool on the network input, the occluder mask [S, S] bool or None, and the mask's

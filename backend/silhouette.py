@@ -66,6 +66,12 @@ class ViewCamera:
         v = K[1, 1] * y + K[1, 2]
         return np.stack([u, v], axis=1), z
 
+    @property
+    def centre_pixel(self) -> tuple[float, float]:
+        """(u, v) of the normalised frame's origin: where a tilted mirror plane has depth z0."""
+        uv, _ = self.project(np.zeros((1, 3)))
+        return float(uv[0, 0]), float(uv[0, 1])
+
 
 def signed_distance(mask: np.ndarray, supersample: int = SUPERSAMPLE) -> np.ndarray:
     """Signed distance to the outline, in pixels, positive inside.
@@ -111,6 +117,38 @@ def covering_radius(inside: np.ndarray, distance: np.ndarray, levels: int = RADI
         radius[reach <= level] = level
     radius = ndimage.gaussian_filter(radius, sigma=max(1.0, largest / levels))
     return np.where(inside, np.maximum(radius, distance), 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Thickness:
+    """How far the body reaches in front of and behind its mirror plane, as multiples of the round profile's
+    half-thickness h = sqrt(d(2R − d)): (1, 1) is the round inflation; a flat object seen face-on wants both
+    small, a cup seen from above a front smaller than its back. A learned estimate comes from
+    `backend.thickness`."""
+
+    front: float = 1.0
+    back: float = 1.0
+    tilt: tuple[float, float] = (0.0, 0.0)
+    """The mirror plane's slope (∂depth/∂u, ∂depth/∂v), depth pixels per image pixel: (0, 0) faces the camera; an
+    object standing on the ground and seen from above has its top farther away than its bottom (∂/∂v < 0)."""
+
+    def __post_init__(self) -> None:
+        if not (self.front > 0 and self.back > 0):
+            raise ValueError(f"thickness scales must be positive, got front {self.front}, back {self.back}")
+
+    @classmethod
+    def from_body(cls, body) -> Thickness:
+        """From one row of a body head's output (`Latent.body[i]`: tilt_u, tilt_v, log front, log back)."""
+        tilt_u, tilt_v, log_front, log_back = (float(x) for x in body)
+        clip = lambda x: float(np.clip(x, np.log(0.05), np.log(4.0)))  # noqa: E731 (the fits' range)
+        return cls(float(np.exp(clip(log_front))), float(np.exp(clip(log_back))), (tilt_u, tilt_v))
+
+    def plane_offset(self, u: np.ndarray, v: np.ndarray, centre: tuple[float, float]) -> np.ndarray:
+        """The mirror plane's depth (pixels) at pixel coordinates (u, v) relative to its depth at `centre`."""
+        return self.tilt[0] * (u - centre[0]) + self.tilt[1] * (v - centre[1])
+
+
+ROUND = Thickness()
 
 
 @dataclass(frozen=True)
@@ -178,7 +216,9 @@ def half_thickness(maps: SilhouetteMaps) -> np.ndarray:
     return np.sqrt(np.clip(distance * (2.0 * maps.radius - distance), 0.0, None)).astype(np.float32)
 
 
-def inflation_camera(maps: SilhouetteMaps, camera: ViewCamera, radius: float = 1.0) -> ViewCamera:
+def inflation_camera(
+    maps: SilhouetteMaps, camera: ViewCamera, radius: float = 1.0, thickness: Thickness = ROUND
+) -> ViewCamera:
     """The camera with a normalisation that fits the inflated body: the same centroid (the body's mirror plane
     passes through it), and a scale that puts the body within the ball of `radius` (normalised units), wherever
     the predicted depth put the visible surface. Falls back to `camera` for an empty region."""
@@ -190,22 +230,28 @@ def inflation_camera(maps: SilhouetteMaps, camera: ViewCamera, radius: float = 1
     K = camera.K
     y = (rows - K[1, 2]) / K[1, 1] * z0
     x = (columns - K[0, 2] - K[0, 1] * y / z0) / K[0, 0] * z0
-    thickness = half_thickness(maps)[rows, columns] * z0 / float(np.sqrt(K[0, 0] * K[1, 1]))
+    units_per_pixel = z0 / float(np.sqrt(K[0, 0] * K[1, 1]))
+    plane = np.abs(thickness.plane_offset(columns, rows, camera.centre_pixel)) * units_per_pixel
+    profile = half_thickness(maps)[rows, columns] * units_per_pixel
+    thickness = profile * max(thickness.front, thickness.back) + plane
     lateral = np.hypot(x - camera.centroid[0], y - camera.centroid[1])
     # A point behind the mirror plane sits further out along its ray: 1 + thickness / z0 allows for it.
     reach = float(np.max(np.hypot(lateral * (1.0 + thickness / z0), thickness)))
     return ViewCamera(K=camera.K, centroid=camera.centroid, scale=max(reach / radius, 1e-6))
 
 
-def front_surface(maps: SilhouetteMaps, camera: ViewCamera) -> tuple[np.ndarray, np.ndarray]:
+def front_surface(
+    maps: SilhouetteMaps, camera: ViewCamera, thickness: Thickness = ROUND
+) -> tuple[np.ndarray, np.ndarray]:
     """The inflated body's surface facing the camera, as the visible shape: (points [3, H, W] in the normalised
     frame, zero outside; visible [H, W] bool)."""
     visible = maps.distance > 0
     height, width = visible.shape
     z0 = float(camera.centroid[2])
     focal = float(np.sqrt(camera.K[0, 0] * camera.K[1, 1]))
-    z = np.maximum(z0 - half_thickness(maps) * z0 / focal, 1e-6)
     v, u = np.mgrid[0:height, 0:width].astype(np.float64)
+    depth_px = thickness.plane_offset(u, v, camera.centre_pixel) - thickness.front * half_thickness(maps)
+    z = np.maximum(z0 + depth_px * z0 / focal, 1e-6)
     K = camera.K
     y = (v - K[1, 2]) / K[1, 1] * z
     x = (u - K[0, 2] - K[0, 1] * y / z) / K[0, 0] * z
@@ -213,22 +259,26 @@ def front_surface(maps: SilhouetteMaps, camera: ViewCamera) -> tuple[np.ndarray,
     return np.where(visible[None], points, 0.0).astype(np.float32), visible
 
 
-def inflation_field(maps: SilhouetteMaps, camera: ViewCamera, depth_plane: float | None = None):
+def inflation_field(
+    maps: SilhouetteMaps, camera: ViewCamera, depth_plane: float | None = None, thickness: Thickness = ROUND
+):
     """The inflated body as a field: points [N, 3] (normalised frame) → values [N] in pixels, inside > 0.
 
     depth_plane: camera z of the body's mirror plane (default: the normalised frame's origin, the centroid of the
     visible surface). A point's depth offset is turned into pixels at that depth (z0 / f units per pixel), so the
-    body is as thick, in pixels, as its silhouette is wide.
+    body is as thick, in pixels, as its silhouette is wide, times `thickness` in front of the plane and behind it.
     """
     z0 = float(camera.centroid[2] if depth_plane is None else depth_plane)
     focal = float(np.sqrt(camera.K[0, 0] * camera.K[1, 1]))
     pixels_per_unit = focal / max(z0, 1e-9)
+    centre = camera.centre_pixel
 
     def field(points: np.ndarray) -> np.ndarray:
         uv, z = camera.project(points)
         distance = _sample(maps.distance, uv)
         radius = _bilinear(maps.radius, uv)
-        offset = (z - z0) * pixels_per_unit
+        offset = (z - z0) * pixels_per_unit - thickness.plane_offset(uv[:, 0], uv[:, 1], centre)
+        offset = offset / np.where(offset > 0, thickness.back, thickness.front)
         # Inside when |offset| < h = sqrt(d(2R − d)). Written as (h² − offset²) / 2R rather than h − |offset|: the
         # two share their zero set, but this one changes by about one per pixel across the rim too (for a
         # sphere it is its signed distance, to first order), where h is vertical; marching cubes' linear
@@ -251,13 +301,23 @@ class InflatedBody:
     """The refinement band (pixels) for coarse-to-fine extraction: about a coarse cell, so thin parts are found."""
 
 
-def inflate(maps: SilhouetteMaps, camera: ViewCamera, half_extent: float, coarse_cells: int = 32) -> InflatedBody:
+def inflate(
+    maps: SilhouetteMaps,
+    camera: ViewCamera,
+    half_extent: float,
+    coarse_cells: int = 32,
+    thickness: Thickness = ROUND,
+) -> InflatedBody:
     """The inflated body of `maps` seen by `camera` (its K and centroid; the scale is refitted so the body fills
-    nine tenths of the query box [-half_extent, half_extent]³: the grid's cells are spent on the body)."""
-    fitted = inflation_camera(maps, camera, radius=0.9 * half_extent)
+    nine tenths of the query box [-half_extent, half_extent]³: the grid's cells are spent on the body), as thick
+    as `thickness` says."""
+    fitted = inflation_camera(maps, camera, radius=0.9 * half_extent, thickness=thickness)
     focal = float(np.sqrt(fitted.K[0, 0] * fitted.K[1, 1]))
     cell = 2 * half_extent / coarse_cells * fitted.scale * focal / max(float(fitted.centroid[2]), 1e-9)
-    return InflatedBody(camera=fitted, field=inflation_field(maps, fitted), band=max(2.0, 1.5 * cell))
+    # The field's slope across the front and back surfaces falls with the scale: widen the band as much.
+    band = max(2.0, 1.5 * cell) / min(1.0, thickness.front, thickness.back)
+    field = inflation_field(maps, fitted, thickness=thickness)
+    return InflatedBody(camera=fitted, field=field, band=band)
 
 
 def carve(field, maps: SilhouetteMaps, camera: ViewCamera, level: float = 0.0, logits_per_pixel: float = 1.0):

@@ -253,7 +253,7 @@ def add_commands(commands) -> None:
     )
     benchmark.add_argument("--resolution", type=int, default=128, help="reconstruct mode: grid resolution")
     benchmark.add_argument(
-        "--shape", default="inflate", choices=["inflate", "learned"], help="reconstruct mode: shape (default inflate)"
+        "--shape", default="inflate", choices=["inflate", "round", "learned"], help="reconstruct mode: shape (default inflate)"
     )
     benchmark.add_argument(
         "--repeats", type=int, default=5, help="reconstruct mode: timed runs after a warm-up; the median (default 5)"
@@ -509,11 +509,13 @@ def add_commands(commands) -> None:
 
     add_evaluate_command(commands)
 
+    from training.cli_body import add_train_body_command
     from training.cli_mask import add_train_mask_command
     from training.cli_photo_bench import add_photo_bench_commands
 
     add_photo_bench_commands(commands)
     add_train_mask_command(commands)
+    add_train_body_command(commands)
 
     release = commands.add_parser(
         "release",

@@ -38,6 +38,7 @@ from backend.frames import elevation_deg
 from backend.mesh import extract_mesh
 from backend.model.zeroshape import Latent, ZeroShapeW
 from training.data import layout
+from training.thickness_targets import view_thickness
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
 from training.eval_tables import CONDITIONS, format_tables  # the markdown of `tables`: its own module
 
@@ -215,6 +216,9 @@ def evaluate_dataset(
         silhouettes = None
         if options.shapes:
             truth["occluder_mask"] = sample["occluder_mask"]
+            if "body-oracle-true-mask" in options.shape_methods and not pasted:
+                fit = view_thickness(view.folder, view.object_folder)
+                truth["body"] = None if fit is None else fit.thickness
             silhouettes = ground_truth_silhouettes(view.object_folder, camera["world_to_camera"], seed)
         rows += score_view(model, sample["image"], gt, base, options, seed, truth, sample["gravity"], silhouettes)
     return rows

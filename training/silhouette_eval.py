@@ -5,8 +5,12 @@ Rows, beside the model's, on the same views:
 * `inflate-predicted-mask`: the same from the model's own visible and occluder masks;
 * `inflate-refined-mask`: from the model's mask sharpened by GrabCut (what `reconstruct` does by default);
 * `model-carved`: the model's occupancy field carved by the refined mask's visual cone (`reconstruct --shape
-  learned`).
-All use the model's estimated camera (its K and the visible surface's centroid), as `reconstruct` does.
+  learned`);
+* `body-true-mask`, `body-refined-mask`: the body inflated from the true or the refined mask, tilted and
+  thickened as the model's body head estimates from that mask (`reconstruct --shape inflate` with a body head);
+* `body-oracle-true-mask`: the body fitted to the true object (`training.thickness_targets`): what a perfect body
+  head would reach.
+The `inflate-*` rows are the round body (`reconstruct --shape round`). All use the model's estimated camera (its K and the visible surface's centroid), as `reconstruct` does.
 
 Silhouette IoUs (`silhouette_ious`): the mesh and the ground truth, both in the camera's axes, each centred on its
 bounding box and scaled by its larger image-plane extent, drawn as filled orthographic silhouettes from the
@@ -24,9 +28,17 @@ from scipy import ndimage
 from backend.mesh import extract_mesh
 from backend.model.zeroshape import Latent, ZeroShapeW
 from backend.object_mask import check_mask, refine_with_grabcut
-from backend.silhouette import ViewCamera, carve, inflate, silhouette_maps
+from backend.silhouette import ROUND, Thickness, ViewCamera, carve, inflate, silhouette_maps
 
-SHAPE_METHODS = ("inflate-true-mask", "inflate-predicted-mask", "inflate-refined-mask", "model-carved")
+SHAPE_METHODS = (
+    "inflate-true-mask",
+    "inflate-predicted-mask",
+    "inflate-refined-mask",
+    "model-carved",
+    "body-true-mask",
+    "body-refined-mask",
+    "body-oracle-true-mask",
+)
 VIEWS = ("front", "side", "top")
 RASTER = 128
 """Pixels per side of the silhouette images."""
@@ -50,12 +62,17 @@ def _one_part(mask: np.ndarray, keep_near: np.ndarray | None = None) -> np.ndarr
 
 
 def inflated_mesh(
-    mask: np.ndarray | None, occluder: np.ndarray | None, camera: ViewCamera, resolution: int, half_extent: float
+    mask: np.ndarray | None,
+    occluder: np.ndarray | None,
+    camera: ViewCamera,
+    resolution: int,
+    half_extent: float,
+    thickness: Thickness = ROUND,
 ) -> trimesh.Trimesh:
     """The inflated body's mesh, in the camera's axes up to translation and scale; empty for no mask."""
     if mask is None:
         return trimesh.Trimesh()
-    body = inflate(silhouette_maps(mask, occluder), camera, half_extent)
+    body = inflate(silhouette_maps(mask, occluder), camera, half_extent, thickness=thickness)
     mesh, _ = extract_mesh(body.field, resolution, half_extent, level=0.0, band=body.band, chunk_size=1 << 20)
     return mesh
 
@@ -69,21 +86,34 @@ def shape_meshes(
     methods: tuple[str, ...] = SHAPE_METHODS,
 ) -> dict[str, trimesh.Trimesh]:
     """The meshes of one view (batch of one) for `methods` (of SHAPE_METHODS). image: [3, S, S] in [0, 1]; truth:
-    visible_mask [1, S, S] and optionally occluder_mask [1, S, S] (without a true mask, no inflate-true-mask row)."""
+    visible_mask [1, S, S], optionally occluder_mask [1, S, S] and body (the fitted `Thickness`, or None where the
+    view has none); rows whose inputs are missing (no true mask, no body head, no fitted body) are left out."""
     half_extent = model.preprocess.query_box_half_extent
     camera = ViewCamera.of_latent(latent)
     probability, occluder = predicted_masks(model, latent)
     raw = probability >= model.config.mask_threshold
     rgb = image.permute(1, 2, 0).float().cpu().numpy()
     refined = None
-    if raw.any() and {"inflate-refined-mask", "model-carved"} & set(methods):
+    if raw.any() and {"inflate-refined-mask", "model-carved", "body-refined-mask"} & set(methods):
         refined = _one_part(refine_with_grabcut(rgb, probability), keep_near=raw)
     meshes = {}
-    if truth is not None and "visible_mask" in truth and "inflate-true-mask" in methods:
+    true_mask = true_occluder = None
+    if truth is not None and "visible_mask" in truth:
         true_mask = _one_part(truth["visible_mask"][0].cpu().numpy() >= 0.5)
         true_occluder = truth.get("occluder_mask")
         true_occluder = None if true_occluder is None else true_occluder[0].cpu().numpy() >= 0.5
+    if true_mask is not None and "inflate-true-mask" in methods:
         meshes["inflate-true-mask"] = inflated_mesh(true_mask, true_occluder, camera, resolution, half_extent)
+    for method, mask, mask_occluder in (
+        ("body-true-mask", true_mask, true_occluder),
+        ("body-refined-mask", refined, occluder),
+    ):
+        thickness = _body_estimate(model, latent, mask) if method in methods else None
+        if thickness is not None:
+            meshes[method] = inflated_mesh(mask, mask_occluder, camera, resolution, half_extent, thickness)
+    fitted = (truth or {}).get("body")
+    if "body-oracle-true-mask" in methods and true_mask is not None and fitted is not None:
+        meshes["body-oracle-true-mask"] = inflated_mesh(true_mask, true_occluder, camera, resolution, half_extent, fitted)
     if "inflate-predicted-mask" in methods:
         meshes["inflate-predicted-mask"] = inflated_mesh(_one_part(raw), occluder, camera, resolution, half_extent)
     if "inflate-refined-mask" in methods:
@@ -104,6 +134,16 @@ def shape_meshes(
     chunk = 262144 if device.type == "cuda" else 16384
     meshes["model-carved"], _ = extract_mesh(field, resolution, half_extent, level=0.0, chunk_size=chunk)
     return meshes
+
+
+def _body_estimate(model: ZeroShapeW, latent: Latent, mask: np.ndarray | None) -> Thickness | None:
+    """The body head's estimate for a mask [S, S] (None without a mask or a body head)."""
+    if mask is None:
+        return None
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        body = model.body(latent, torch.from_numpy(mask.astype(np.float32))[None, None].to(device))
+    return None if body is None else Thickness.from_body(body[0].float().cpu())
 
 
 def silhouette_images(mesh: trimesh.Trimesh, seed: int = 0) -> dict[str, np.ndarray] | None:

@@ -172,3 +172,48 @@ class ShapeCategoryHead(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         pooled = torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=1)
         return self.category(self.trunk(pooled))
+
+
+class BodyHead(nn.Module):
+    """Global feature map [B, C, h, w] and the visible mask → how the silhouette's inflated body should stand.
+
+    Not part of the published model. The no-network body (`backend.silhouette`) mirrors a round profile about a
+    plane facing the camera; on renders, fitting that plane's tilt and the body's depth in front of and behind it
+    to the true object is worth more FS@τ than any decoder this project trained (docs/MODEL_CARD.md). The head
+    predicts those four numbers per image: the mirror plane's slope (∂depth/∂u, ∂depth/∂v, depth pixels per image
+    pixel) and the log of the front and back scales of the profile. Zero init: an untrained head gives the round,
+    camera-facing body.
+    """
+
+    MASK_SIDE = 56
+    """The mask is read at this side: enough for its outline's shape, cheap."""
+
+    def __init__(self, channels: int, hidden: int, use_image: bool = True):
+        super().__init__()
+        self.use_image = use_image
+        widths = (8, 16, 32)
+        layers, previous = [], 1
+        for width in widths:  # 56 → 28 → 14 → 7
+            layers += [nn.Conv2d(previous, width, 3, stride=2, padding=1), nn.GroupNorm(4, width), nn.ReLU()]
+            previous = width
+        self.mask_branch = nn.Sequential(*layers)
+        inputs = previous + (channels + 1 if use_image else 0)
+        self.fuse = nn.Sequential(nn.Conv2d(inputs, hidden, 3, padding=1), nn.GroupNorm(4, hidden), nn.ReLU())
+        self.out = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 4))
+        nn.init.zeros_(self.out[-1].weight)
+        nn.init.zeros_(self.out[-1].bias)
+
+    def forward(self, global_map: torch.Tensor, visible_prob: torch.Tensor) -> torch.Tensor:
+        """global_map [B, C, h, w], visible_prob [B, 1, H, W] in [0, 1] → [B, 4]: (tilt_u, tilt_v, log front scale,
+        log back scale)."""
+        side = self.MASK_SIDE
+        mask = F.interpolate(visible_prob.float(), size=(side, side), mode="bilinear", align_corners=False)
+        features = self.mask_branch(mask.to(global_map.dtype))
+        grid = features.shape[-2:]
+        if self.use_image:
+            image = F.interpolate(global_map, size=grid, mode="bilinear", align_corners=False)
+            coarse = F.interpolate(mask, size=grid, mode="area").to(global_map.dtype)
+            features = torch.cat([features, image, coarse], dim=1)
+        fused = self.fuse(features)
+        pooled = torch.cat([fused.mean(dim=(2, 3)), fused.amax(dim=(2, 3))], dim=1)
+        return self.out(pooled)

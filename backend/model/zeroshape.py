@@ -20,7 +20,7 @@ from .backbone import DPTHybridBackbone
 from .config import AGNOSTIC_PROMPT, AUTO_CATEGORY, ModelConfig, PreprocessConfig, default_preprocess
 from .coord_encoder import CoordEncoder
 from .geometry import Normalisation, normalise_points, resize_coordinate_map, unproject_depth
-from .heads import DepthHead, IntrinsicsHead, MaskHead, SceneHead, ShapeCategoryHead
+from .heads import BodyHead, DepthHead, IntrinsicsHead, MaskHead, SceneHead, ShapeCategoryHead
 from .implicit import ImplicitDecoder
 from .pixel_aligned import PixelEvidence, surface_maps
 from .text import TextEncoder, build_text_encoder
@@ -37,6 +37,7 @@ PIXEL_COMPONENTS = (
     "occluder_mask_head",
     "scene_head",
     "category_head",
+    "body_head",
 )
 SHAPE_COMPONENTS = ("coord_encoder", "decoder")
 COMPONENTS = (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS, "text_encoder")
@@ -73,6 +74,8 @@ class Latent:
     head only. With "auto", those that chose the prompt: from the encoding under "object"."""
     prompts: list[str] | None = None
     """The category prompt each image was encoded with (after `auto` was resolved); None for a given embedding."""
+    global_features: torch.Tensor | None = None
+    """[B, C, h, w] the backbone's global map (None from `encode_shape`): what `ZeroShapeW.body` reads."""
 
 
 class ZeroShapeW(nn.Module):
@@ -122,6 +125,11 @@ class ZeroShapeW(nn.Module):
         self.category_head = None
         if config.shape_category_head:
             self.category_head = ShapeCategoryHead(config.decoder.width, categories, config.scene_head_hidden)
+        self.body_head = None
+        if config.body_head != "none":
+            self.body_head = BodyHead(
+                self.backbone.global_channels, config.body_head_hidden, use_image=config.body_head == "image"
+            )
         self.frozen_components: tuple[str, ...] = ()
         """Components `freeze_all_but` froze: no gradients, and evaluation mode under every `train()`."""
 
@@ -265,6 +273,7 @@ class ZeroShapeW(nn.Module):
             gravity=gravity,
             category_logits=category_logits,
             prompts=prompts,
+            global_features=maps[0],
         )
 
     def encode_shape(
@@ -340,6 +349,20 @@ class ZeroShapeW(nn.Module):
                 features=fine_features,
             )
         return points, normalisation, tokens, evidence
+
+    def body(self, latent: Latent, visible_mask: torch.Tensor) -> torch.Tensor | None:
+        """How the silhouette's inflated body should stand (models with a body head; else None).
+
+        Args:
+            visible_mask: [B, 1, H, W] in [0, 1], the mask the body is inflated from (refined, a user's or the
+                alpha channel: not necessarily the latent's own).
+        Returns:
+            [B, 4]: tilt_u, tilt_v (depth pixels per pixel), log front scale, log back scale; read by
+            `backend.silhouette.Thickness.from_body`.
+        """
+        if self.body_head is None or latent.global_features is None:
+            return None
+        return self.body_head(latent.global_features, visible_mask.to(latent.global_features.dtype))
 
     def query(self, points: torch.Tensor, latent: Latent) -> torch.Tensor:
         """Occupancy logits of 3D points in the normalised frame.

@@ -8,6 +8,7 @@ import pytest
 
 from backend.mesh import extract_mesh
 from backend.silhouette import (
+    Thickness,
     ViewCamera,
     carve,
     covering_radius,
@@ -41,8 +42,8 @@ def star(points: int = 5, inner: float = 35.0, outer: float = 90.0) -> np.ndarra
     return (radius <= inner + (outer - inner) * phase).astype(np.float32)
 
 
-def inflated(mask: np.ndarray, view: ViewCamera, resolution: int = 128, occluder=None):
-    body = inflate(silhouette_maps(mask, occluder), view, half_extent=1.5)
+def inflated(mask: np.ndarray, view: ViewCamera, resolution: int = 128, occluder=None, thickness=Thickness()):
+    body = inflate(silhouette_maps(mask, occluder), view, half_extent=1.5, thickness=thickness)
     mesh, _ = extract_mesh(body.field, resolution, 1.5, level=0.0, band=body.band, chunk_size=1 << 20)
     return mesh, body.camera
 
@@ -132,3 +133,52 @@ def test_carving_keeps_a_field_inside_the_cone_and_skips_points_far_outside():
     assert outline_iou(np.asarray(mesh.vertices), np.asarray(mesh.faces), view, mask) >= 0.9
     uncarved, _ = extract_mesh(ball, 64, 1.5, level=0.0)
     assert outline_iou(np.asarray(uncarved.vertices), np.asarray(uncarved.faces), view, mask) < 0.7
+
+
+def _camera_points(mesh, fitted: ViewCamera) -> np.ndarray:
+    return np.asarray(mesh.vertices) * fitted.scale + fitted.centroid
+
+
+def test_thickness_scales_the_body_in_front_of_and_behind_its_plane_apart():
+    view = camera(focal=4000.0)  # a long lens: depth offsets are pixels at the plane without perspective
+    mesh, fitted = inflated(disc(60.0), view, thickness=Thickness(front=0.25, back=1.5))
+    assert mesh.is_watertight
+    points = _camera_points(mesh, fitted)
+    plane = view.centroid[2]
+    pixels = 4000.0 / plane
+    assert (plane - points[:, 2].min()) * pixels == pytest.approx(0.25 * 60.0, rel=0.1)
+    assert (points[:, 2].max() - plane) * pixels == pytest.approx(1.5 * 60.0, rel=0.05)
+    extent = points.max(axis=0) - points.min(axis=0)
+    assert extent[0] == pytest.approx(120.0 / pixels, rel=0.03)  # the outline is the mask's, whatever the depth
+
+
+def test_a_tilted_plane_puts_the_top_of_the_body_farther_than_its_bottom():
+    view = camera(focal=4000.0)
+    mask = np.zeros((SIZE, SIZE), np.float32)
+    mask[40:184, 90:134] = 1.0  # a tall post 44 px wide
+    mesh, fitted = inflated(mask, view, thickness=Thickness(tilt=(0.0, -0.5)))
+    points = _camera_points(mesh, fitted)
+    row = points[:, 1] / points[:, 2] * 4000.0 + 111.5
+    top, bottom = points[row < 60], points[row > 164]
+    # The plane's depth changes by 0.5 px per image row.
+    difference = (top[:, 2].mean() - bottom[:, 2].mean()) * 4000.0 / view.centroid[2]
+    assert difference == pytest.approx(0.5 * (174 - 50), rel=0.15)  # mean rows of the two ends: 50 and 174
+    assert outline_iou(np.asarray(mesh.vertices), np.asarray(mesh.faces), fitted, mask) >= 0.93
+
+
+def test_front_surface_follows_the_thickness():
+    maps = silhouette_maps(disc(40.0))
+    view = camera(focal=4000.0)
+    round_points, visible = front_surface(maps, view)
+    thin_points, _ = front_surface(maps, view, Thickness(front=0.5))
+    ratio = thin_points[2][visible].min() / round_points[2][visible].min()
+    assert ratio == pytest.approx(0.5, rel=0.05)  # the nearest point is half as far in front of the plane
+
+
+def test_thickness_from_a_body_head_row_is_clipped_to_the_fitted_range():
+    body = Thickness.from_body(np.array([0.2, -0.4, np.log(0.5), 10.0]))
+    assert body.tilt == pytest.approx((0.2, -0.4))
+    assert body.front == pytest.approx(0.5)
+    assert body.back == pytest.approx(4.0)  # e^10 clipped
+    with pytest.raises(ValueError, match="positive"):
+        Thickness(front=0.0)

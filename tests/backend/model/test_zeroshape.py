@@ -156,6 +156,38 @@ def test_a_model_without_scene_or_category_head_treats_auto_as_object():
     assert latent.prompts == ["object"]
 
 
+@pytest.mark.parametrize("kind", ["image", "mask"])
+def test_the_body_head_reads_the_mask_it_is_given_and_starts_at_the_round_body(kind, tmp_path):
+    import dataclasses
+
+    from backend.model.checkpoint import load_checkpoint, save_checkpoint
+
+    config = dataclasses.replace(get_config("tiny"), body_head=kind)
+    model = ZeroShapeW(config).eval()
+    batch = make_batch(config, batch=2)
+    with torch.no_grad():
+        latent = model.encode(batch["image"], "object")
+        assert torch.equal(model.body(latent, batch["visible"]), torch.zeros(2, 4))  # zero init: round, upright
+        randomise_zero_parameters(model)
+        latent = model.encode(batch["image"], "object")
+        body = model.body(latent, batch["visible"])
+        other = model.body(latent, 1 - batch["visible"])
+    assert body.shape == (2, 4)
+    assert not torch.allclose(body, other)  # the head reads the mask it is handed, not the latent's own
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "body.safetensors"))
+    with torch.no_grad():
+        assert torch.equal(loaded.body(loaded.encode(batch["image"], "object"), batch["visible"]), body)
+
+
+def test_a_model_without_a_body_head_has_no_body_estimate():
+    model = ZeroShapeW(get_config("tiny")).eval()
+    batch = make_batch(get_config("tiny"), batch=1)
+    with torch.no_grad():
+        latent = model.encode(batch["image"], "object")
+    assert model.body_head is None
+    assert model.body(latent, batch["visible"]) is None
+
+
 def test_freezing_keeps_the_frozen_parts_exactly_as_they_were():
     """freeze_all_but: only the named part gets gradients, and training-mode passes leave the frozen parts'
     batch-norm statistics alone, so they compute what they did before."""

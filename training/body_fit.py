@@ -1,0 +1,182 @@
+"""Train the body head (`backend.model.heads.BodyHead`) onto a trained model: `zeroshape-w train-body`.
+
+The head says how the silhouette's inflated body stands: its mirror plane's tilt and its depth in front of and
+behind that plane (`backend.silhouette.Thickness`). Its targets are fitted per rendered view to the true object
+(`training.thickness_targets`). Everything else in the model stays as it was: the backbone's global features are
+computed once per view and cached (`examples.safetensors` in the run folder), and only the head trains on them, so
+a run takes minutes on a CPU and the meshes of every other `--shape` stay bit for bit the same.
+
+The masks the head reads are the true visible masks, each step eroded or dilated by up to MASK_JITTER_PX pixels,
+because at inference it reads the refined mask, whose outline is a few pixels off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.model.checkpoint import load_checkpoint, save_checkpoint
+from backend.model.heads import BodyHead
+from backend.model.zeroshape import ZeroShapeW
+from training.dataset import load_view, resize_view, scan_dataset
+from training.thickness_targets import view_thickness
+
+log = logging.getLogger(__name__)
+
+MASK_JITTER_PX = 3
+"""Training masks are eroded or dilated by up to this many pixels (network-input pixels)."""
+MONITOR_SHARE = 10
+"""One object in this many (by a hash of its id) is kept out of training to monitor the head."""
+TARGET_NAMES = ("tilt_u", "tilt_v", "log_front", "log_back")
+
+
+@dataclass(frozen=True)
+class BodyFitOptions:
+    checkpoint: Path
+    """The trained model the head is added to (its backbone is read, never changed)."""
+    data: tuple[Path, ...]
+    """Rendered datasets (`zeroshape-w data render`): only training splits, never the evaluation's."""
+    out: Path
+    """Run folder: examples.safetensors (the cache), model.safetensors, summary.json."""
+    kind: str = "image"
+    """"image": global features and the mask; "mask": the mask alone (the ablation)."""
+    steps: int = 3000
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    seed: int = 0
+
+
+def _is_monitor(object_id: str) -> bool:
+    return zlib.crc32(object_id.encode()) % MONITOR_SHARE == 0
+
+
+@torch.inference_mode()
+def build_examples(model: ZeroShapeW, data: tuple[Path, ...], progress=None) -> dict[str, torch.Tensor]:
+    """Per view with a fitted body: global features [N, C, h, w], true visible mask [N, 1, S, S] (uint8),
+    target [N, 4] (see TARGET_NAMES) and monitor [N] (bool: held out from training)."""
+    views, _ = scan_dataset(data)
+    size = model.config.image_size
+    features, masks, targets, monitor = [], [], [], []
+    batch_images: list[np.ndarray] = []
+
+    def flush() -> None:
+        if not batch_images:
+            return
+        images = torch.from_numpy(np.stack(batch_images)).permute(0, 3, 1, 2)
+        network_input = images * model.preprocess.input_scale + model.preprocess.input_shift
+        features.append(model.backbone(network_input)[0].float())
+        batch_images.clear()
+
+    for view in progress(views) if progress else views:
+        fit = view_thickness(view.folder, view.object_folder)
+        if fit is None:
+            continue
+        sample = load_view(view)
+        if sample["mask"].shape != (size, size):
+            sample = resize_view(sample, size)
+        batch_images.append(sample["rgb"])
+        masks.append(torch.from_numpy(sample["mask"].astype(np.uint8))[None])
+        body = fit.thickness
+        targets.append(torch.tensor([*body.tilt, math.log(body.front), math.log(body.back)]))
+        monitor.append(_is_monitor(view.object_id))
+        if len(batch_images) == 16:
+            flush()
+    flush()
+    if not masks:
+        raise ValueError(f"no view of {', '.join(map(str, data))} had a body to fit; are these rendered datasets?")
+    return {
+        "features": torch.cat(features),
+        "masks": torch.stack(masks),
+        "targets": torch.stack(targets).float(),
+        "monitor": torch.tensor(monitor),
+    }
+
+
+def _jitter(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each mask [B, 1, S, S] in {0, 1} eroded or dilated by a random 0..MASK_JITTER_PX pixels."""
+    out = []
+    for mask in masks.float():
+        radius = int(torch.randint(-MASK_JITTER_PX, MASK_JITTER_PX + 1, (1,), generator=generator))
+        if radius:
+            kernel = 2 * abs(radius) + 1
+            grown = F.max_pool2d(mask[None] * (1 if radius > 0 else -1), kernel, stride=1, padding=abs(radius))
+            mask = grown[0] * (1 if radius > 0 else -1)
+        out.append(mask)
+    return torch.stack(out)
+
+
+def _loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.smooth_l1_loss(prediction, target, beta=0.1)
+
+
+def fit_body_head(options: BodyFitOptions, progress=None) -> dict:
+    """Cache the examples (once), train the head, write model.safetensors and summary.json; returns the summary."""
+    torch.manual_seed(options.seed)
+    options.out.mkdir(parents=True, exist_ok=True)
+    base = load_checkpoint(options.checkpoint)
+    cache = options.out / "examples.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    if cache.is_file():
+        examples = load_file(str(cache))
+    else:
+        examples = build_examples(base, options.data, progress)
+        save_file({k: v.contiguous() for k, v in examples.items()}, str(cache))
+    monitor = examples["monitor"].bool()
+    train_index = torch.nonzero(~monitor).squeeze(1)
+    held_index = torch.nonzero(monitor).squeeze(1)
+    config = dataclasses.replace(base.config, body_head=options.kind)
+    head = BodyHead(base.backbone.global_channels, config.body_head_hidden, use_image=options.kind == "image")
+    optimiser = torch.optim.AdamW(head.parameters(), lr=options.learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, options.learning_rate, total_steps=options.steps)
+    generator = torch.Generator().manual_seed(options.seed)
+    targets = examples["targets"]
+    started = time.monotonic()
+    steps = range(options.steps)
+    for _ in progress(steps) if progress else steps:
+        pick = train_index[torch.randint(len(train_index), (options.batch_size,), generator=generator)]
+        masks = _jitter(examples["masks"][pick], generator)
+        loss = _loss(head(examples["features"][pick], masks), targets[pick])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+    head.eval()
+
+    def scores(index: torch.Tensor) -> dict[str, float]:
+        with torch.no_grad():
+            prediction = head(examples["features"][index], examples["masks"][index].float())
+        truth = targets[index]
+        mean = targets[train_index].mean(dim=0, keepdim=True).expand_as(truth)
+        return {
+            "head": float(_loss(prediction, truth)),
+            "round": float(_loss(torch.zeros_like(truth), truth)),
+            "training_mean": float(_loss(mean, truth)),
+            **{f"abs_error_{name}": float((prediction - truth)[:, i].abs().mean()) for i, name in enumerate(TARGET_NAMES)},
+        }
+
+    summary = {
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(options).items()},
+        "examples": {"train": len(train_index), "monitor": len(held_index)},
+        "seconds": round(time.monotonic() - started, 1),
+        "train_loss": scores(train_index),
+        "monitor_loss": scores(held_index) if len(held_index) else None,
+    }
+    summary["options"]["data"] = [str(p) for p in options.data]
+    model = ZeroShapeW(config, base.preprocess, base.text_encoder)
+    state = base.own_state_dict() | {f"body_head.{k}": v for k, v in head.state_dict().items()}
+    model.load_own_state_dict(state, source="base model and body head")
+    provenance = {"body_head": {"from": str(options.checkpoint), **summary["examples"], "kind": options.kind}}
+    save_checkpoint(model, options.out / "model.safetensors", provenance)
+    (options.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,150 @@
+"""The thickness an inflated silhouette should have, measured on rendered views: the targets of `backend.thickness`.
+
+The inflated body (`backend.silhouette`) reaches h(p) = sqrt(d(2R − d)) pixels in front of its mirror plane and
+as far behind it. The true object, seen through the same pixel, spans camera depths [front(p), back(p)]. Per view
+we fit, by least squares over the mask's cells,
+
+    front(p) = P(p) − s_front · h(p),      back(p) = P(p) + s_back · h(p)      (depths in pixels: z · f / z0)
+
+for one mirror plane P(p) = P0 + a·(u − cu) + b·(v − cv), tilted as the object stands (its top farther than its
+bottom when seen from above), and two scales: `Thickness(s_front, s_back, (a, b))` is then the body that best
+matches the object's depth along every ray of the view. The front depth is the rendered depth map; the back depth is the farthest of
+the object's surface samples (`surface.npy`) that project into the cell, compared with the thickest profile over
+the cell; a cell is used only where enough samples land. Everything here is measured on the true mask, which training perturbs afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from backend.silhouette import SilhouetteMaps, Thickness, ViewCamera, half_thickness, silhouette_maps
+from training.data import layout
+from training.dataset import visible_frame
+
+CELL_PX = 8
+"""Side of the cells (network-input pixels) over which front and back depths are compared."""
+MIN_SAMPLES_PER_CELL = 3
+"""Surface samples a cell needs before its farthest one is taken as the back of the object."""
+MIN_CELLS = 6
+"""Cells a view needs before its fit counts."""
+SCALE_RANGE = (0.05, 4.0)
+"""Fitted scales are clipped to this range (a flat card seen face-on, a deep rod seen end-on)."""
+TILT_RANGE = 3.0
+"""Fitted tilts are clipped to ±this (depth pixels per pixel: a plane turned 72° from the camera); steeper fits
+come from a handful of cells on a thin object and say nothing."""
+
+
+@dataclass(frozen=True)
+class ThicknessFit:
+    thickness: Thickness
+    cells: int
+    """Cells the fit used."""
+    residual_px: float
+    """Root-mean-square depth error of the fit over those cells, in pixels."""
+
+
+def camera_surface(object_folder: Path, world_to_camera: np.ndarray) -> np.ndarray:
+    """The object's surface samples [N, 3] in camera coordinates."""
+    points = np.load(object_folder / layout.SURFACE).astype(np.float64)
+    return points @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+
+
+def cell_depth_range(points: np.ndarray, K: np.ndarray, size: int, cell: int = CELL_PX):
+    """Nearest and farthest camera z of points [N, 3] per cell of a size² image: (near, far, count), each
+    [size // cell, size // cell]; cells without points hold inf, −inf and 0."""
+    z = points[:, 2]
+    ahead = z > 1e-6
+    points, z = points[ahead], z[ahead]
+    u = K[0, 0] * points[:, 0] / z + K[0, 1] * points[:, 1] / z + K[0, 2]
+    v = K[1, 1] * points[:, 1] / z + K[1, 2]
+    cells = size // cell
+    column = np.floor((u + 0.5) / cell).astype(int)
+    row = np.floor((v + 0.5) / cell).astype(int)
+    inside = (column >= 0) & (column < cells) & (row >= 0) & (row < cells)
+    index = row[inside] * cells + column[inside]
+    near = np.full(cells * cells, np.inf)
+    far = np.full(cells * cells, -np.inf)
+    np.minimum.at(near, index, z[inside])
+    np.maximum.at(far, index, z[inside])
+    count = np.bincount(index, minlength=cells * cells)
+    return near.reshape(cells, cells), far.reshape(cells, cells), count.reshape(cells, cells)
+
+
+def _cell_mean(image: np.ndarray, cell: int) -> np.ndarray:
+    cells = image.shape[0] // cell
+    return image[: cells * cell, : cells * cell].reshape(cells, cell, cells, cell).mean(axis=(1, 3))
+
+
+def fit_thickness(
+    maps: SilhouetteMaps,
+    mask: np.ndarray,
+    depth: np.ndarray,
+    K: np.ndarray,
+    surface: np.ndarray,
+    centre: tuple[float, float],
+    cell: int = CELL_PX,
+    tilt: bool = True,
+) -> ThicknessFit | None:
+    """The least-squares `Thickness` of one view (see the module's docstring); None when too few cells qualify.
+
+    Args:
+        maps: the silhouette maps of `mask` (and the occluder) the body is inflated from.
+        mask: [S, S] bool, the visible object; depth: [S, S] camera z (0 off the object); K: [3, 3] in pixels.
+        surface: [N, 3] the object's surface samples in camera coordinates.
+        centre: (u, v) where the plane's tilt pivots (`ViewCamera.centre_pixel`).
+        tilt: fit the plane's tilt (else it faces the camera).
+    """
+    size = mask.shape[0]
+    z0 = float(depth[mask].mean()) if mask.any() else 0.0
+    if z0 <= 0:
+        return None
+    pixels_per_unit = float(np.sqrt(K[0, 0] * K[1, 1])) / z0
+    _, far, count = cell_depth_range(surface, K, size, cell)
+    coverage = _cell_mean(mask.astype(np.float64), cell)
+    thickness_px = half_thickness(maps).astype(np.float64)
+    profile = _cell_mean(thickness_px, cell)
+    # The back is the farthest sample over the cell: compared with the thickest profile over it, not the mean.
+    cells_per_side = size // cell
+    crop = thickness_px[: cells_per_side * cell, : cells_per_side * cell]
+    profile_max = crop.reshape(cells_per_side, cell, cells_per_side, cell).max(axis=(1, 3))
+    front = _cell_mean(np.where(mask, depth, 0.0), cell) / np.maximum(coverage, 1e-9)
+    usable = (coverage >= 0.99) & (count >= MIN_SAMPLES_PER_CELL) & (profile > 0.5) & (far > front)
+    cells = int(usable.sum())
+    if cells < MIN_CELLS:
+        return None
+    h, h_max = profile[usable], profile_max[usable]
+    front_px = front[usable] * pixels_per_unit
+    back_px = far[usable] * pixels_per_unit
+    rows, columns = np.nonzero(usable)
+    u = (columns + 0.5) * cell - 0.5 - centre[0]
+    v = (rows + 0.5) * cell - 0.5 - centre[1]
+    zeros = np.zeros(cells)
+    plane = np.stack([np.ones(cells), u, v] if tilt else [np.ones(cells)], axis=1)
+    # Unknowns (P0, [a, b,] s_front, s_back): front = P − s_front·h, back = P + s_back·h.
+    design = np.block([[plane, -h[:, None], zeros[:, None]], [plane, zeros[:, None], h_max[:, None]]])
+    observed = np.concatenate([front_px, back_px])
+    solution, *_ = np.linalg.lstsq(design, observed, rcond=None)
+    residual = float(np.sqrt(np.mean((design @ solution - observed) ** 2)))
+    low, high = SCALE_RANGE
+    slope = tuple(float(np.clip(x, -TILT_RANGE, TILT_RANGE)) for x in solution[1:3]) if tilt else (0.0, 0.0)
+    scales = np.clip(solution[-2:], low, high)
+    thickness = Thickness(float(scales[0]), float(scales[1]), slope)
+    return ThicknessFit(thickness=thickness, cells=cells, residual_px=residual)
+
+
+def view_thickness(view_folder: Path, object_folder: Path, tilt: bool = True) -> ThicknessFit | None:
+    """`fit_thickness` of one rendered view, inflated from its true visible mask and occluder mask, the plane
+    pivoting about the visible surface's centroid."""
+    camera = layout.read_camera(view_folder)
+    mask = layout.read_mask(view_folder)
+    occluder = layout.read_occluder(view_folder)
+    depth = layout.read_depth(view_folder)
+    K = np.asarray(camera["K"], dtype=np.float64)
+    surface = camera_surface(object_folder, np.asarray(camera["world_to_camera"], dtype=np.float64))
+    maps = silhouette_maps(mask, occluder)
+    centroid, _ = visible_frame(depth, mask, K)
+    centre = ViewCamera(K=K, centroid=centroid, scale=1.0).centre_pixel
+    return fit_thickness(maps, mask, depth, K, surface, centre, tilt=tilt)
