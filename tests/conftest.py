@@ -32,6 +32,6 @@ def sphere_model(monkeypatch):
 
     monkeypatch.setattr(ZeroShapeW, "query", lambda self, points, latent: sphere(points))
     monkeypatch.setattr(
-        backend.pipeline, "inflate", lambda maps, camera, half_extent: InflatedBody(camera, sphere, 2.0)
+        backend.pipeline, "inflate", lambda maps, camera, half_extent, **_: InflatedBody(camera, sphere, 2.0)
     )
     monkeypatch.setattr(backend.pipeline, "carve", lambda field, maps, camera, level: lambda p: field(p) - level)

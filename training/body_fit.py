@@ -49,7 +49,7 @@ class BodyFitOptions:
     out: Path
     """Run folder: examples.safetensors (the cache), model.safetensors, summary.json."""
     kind: str = "image"
-    """"image": global features and the mask; "mask": the mask alone (the ablation)."""
+    """"image": global features and the mask; "mask": the mask alone; "constant": one body for all (ablations)."""
     steps: int = 3000
     batch_size: int = 64
     learning_rate: float = 2e-3
@@ -62,20 +62,29 @@ def _is_monitor(object_id: str) -> bool:
 
 @torch.inference_mode()
 def build_examples(model: ZeroShapeW, data: tuple[Path, ...], progress=None) -> dict[str, torch.Tensor]:
-    """Per view with a fitted body: global features [N, C, h, w], true visible mask [N, 1, S, S] (uint8),
-    target [N, 4] (see TARGET_NAMES) and monitor [N] (bool: held out from training)."""
+    """Per view with a fitted body, and again for its mirror image: global features [N, C, h, w], true visible mask
+    [N, 1, S, S] (uint8), target [N, 4] (see TARGET_NAMES) and monitor [N] (bool: held out from training)."""
     views, _ = scan_dataset(data)
     size = model.config.image_size
-    features, masks, targets, monitor = [], [], [], []
-    batch_images: list[np.ndarray] = []
+    mirror = torch.tensor([-1.0, 1.0, 1.0, 1.0])  # a mirror image turns the plane's tilt across the image around
+    columns: dict[str, list[torch.Tensor]] = {"features": [], "masks": [], "targets": [], "monitor": []}
+    batch: dict[str, list] = {"images": [], "masks": [], "targets": [], "monitor": []}
 
-    def flush() -> None:
-        if not batch_images:
+    def finish_batch() -> None:
+        if not batch["images"]:
             return
-        images = torch.from_numpy(np.stack(batch_images)).permute(0, 3, 1, 2)
-        network_input = images * model.preprocess.input_scale + model.preprocess.input_shift
-        features.append(model.backbone(network_input)[0].float())
-        batch_images.clear()
+        images = torch.from_numpy(np.stack(batch["images"])).permute(0, 3, 1, 2)
+        masks, targets = torch.stack(batch["masks"]), torch.stack(batch["targets"])
+        monitor = torch.tensor(batch["monitor"])
+        for flip in (False, True):
+            seen = images.flip(-1) if flip else images
+            network_input = seen * model.preprocess.input_scale + model.preprocess.input_shift
+            columns["features"].append(model.backbone(network_input)[0].float())
+            columns["masks"].append(masks.flip(-1) if flip else masks)
+            columns["targets"].append(targets * mirror if flip else targets)
+            columns["monitor"].append(monitor)
+        for values in batch.values():
+            values.clear()
 
     for view in progress(views) if progress else views:
         fit = view_thickness(view.folder, view.object_folder)
@@ -84,21 +93,18 @@ def build_examples(model: ZeroShapeW, data: tuple[Path, ...], progress=None) -> 
         sample = load_view(view)
         if sample["mask"].shape != (size, size):
             sample = resize_view(sample, size)
-        batch_images.append(sample["rgb"])
-        masks.append(torch.from_numpy(sample["mask"].astype(np.uint8))[None])
         body = fit.thickness
-        targets.append(torch.tensor([*body.tilt, math.log(body.front), math.log(body.back)]))
-        monitor.append(_is_monitor(view.object_id))
-        if len(batch_images) == 16:
-            flush()
-    flush()
-    if not masks:
+        batch["images"].append(sample["rgb"])
+        batch["masks"].append(torch.from_numpy(sample["mask"].astype(np.uint8))[None])
+        batch["targets"].append(torch.tensor([*body.tilt, math.log(body.front), math.log(body.back)]))
+        batch["monitor"].append(_is_monitor(view.object_id))
+        if len(batch["images"]) == 16:
+            finish_batch()
+    finish_batch()
+    if not columns["masks"]:
         raise ValueError(f"no view of {', '.join(map(str, data))} had a body to fit; are these rendered datasets?")
-    return {
-        "features": torch.cat(features),
-        "masks": torch.stack(masks),
-        "targets": torch.stack(targets).float(),
-        "monitor": torch.tensor(monitor),
+    return {name: torch.cat(values) for name, values in columns.items()} | {
+        "targets": torch.cat(columns["targets"]).float()
     }
 
 
@@ -136,7 +142,7 @@ def fit_body_head(options: BodyFitOptions, progress=None) -> dict:
     train_index = torch.nonzero(~monitor).squeeze(1)
     held_index = torch.nonzero(monitor).squeeze(1)
     config = dataclasses.replace(base.config, body_head=options.kind)
-    head = BodyHead(base.backbone.global_channels, config.body_head_hidden, use_image=options.kind == "image")
+    head = BodyHead(base.backbone.global_channels, config.body_head_hidden, options.kind)
     optimiser = torch.optim.AdamW(head.parameters(), lr=options.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, options.learning_rate, total_steps=options.steps)
     generator = torch.Generator().manual_seed(options.seed)
@@ -162,7 +168,10 @@ def fit_body_head(options: BodyFitOptions, progress=None) -> dict:
             "head": float(_loss(prediction, truth)),
             "round": float(_loss(torch.zeros_like(truth), truth)),
             "training_mean": float(_loss(mean, truth)),
-            **{f"abs_error_{name}": float((prediction - truth)[:, i].abs().mean()) for i, name in enumerate(TARGET_NAMES)},
+            **{
+                f"abs_error_{name}": float((prediction - truth)[:, i].abs().mean())
+                for i, name in enumerate(TARGET_NAMES)
+            },
         }
 
     summary = {

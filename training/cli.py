@@ -253,7 +253,10 @@ def add_commands(commands) -> None:
     )
     benchmark.add_argument("--resolution", type=int, default=128, help="reconstruct mode: grid resolution")
     benchmark.add_argument(
-        "--shape", default="inflate", choices=["inflate", "round", "learned"], help="reconstruct mode: shape (default inflate)"
+        "--shape",
+        default="inflate",
+        choices=["inflate", "round", "learned"],
+        help="reconstruct mode: shape (default inflate)",
     )
     benchmark.add_argument(
         "--repeats", type=int, default=5, help="reconstruct mode: timed runs after a warm-up; the median (default 5)"

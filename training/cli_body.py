@@ -54,7 +54,10 @@ def add_train_body_command(commands) -> None:
     parser.add_argument("--out", type=Path, required=True, help="run folder (examples cache, model, summary)")
     parser.add_argument("--init", type=Path, help="the trained model to add the head to (default: the bundled one)")
     parser.add_argument(
-        "--kind", choices=("image", "mask"), default="image", help="read image features and mask (default) or mask"
+        "--kind",
+        choices=("image", "mask", "constant"),
+        default="image",
+        help="what the head reads: image features and mask (default), the mask alone, or nothing (one body for all)",
     )
     parser.add_argument("--steps", type=int, default=3000, help="optimiser steps (default 3000)")
     parser.add_argument("--batch-size", type=int, default=64, help="views per step (default 64)")

@@ -5,6 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+SHAPE_METHOD_NAMES = [
+    "inflate-true-mask",
+    "inflate-predicted-mask",
+    "inflate-refined-mask",
+    "model-carved",
+    "body-true-mask",
+    "body-refined-mask",
+    "body-oracle-true-mask",
+]
+"""`training.silhouette_eval.SHAPE_METHODS`, spelled out so that `--help` imports no torch (a test holds them equal)."""
+
 
 def command_evaluate(args: argparse.Namespace) -> int:
     import torch
@@ -102,15 +113,16 @@ def add_evaluate_command(commands) -> None:
     evaluate.add_argument(
         "--shapes",
         action="store_true",
-        help="also score the silhouette-first shapes on the same views (inflated from the true, the predicted and "
-        "the GrabCut-refined mask; the model carved by the mask's cone) and every mesh's silhouette IoU from the "
-        "front, the side and the top",
+        help="also score the silhouette-first shapes on the same views (round bodies inflated from the true, the "
+        "predicted and the GrabCut-refined mask; bodies shaped by the model's body head; the model carved by the "
+        "mask's cone) and every mesh's silhouette IoU from the front, the side and the top",
     )
     evaluate.add_argument(
         "--shape-methods",
         nargs="+",
-        choices=["inflate-true-mask", "inflate-predicted-mask", "inflate-refined-mask", "model-carved"],
-        help="with --shapes: only these of them",
+        choices=SHAPE_METHOD_NAMES,
+        help="with --shapes: only these of them (the inflate-* rows are the round body, the body-* rows the body "
+        "head's; body-oracle-true-mask: the body fitted to the true object)",
     )
     evaluate.add_argument(
         "--no-model-row", action="store_true", help="do not mesh the model's own occupancy (only the other rows)"

@@ -38,13 +38,13 @@ from backend.frames import elevation_deg
 from backend.mesh import extract_mesh
 from backend.model.zeroshape import Latent, ZeroShapeW
 from training.data import layout
-from training.thickness_targets import view_thickness
 from training.dataset import Augmentation, RenderedViews, SampleRequest, load_view
 from training.eval_tables import CONDITIONS, format_tables  # the markdown of `tables`: its own module
 
 # The markdown of the tables lives in its own module; imported here so `training.evaluate.format_tables` stays.
 from training.metrics import THRESHOLDS, evaluate_clouds, summarise, surface_cloud
 from training.silhouette_eval import SHAPE_METHODS, VIEWS, shape_meshes, silhouette_images, silhouette_ious
+from training.thickness_targets import view_thickness
 
 ORACLES: dict[str, tuple[str, ...]] = {
     "oracle-mask": ("visible_mask",),

@@ -10,7 +10,8 @@ Rows, beside the model's, on the same views:
   thickened as the model's body head estimates from that mask (`reconstruct --shape inflate` with a body head);
 * `body-oracle-true-mask`: the body fitted to the true object (`training.thickness_targets`): what a perfect body
   head would reach.
-The `inflate-*` rows are the round body (`reconstruct --shape round`). All use the model's estimated camera (its K and the visible surface's centroid), as `reconstruct` does.
+The `inflate-*` rows are the round body (`reconstruct --shape round`). All use the model's estimated camera (its
+K and the visible surface's centroid), as `reconstruct` does.
 
 Silhouette IoUs (`silhouette_ious`): the mesh and the ground truth, both in the camera's axes, each centred on its
 bounding box and scaled by its larger image-plane extent, drawn as filled orthographic silhouettes from the
@@ -113,7 +114,9 @@ def shape_meshes(
             meshes[method] = inflated_mesh(mask, mask_occluder, camera, resolution, half_extent, thickness)
     fitted = (truth or {}).get("body")
     if "body-oracle-true-mask" in methods and true_mask is not None and fitted is not None:
-        meshes["body-oracle-true-mask"] = inflated_mesh(true_mask, true_occluder, camera, resolution, half_extent, fitted)
+        meshes["body-oracle-true-mask"] = inflated_mesh(
+            true_mask, true_occluder, camera, resolution, half_extent, fitted
+        )
     if "inflate-predicted-mask" in methods:
         meshes["inflate-predicted-mask"] = inflated_mesh(_one_part(raw), occluder, camera, resolution, half_extent)
     if "inflate-refined-mask" in methods:

@@ -1,16 +1,18 @@
-"""The thickness an inflated silhouette should have, measured on rendered views: the targets of `backend.thickness`.
+"""The body an inflated silhouette should have, measured on rendered views: the targets of the body head.
 
 The inflated body (`backend.silhouette`) reaches h(p) = sqrt(d(2R − d)) pixels in front of its mirror plane and
 as far behind it. The true object, seen through the same pixel, spans camera depths [front(p), back(p)]. Per view
-we fit, by least squares over the mask's cells,
+we fit, by least squares over the mask's cells (depths in pixels: z · f / z0),
 
-    front(p) = P(p) − s_front · h(p),      back(p) = P(p) + s_back · h(p)      (depths in pixels: z · f / z0)
+    front(p) = P(p) − s_front · h(p),      back(p) = P(p) + s_back · h(p),
 
-for one mirror plane P(p) = P0 + a·(u − cu) + b·(v − cv), tilted as the object stands (its top farther than its
-bottom when seen from above), and two scales: `Thickness(s_front, s_back, (a, b))` is then the body that best
-matches the object's depth along every ray of the view. The front depth is the rendered depth map; the back depth is the farthest of
-the object's surface samples (`surface.npy`) that project into the cell, compared with the thickest profile over
-the cell; a cell is used only where enough samples land. Everything here is measured on the true mask, which training perturbs afterwards.
+with one mirror plane P(p) = P0 + a·(u − cu) + b·(v − cv), tilted as the object lies (a bed seen from above
+recedes towards the top of the image, a bookcase's top leans towards the camera), and two scales.
+`Thickness(s_front, s_back, (a, b))` is then the body that best matches the object's depth along every ray.
+
+The front depth is the rendered depth map. The back depth is the farthest of the object's surface samples
+(`surface.npy`) that land in the cell, compared with the thickest profile over the cell. A cell counts only
+where enough samples land. Everything here is measured on the true mask.
 """
 
 from __future__ import annotations

@@ -164,10 +164,11 @@ class ModelConfig:
     shape_category_head: bool = False
     """Predict the category from the shape tokens (`ShapeCategoryHead`), not from the scene head's image features,
     which carry almost none (model card, session 15); the scene head, if any, then predicts gravity alone."""
-    body_head: Literal["none", "image", "mask"] = "none"
+    body_head: Literal["none", "image", "mask", "constant"] = "none"
     """Predict how the silhouette's inflated body stands (`BodyHead`: its mirror plane's tilt and its depth in
-    front of and behind it) from the global features and the visible mask ("image"), or from the mask alone
-    ("mask"). "none" is the published model: `--shape inflate` then gives the round, camera-facing body."""
+    front of and behind it) from the global features and the visible mask ("image"), from the mask alone ("mask"),
+    or as one body for every image ("constant"). "none" is the published model: `--shape inflate` then gives the
+    round, camera-facing body."""
     body_head_hidden: int = 64
 
     def to_dict(self) -> dict[str, Any]:

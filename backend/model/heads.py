@@ -188,16 +188,21 @@ class BodyHead(nn.Module):
     MASK_SIDE = 56
     """The mask is read at this side: enough for its outline's shape, cheap."""
 
-    def __init__(self, channels: int, hidden: int, use_image: bool = True):
+    def __init__(self, channels: int, hidden: int, reads: str = "image"):
+        """reads: "image" (global features and mask), "mask" (the mask alone) or "constant" (nothing: one body for
+        every image, the training mean; the ablation's floor)."""
         super().__init__()
-        self.use_image = use_image
+        if reads not in ("image", "mask", "constant"):
+            raise ValueError(f"a body head reads 'image', 'mask' or 'constant', not {reads!r}")
+        self.reads = reads
+        self.use_image = reads == "image"
         widths = (8, 16, 32)
         layers, previous = [], 1
         for width in widths:  # 56 → 28 → 14 → 7
             layers += [nn.Conv2d(previous, width, 3, stride=2, padding=1), nn.GroupNorm(4, width), nn.ReLU()]
             previous = width
         self.mask_branch = nn.Sequential(*layers)
-        inputs = previous + (channels + 1 if use_image else 0)
+        inputs = previous + (channels + 1 if self.use_image else 0)
         self.fuse = nn.Sequential(nn.Conv2d(inputs, hidden, 3, padding=1), nn.GroupNorm(4, hidden), nn.ReLU())
         self.out = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU(), nn.Linear(hidden, 4))
         nn.init.zeros_(self.out[-1].weight)
@@ -206,6 +211,8 @@ class BodyHead(nn.Module):
     def forward(self, global_map: torch.Tensor, visible_prob: torch.Tensor) -> torch.Tensor:
         """global_map [B, C, h, w], visible_prob [B, 1, H, W] in [0, 1] → [B, 4]: (tilt_u, tilt_v, log front scale,
         log back scale)."""
+        if self.reads == "constant":  # the last layer's bias alone
+            return self.out[-1].bias.expand(global_map.shape[0], 4)
         side = self.MASK_SIDE
         mask = F.interpolate(visible_prob.float(), size=(side, side), mode="bilinear", align_corners=False)
         features = self.mask_branch(mask.to(global_map.dtype))

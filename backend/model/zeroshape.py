@@ -127,9 +127,7 @@ class ZeroShapeW(nn.Module):
             self.category_head = ShapeCategoryHead(config.decoder.width, categories, config.scene_head_hidden)
         self.body_head = None
         if config.body_head != "none":
-            self.body_head = BodyHead(
-                self.backbone.global_channels, config.body_head_hidden, use_image=config.body_head == "image"
-            )
+            self.body_head = BodyHead(self.backbone.global_channels, config.body_head_hidden, config.body_head)
         self.frozen_components: tuple[str, ...] = ()
         """Components `freeze_all_but` froze: no gradients, and evaluation mode under every `train()`."""
 

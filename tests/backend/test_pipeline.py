@@ -507,3 +507,32 @@ def test_an_alpha_that_is_no_object_mask_falls_back_to_the_model_with_a_warning(
     assert any(
         "alpha channel covers" in w and "using the model's mask instead" in w for w in result.metadata["warnings"]
     )
+
+
+def test_inflate_follows_the_body_head_and_round_ignores_it(tmp_path):
+    """A model whose (constant) body head tilts the body and thins its front: `inflate` reports and builds that
+    body, `round` the plain one; both keep the cut-out's outline."""
+    import math
+
+    from backend.silhouette import photo_outline_iou
+
+    torch.manual_seed(1)
+    model = ZeroShapeW(dataclasses.replace(get_config("small"), body_head="constant"))
+    with torch.no_grad():
+        model.body_head.out[-1].bias.copy_(torch.tensor([0.0, -0.8, math.log(0.3), 0.0]))
+    path = save_checkpoint(model, tmp_path / "body.safetensors")
+    mask = star_cutout(tmp_path / "star.png")
+    reconstructor = Reconstructor(checkpoint=path, device="cpu")
+    meshes = {}
+    for shape in ("inflate", "round"):
+        result = reconstructor.reconstruct(
+            load_photo(tmp_path / "star.png"), ReconstructOptions(shape=shape, frame="camera")
+        )
+        assert photo_outline_iou(result.vertices, result.faces, result.metadata, mask) >= 0.93
+        meshes[shape] = result
+    body = meshes["inflate"].metadata["body"]
+    assert body["front"] == pytest.approx(0.3, rel=1e-3)
+    assert body["tilt"] == pytest.approx([0.0, -0.8], abs=1e-3)
+    assert "body" not in meshes["round"].metadata
+    depth = {shape: np.ptp(result.vertices[:, 2]) for shape, result in meshes.items()}
+    assert depth["inflate"] > 1.3 * depth["round"]  # tilted 0.8 px per row across a 260-row star: far deeper

@@ -8,6 +8,7 @@ import pytest
 
 from backend.mesh import extract_mesh
 from backend.silhouette import (
+    ROUND,
     Thickness,
     ViewCamera,
     carve,
@@ -42,7 +43,7 @@ def star(points: int = 5, inner: float = 35.0, outer: float = 90.0) -> np.ndarra
     return (radius <= inner + (outer - inner) * phase).astype(np.float32)
 
 
-def inflated(mask: np.ndarray, view: ViewCamera, resolution: int = 128, occluder=None, thickness=Thickness()):
+def inflated(mask: np.ndarray, view: ViewCamera, resolution: int = 128, occluder=None, thickness=ROUND):
     body = inflate(silhouette_maps(mask, occluder), view, half_extent=1.5, thickness=thickness)
     mesh, _ = extract_mesh(body.field, resolution, 1.5, level=0.0, band=body.band, chunk_size=1 << 20)
     return mesh, body.camera

@@ -267,10 +267,14 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     assert "| method | condition |" in result.stdout
     assert "| oracle-all | clean | 3 |" in result.stdout
     lines = (out / "rows.jsonl").read_text().splitlines()
-    # 3 views, clean and occluded: the model, 3 oracles, 4 silhouette-first shapes, 2 baselines.
-    assert len(lines) == 3 * 2 * len(METHODS)
+    # 3 views, clean and occluded: the model, 3 oracles, 4 silhouette-first shapes and 2 baselines each; the body
+    # fitted to the true object on the clean views (the pasted cut-out's views have none); no body-head rows (the
+    # tiny model has no body head).
+    methods = [m for m in METHODS if m not in ("body-true-mask", "body-refined-mask")]
+    assert len(lines) == 3 * 2 * (len(methods) - 1) + 3
     rows = [json.loads(line) for line in lines]
-    assert {row["method"] for row in rows} == set(METHODS)
+    assert {row["method"] for row in rows} == set(methods)
+    assert {row["condition"] for row in rows if row["method"] == "body-oracle-true-mask"} == {"clean"}
     for row in rows:  # every mesh row has its silhouette IoUs; the point-cloud baselines have none
         has_ious = row["method"] not in ("visible", "sphere") and not row["method"].startswith("oracle")
         assert (set(IOU_KEYS) <= set(row)) == has_ious, row
@@ -280,7 +284,7 @@ def test_evaluate_cli_writes_rows_summary_and_tables(tiny_run, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     # The tiny model has a scene head; rendered views give the pixel heads' errors.
     assert set(summary) == {"overall", "per_category", "per_source", "scene", "pixel_heads"}
-    assert set(summary["overall"]) == set(METHODS)
+    assert set(summary["overall"]) == set(methods)
     assert "FS@τ per category:" in (out / "tables.md").read_text()
 
 

@@ -50,7 +50,8 @@ def test_shape_meshes_give_every_method_and_the_true_mask_its_outline():
     with torch.inference_mode():
         latent = model.encode(image[None], ["object"])
     meshes = shape_meshes(model, image, latent, 32, {"visible_mask": torch.from_numpy(disc)[None]})
-    assert set(meshes) == set(SHAPE_METHODS)
+    # Every method but the body rows, which need a body head (and the oracle a fitted body).
+    assert set(meshes) == {method for method in SHAPE_METHODS if not method.startswith("body-")}
     inflated = meshes["inflate-true-mask"]
     assert inflated.is_watertight
     extent = inflated.vertices.max(axis=0) - inflated.vertices.min(axis=0)
@@ -67,3 +68,32 @@ def test_shape_meshes_make_only_the_methods_asked_for():
     truth = {"visible_mask": torch.ones(1, size, size)}
     meshes = shape_meshes(model, image, latent, 32, truth, ("inflate-true-mask",))
     assert set(meshes) == {"inflate-true-mask"}
+
+
+def test_the_evaluate_command_offers_every_shape_method():
+    from training.cli_evaluate import SHAPE_METHOD_NAMES
+
+    assert tuple(SHAPE_METHOD_NAMES) == SHAPE_METHODS
+
+
+def test_body_rows_need_a_body_head_and_the_oracle_row_a_fitted_body():
+    import dataclasses
+
+    from backend.silhouette import Thickness
+
+    torch.manual_seed(1)
+    size = get_config("tiny").image_size
+    image = torch.rand(3, size, size)
+    rows, columns = np.mgrid[0:size, 0:size]
+    disc = ((columns - size / 2) ** 2 + (rows - size / 2) ** 2 <= (size / 4) ** 2).astype(np.float32)
+    methods = ("body-true-mask", "body-oracle-true-mask")
+    truth = {"visible_mask": torch.from_numpy(disc)[None]}
+    for kind, body, expected in (("none", None, set()), ("constant", Thickness(0.5, 0.5), set(methods))):
+        model = ZeroShapeW(dataclasses.replace(get_config("tiny"), body_head=kind)).eval()
+        with torch.inference_mode():
+            latent = model.encode(image[None], ["object"])
+        meshes = shape_meshes(model, image, latent, 32, truth | {"body": body}, methods)
+        assert set(meshes) == expected
+    # The oracle body is half as deep as the round one; the constant head (zero init) gives the round one.
+    depth = {name: np.ptp(mesh.vertices[:, 2]) for name, mesh in meshes.items()}
+    assert depth["body-oracle-true-mask"] == pytest.approx(0.5 * depth["body-true-mask"], rel=0.15)

@@ -40,7 +40,8 @@ def test_the_fit_recovers_the_body_an_object_was_made_with(body):
     mask = _ellipse(70.0, 40.0)
     maps, depth, surface = _render(mask, body, view)
     fit = fit_thickness(maps, mask, depth, K, surface, view.centre_pixel)
-    assert fit is not None and fit.cells > 50
+    assert fit is not None
+    assert fit.cells > 50
     assert fit.thickness.front == pytest.approx(body.front, abs=0.12)
     assert fit.thickness.back == pytest.approx(body.back, abs=0.12)
     assert fit.thickness.tilt == pytest.approx(body.tilt, abs=0.08)

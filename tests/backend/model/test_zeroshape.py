@@ -156,7 +156,7 @@ def test_a_model_without_scene_or_category_head_treats_auto_as_object():
     assert latent.prompts == ["object"]
 
 
-@pytest.mark.parametrize("kind", ["image", "mask"])
+@pytest.mark.parametrize("kind", ["image", "mask", "constant"])
 def test_the_body_head_reads_the_mask_it_is_given_and_starts_at_the_round_body(kind, tmp_path):
     import dataclasses
 
@@ -173,7 +173,8 @@ def test_the_body_head_reads_the_mask_it_is_given_and_starts_at_the_round_body(k
         body = model.body(latent, batch["visible"])
         other = model.body(latent, 1 - batch["visible"])
     assert body.shape == (2, 4)
-    assert not torch.allclose(body, other)  # the head reads the mask it is handed, not the latent's own
+    # The head reads the mask it is handed, not the latent's own; a constant head reads nothing.
+    assert torch.allclose(body, other) == (kind == "constant")
     loaded = load_checkpoint(save_checkpoint(model, tmp_path / "body.safetensors"))
     with torch.no_grad():
         assert torch.equal(loaded.body(loaded.encode(batch["image"], "object"), batch["visible"]), body)
