@@ -30,8 +30,8 @@ def command_train_body(args: argparse.Namespace) -> int:
     monitor = summary["monitor_loss"]
     if monitor:
         print(
-            f"held-out objects' loss: head {monitor['head']:.4f}, round body {monitor['round']:.4f}, "
-            f"training mean {monitor['training_mean']:.4f}"
+            f"held-out objects' depth error: head {monitor['head']:.4f}, round body {monitor['round']:.4f}, "
+            f"the fitted bodies {monitor['fitted']:.4f}"
         )
     print(f"wrote {args.out / 'model.safetensors'} and {args.out / 'summary.json'}")
     if args.release_to:

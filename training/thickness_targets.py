@@ -46,6 +46,8 @@ class ThicknessFit:
     """Cells the fit used."""
     residual_px: float
     """Root-mean-square depth error of the fit over those cells, in pixels."""
+    observations: CellObservations
+    """The cells it was fitted to (what the body head's geometric loss compares its bodies with)."""
 
 
 def camera_surface(object_folder: Path, world_to_camera: np.ndarray) -> np.ndarray:
@@ -80,6 +82,71 @@ def _cell_mean(image: np.ndarray, cell: int) -> np.ndarray:
     return image[: cells * cell, : cells * cell].reshape(cells, cell, cells, cell).mean(axis=(1, 3))
 
 
+OBSERVATION_CHANNELS = ("usable", "h", "h_max", "u", "v", "front", "back")
+"""The per-cell arrays of `CellObservations.stacked`, in this order."""
+
+
+@dataclass(frozen=True)
+class CellObservations:
+    """What one view's cells say about the object's depth, as [C, C] arrays (C = S / CELL_PX), in pixels."""
+
+    usable: np.ndarray
+    """bool: the cell is inside the mask and enough surface samples landed in it."""
+    h: np.ndarray
+    """the round profile's mean half-thickness over the cell."""
+    h_max: np.ndarray
+    """its largest over the cell (the back is compared with it)."""
+    u: np.ndarray
+    v: np.ndarray
+    """the cell centre's pixel coordinates relative to the plane's pivot."""
+    front: np.ndarray
+    back: np.ndarray
+    """the true object's nearest (depth map, mean over the cell) and farthest (surface samples) depth."""
+
+    def stacked(self) -> np.ndarray:
+        """[7, C, C] float32 in the order of OBSERVATION_CHANNELS; front and back are 0 where not usable."""
+        usable = self.usable
+        arrays = [usable, self.h, self.h_max, self.u, self.v, np.where(usable, self.front, 0.0)]
+        return np.stack([*arrays, np.where(usable, self.back, 0.0)]).astype(np.float32)
+
+
+def cell_observations(
+    maps: SilhouetteMaps,
+    mask: np.ndarray,
+    depth: np.ndarray,
+    K: np.ndarray,
+    surface: np.ndarray,
+    centre: tuple[float, float],
+    cell: int = CELL_PX,
+) -> CellObservations | None:
+    """One view's cells (see `fit_thickness` for the arguments); None when the view gives no depth scale."""
+    size = mask.shape[0]
+    z0 = float(depth[mask].mean()) if mask.any() else 0.0
+    if z0 <= 0:
+        return None
+    pixels_per_unit = float(np.sqrt(K[0, 0] * K[1, 1])) / z0
+    _, far, count = cell_depth_range(surface, K, size, cell)
+    coverage = _cell_mean(mask.astype(np.float64), cell)
+    thickness_px = half_thickness(maps).astype(np.float64)
+    profile = _cell_mean(thickness_px, cell)
+    # The back is the farthest sample over the cell: compared with the thickest profile over it, not the mean.
+    cells_per_side = size // cell
+    crop = thickness_px[: cells_per_side * cell, : cells_per_side * cell]
+    profile_max = crop.reshape(cells_per_side, cell, cells_per_side, cell).max(axis=(1, 3))
+    front = _cell_mean(np.where(mask, depth, 0.0), cell) / np.maximum(coverage, 1e-9)
+    usable = (coverage >= 0.99) & (count >= MIN_SAMPLES_PER_CELL) & (profile > 0.5) & (far > front)
+    rows, columns = np.mgrid[0:cells_per_side, 0:cells_per_side]
+    return CellObservations(
+        usable=usable,
+        h=profile,
+        h_max=profile_max,
+        u=(columns + 0.5) * cell - 0.5 - centre[0],
+        v=(rows + 0.5) * cell - 0.5 - centre[1],
+        front=front * pixels_per_unit,
+        back=np.where(np.isfinite(far), far, 0.0) * pixels_per_unit,
+    )
+
+
 def fit_thickness(
     maps: SilhouetteMaps,
     mask: np.ndarray,
@@ -99,42 +166,27 @@ def fit_thickness(
         centre: (u, v) where the plane's tilt pivots (`ViewCamera.centre_pixel`).
         tilt: fit the plane's tilt (else it faces the camera).
     """
-    size = mask.shape[0]
-    z0 = float(depth[mask].mean()) if mask.any() else 0.0
-    if z0 <= 0:
+    seen = cell_observations(maps, mask, depth, K, surface, centre, cell)
+    if seen is None:
         return None
-    pixels_per_unit = float(np.sqrt(K[0, 0] * K[1, 1])) / z0
-    _, far, count = cell_depth_range(surface, K, size, cell)
-    coverage = _cell_mean(mask.astype(np.float64), cell)
-    thickness_px = half_thickness(maps).astype(np.float64)
-    profile = _cell_mean(thickness_px, cell)
-    # The back is the farthest sample over the cell: compared with the thickest profile over it, not the mean.
-    cells_per_side = size // cell
-    crop = thickness_px[: cells_per_side * cell, : cells_per_side * cell]
-    profile_max = crop.reshape(cells_per_side, cell, cells_per_side, cell).max(axis=(1, 3))
-    front = _cell_mean(np.where(mask, depth, 0.0), cell) / np.maximum(coverage, 1e-9)
-    usable = (coverage >= 0.99) & (count >= MIN_SAMPLES_PER_CELL) & (profile > 0.5) & (far > front)
+    usable = seen.usable
     cells = int(usable.sum())
     if cells < MIN_CELLS:
         return None
-    h, h_max = profile[usable], profile_max[usable]
-    front_px = front[usable] * pixels_per_unit
-    back_px = far[usable] * pixels_per_unit
-    rows, columns = np.nonzero(usable)
-    u = (columns + 0.5) * cell - 0.5 - centre[0]
-    v = (rows + 0.5) * cell - 0.5 - centre[1]
+    h, h_max = seen.h[usable], seen.h_max[usable]
+    u, v = seen.u[usable], seen.v[usable]
     zeros = np.zeros(cells)
     plane = np.stack([np.ones(cells), u, v] if tilt else [np.ones(cells)], axis=1)
-    # Unknowns (P0, [a, b,] s_front, s_back): front = P − s_front·h, back = P + s_back·h.
+    # Unknowns (P0, [a, b,] s_front, s_back): front = P − s_front·h, back = P + s_back·h_max.
     design = np.block([[plane, -h[:, None], zeros[:, None]], [plane, zeros[:, None], h_max[:, None]]])
-    observed = np.concatenate([front_px, back_px])
+    observed = np.concatenate([seen.front[usable], seen.back[usable]])
     solution, *_ = np.linalg.lstsq(design, observed, rcond=None)
     residual = float(np.sqrt(np.mean((design @ solution - observed) ** 2)))
     low, high = SCALE_RANGE
     slope = tuple(float(np.clip(x, -TILT_RANGE, TILT_RANGE)) for x in solution[1:3]) if tilt else (0.0, 0.0)
     scales = np.clip(solution[-2:], low, high)
     thickness = Thickness(float(scales[0]), float(scales[1]), slope)
-    return ThicknessFit(thickness=thickness, cells=cells, residual_px=residual)
+    return ThicknessFit(thickness=thickness, cells=cells, residual_px=residual, observations=seen)
 
 
 def view_thickness(view_folder: Path, object_folder: Path, tilt: bool = True) -> ThicknessFit | None:
