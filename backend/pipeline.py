@@ -189,7 +189,7 @@ class Reconstructor:
         half_extent = self.preprocess.query_box_half_extent
         visible_points = latent.visible_points[0].float().cpu().numpy()
         visible = latent.visible[0, 0].cpu().numpy()
-        thickness = self._body_thickness(latent, object_mask) if options.shape == "inflate" else None
+        thickness = body_thickness(self.model, latent, object_mask) if options.shape == "inflate" else None
         if options.shape in ("inflate", "round"):
             body = inflate(maps, camera, half_extent, thickness=thickness or ROUND)
             field, band, centroid, scale = body.field, body.band, body.camera.centroid, body.camera.scale
@@ -289,13 +289,6 @@ class Reconstructor:
             return replace(photo, alpha=None), "network", [f"{error}; using the model's mask instead"]
         alpha = np.where(checked.mask | (photo.alpha < 0.5), photo.alpha, 0.0).astype(np.float32)
         return replace(photo, alpha=alpha), "alpha", checked.warnings
-
-    def _body_thickness(self, latent, object_mask: np.ndarray) -> Thickness | None:
-        """The body head's estimate for the mask [S, S] the body is inflated from; None without a body head."""
-        mask = torch.from_numpy(np.asarray(object_mask, dtype=np.float32))[None, None].to(self.device)
-        with torch.inference_mode():
-            body = self.model.body(latent, mask)
-        return None if body is None else Thickness.from_body(body[0].float().cpu())
 
     def _crop_mask(self, photo: Photo, crop: Crop, latent, options, source: str, warnings: list[str]):
         """The object mask [S, S] bool on the network input, the occluder mask [S, S] bool or None, and the mask's
@@ -402,6 +395,16 @@ class Reconstructor:
 
 UNIFORM_PHOTO_STD = 0.01
 """Below this standard deviation of the photo's colours (in [0, 1]) a photo shows nothing to reconstruct."""
+
+
+def body_thickness(model, latent, object_mask: np.ndarray) -> Thickness | None:
+    """The body head's estimate (`ZeroShapeW.body`) for the mask [S, S] the body is inflated from, of a one-image
+    latent; None for a model without a body head."""
+    device = next(model.parameters()).device
+    mask = torch.from_numpy(np.asarray(object_mask, dtype=np.float32))[None, None].to(device)
+    with torch.inference_mode():
+        body = model.body(latent, mask)
+    return None if body is None else Thickness.from_body(body[0].float().cpu())
 
 
 def photo_warnings(photo: Photo) -> list[str]:

@@ -156,19 +156,40 @@ def _loss(prediction: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     return depth_error(prediction, cells).mean()
 
 
+def _dataset_identity(data: tuple[Path, ...]) -> str:
+    """What the cache was built from: the finished view folders of the datasets (a render that went on since, or
+    other datasets, make another identity)."""
+    views, _ = scan_dataset(data)
+    listing = "\n".join(str(view.folder.resolve()) for view in views)
+    return f"{len(views)}:{zlib.crc32(listing.encode()):08x}"
+
+
+def _cached_examples(model: ZeroShapeW, options: BodyFitOptions, progress=None) -> dict[str, torch.Tensor]:
+    """The examples of `options.data`, read from the run folder's cache when it was built from the same views."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    cache = options.out / "examples.safetensors"
+    identity = _dataset_identity(options.data)
+    if cache.is_file():
+        with safe_open(str(cache), framework="pt") as handle:
+            built_from = (handle.metadata() or {}).get("views")
+        if built_from == identity:
+            return load_file(str(cache))
+        log.warning("%s was built from other views (%s, now %s): building it again", cache, built_from, identity)
+    examples = build_examples(model, options.data, progress)
+    temporary = cache.with_name(cache.name + ".partial")
+    save_file({k: v.contiguous() for k, v in examples.items()}, str(temporary), metadata={"views": identity})
+    temporary.replace(cache)
+    return examples
+
+
 def fit_body_head(options: BodyFitOptions, progress=None) -> dict:
     """Cache the examples (once), train the head, write model.safetensors and summary.json; returns the summary."""
     torch.manual_seed(options.seed)
     options.out.mkdir(parents=True, exist_ok=True)
     base = load_checkpoint(options.checkpoint)
-    cache = options.out / "examples.safetensors"
-    from safetensors.torch import load_file, save_file
-
-    if cache.is_file():
-        examples = load_file(str(cache))
-    else:
-        examples = build_examples(base, options.data, progress)
-        save_file({k: v.contiguous() for k, v in examples.items()}, str(cache))
+    examples = _cached_examples(base, options, progress)
     monitor = examples["monitor"].bool()
     train_index = torch.nonzero(~monitor).squeeze(1)
     held_index = torch.nonzero(monitor).squeeze(1)

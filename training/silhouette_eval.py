@@ -29,6 +29,7 @@ from scipy import ndimage
 from backend.mesh import extract_mesh
 from backend.model.zeroshape import Latent, ZeroShapeW
 from backend.object_mask import check_mask, refine_with_grabcut
+from backend.pipeline import body_thickness
 from backend.silhouette import ROUND, Thickness, ViewCamera, carve, inflate, silhouette_maps
 
 SHAPE_METHODS = (
@@ -109,7 +110,7 @@ def shape_meshes(
         ("body-true-mask", true_mask, true_occluder),
         ("body-refined-mask", refined, occluder),
     ):
-        thickness = _body_estimate(model, latent, mask) if method in methods else None
+        thickness = body_thickness(model, latent, mask) if method in methods and mask is not None else None
         if thickness is not None:
             meshes[method] = inflated_mesh(mask, mask_occluder, camera, resolution, half_extent, thickness)
     fitted = (truth or {}).get("body")
@@ -137,16 +138,6 @@ def shape_meshes(
     chunk = 262144 if device.type == "cuda" else 16384
     meshes["model-carved"], _ = extract_mesh(field, resolution, half_extent, level=0.0, chunk_size=chunk)
     return meshes
-
-
-def _body_estimate(model: ZeroShapeW, latent: Latent, mask: np.ndarray | None) -> Thickness | None:
-    """The body head's estimate for a mask [S, S] (None without a mask or a body head)."""
-    if mask is None:
-        return None
-    device = next(model.parameters()).device
-    with torch.inference_mode():
-        body = model.body(latent, torch.from_numpy(mask.astype(np.float32))[None, None].to(device))
-    return None if body is None else Thickness.from_body(body[0].float().cpu())
 
 
 def silhouette_images(mesh: trimesh.Trimesh, seed: int = 0) -> dict[str, np.ndarray] | None:

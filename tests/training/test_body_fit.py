@@ -61,3 +61,18 @@ def test_the_depth_error_is_zero_for_the_body_that_made_the_cells_and_grows_with
     observed[:, 0, :3] = 0  # cells that are not usable do not count, whatever they hold
     observed[:, 5, :3] = 1e6
     assert float(depth_error(made, observed)) < 1e-5
+
+
+def test_the_cache_knows_the_views_it_was_built_from(rendered_dataset, tmp_path):
+    import shutil
+
+    from training.body_fit import _dataset_identity
+    from training.data import layout
+
+    copy = tmp_path / "dataset"
+    shutil.copytree(rendered_dataset, copy)
+    before = _dataset_identity((copy,))
+    assert _dataset_identity((copy,)) == before
+    first = sorted(layout.objects_folder(copy).iterdir())[0]
+    (first / "DONE").unlink()  # an object that is not finished is not read, so the views differ
+    assert _dataset_identity((copy,)) != before
