@@ -312,9 +312,10 @@ def add_commands(commands) -> None:
         "--shape",
         default="inflate",
         choices=list(SHAPES),
-        help="inflate: a body grown from the object's outline, tilted and thickened as the model's body head "
-        "estimates (default; fast, no decoder); round: the same body, round and facing the camera; learned: the "
-        "occupancy decoder, cut to the outline's visual cone",
+        help="inflate: a round body grown from the object's outline (default; fast, no decoder); body: the same "
+        "body tilted and thickened as the model's body head estimates from the mask (better seen from above, "
+        "worse level with the object: docs/MODEL_CARD.md); learned: the occupancy decoder, cut to the outline's "
+        "visual cone",
     )
     reconstruct.add_argument(
         "--mask",

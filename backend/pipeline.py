@@ -189,8 +189,8 @@ class Reconstructor:
         half_extent = self.preprocess.query_box_half_extent
         visible_points = latent.visible_points[0].float().cpu().numpy()
         visible = latent.visible[0, 0].cpu().numpy()
-        thickness = body_thickness(self.model, latent, object_mask) if options.shape == "inflate" else None
-        if options.shape in ("inflate", "round"):
+        thickness = body_thickness(self.model, latent, object_mask) if options.shape == "body" else None
+        if options.shape in ("inflate", "body"):
             body = inflate(maps, camera, half_extent, thickness=thickness or ROUND)
             field, band, centroid, scale = body.field, body.band, body.camera.centroid, body.camera.scale
             visible_points, visible = front_surface(maps, body.camera, thickness or ROUND)

@@ -80,13 +80,13 @@ class ZeroShapeSettings(bpy.types.PropertyGroup):
         name="Shape",
         description="How the body is made from the object's outline",
         items=[
+            ("INFLATE", "Inflate", "A round body inflated from the object's outline (fast, follows the mask)"),
             (
-                "INFLATE",
-                "Inflate",
-                "A body inflated from the object's outline, tilted and thickened as the model estimates (fast, "
-                "follows the mask)",
+                "BODY",
+                "Body",
+                "The inflated body tilted and thickened as the model estimates from the outline (fast, follows the "
+                "mask; better for photos taken from above)",
             ),
-            ("ROUND", "Round", "The same body, round and facing the camera: no estimate, follows the mask"),
             ("LEARNED", "Learned", "The model's learned shape, carved by the outline"),
         ],
         default="INFLATE",

@@ -67,11 +67,11 @@ REQUEST_OPS = ("ping", "info", "reconstruct", "cancel", "shutdown")
 RESPONSE_TYPES = ("pong", "info", "accepted", "busy", "progress", "result", "cancelled", "error", "ok")
 FRAMES = ("blender", "camera")
 PRECISIONS = ("fp32", "bf16", "fp16")
-SHAPES = ("inflate", "round", "learned")
-"""How the body is made: "inflate" (a body inflated from the object's outline, tilted and thickened as the
-model's body head estimates: no network call per point), "round" (the same body, round and facing the camera:
-no estimate at all), or "learned" (the occupancy decoder, carved by the outline's visual cone). A model without
-a body head gives the round body for "inflate" too. docs/MODEL_CARD.md measures all three."""
+SHAPES = ("inflate", "body", "learned")
+"""How the body is made: "inflate" (a round body inflated from the object's outline, mirrored about a plane
+facing the camera: no network call per point), "body" (the same body, its plane tilted and its depth scaled as
+the model's body head estimates from the mask; a model without a body head gives the round one), or "learned"
+(the occupancy decoder, carved by the outline's visual cone). docs/MODEL_CARD.md measures all three."""
 _OPTIONS_OF = {"ping": set(), "info": set(), "cancel": {"target"}, "shutdown": {"token"}}
 """The options each op other than reconstruct takes (reconstruct's: `ReconstructOptions`)."""
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # used with fullmatch: no trailing newline slips through

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.model.checkpoint import load_checkpoint, save_checkpoint
+from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from backend.model.heads import BodyHead
 from backend.model.zeroshape import ZeroShapeW
 from training.dataset import load_view, resize_view, scan_dataset
@@ -236,7 +236,9 @@ def fit_body_head(options: BodyFitOptions, progress=None) -> dict:
     model = ZeroShapeW(config, base.preprocess, base.text_encoder)
     state = base.own_state_dict() | {f"body_head.{k}": v for k, v in head.state_dict().items()}
     model.load_own_state_dict(state, source="base model and body head")
-    provenance = {"body_head": {"from": str(options.checkpoint), **summary["examples"], "kind": options.kind}}
+    # The base model's provenance stays: the head is an addition to it.
+    head = {"from": str(options.checkpoint), **summary["examples"], "kind": options.kind, "steps": options.steps}
+    provenance = read_header(options.checkpoint).get("provenance", {}) | {"body_head": head}
     save_checkpoint(model, options.out / "model.safetensors", provenance)
     (options.out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -255,7 +255,7 @@ def add_commands(commands) -> None:
     benchmark.add_argument(
         "--shape",
         default="inflate",
-        choices=["inflate", "round", "learned"],
+        choices=["inflate", "body", "learned"],
         help="reconstruct mode: shape (default inflate)",
     )
     benchmark.add_argument(

@@ -10,7 +10,7 @@ def command_train_body(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from backend.model.checkpoint import load_checkpoint, save_checkpoint
+    from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
     from backend.pipeline import default_checkpoint
     from training.body_fit import BodyFitOptions, fit_body_head
 
@@ -35,8 +35,10 @@ def command_train_body(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.out / 'model.safetensors'} and {args.out / 'summary.json'}")
     if args.release_to:
-        model = load_checkpoint(args.out / "model.safetensors")
-        provenance = {"body_head": summary["options"] | summary["examples"]}
+        run_model = args.out / "model.safetensors"
+        provenance = read_header(run_model)["provenance"]
+        provenance["body_head"] |= {"held_out_depth_error": monitor} if monitor else {}
+        model = load_checkpoint(run_model)
         print(f"released {save_checkpoint(model, args.release_to, provenance, dtype=torch.float16)} (float16)")
     return 0
 

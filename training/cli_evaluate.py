@@ -121,8 +121,8 @@ def add_evaluate_command(commands) -> None:
         "--shape-methods",
         nargs="+",
         choices=SHAPE_METHOD_NAMES,
-        help="with --shapes: only these of them (the inflate-* rows are the round body, the body-* rows the body "
-        "head's; body-oracle-true-mask: the body fitted to the true object)",
+        help="with --shapes: only these of them (inflate-*: the round body, --shape inflate; body-*: the body "
+        "head's, --shape body; body-oracle-true-mask: the body fitted to the true object)",
     )
     evaluate.add_argument(
         "--no-model-row", action="store_true", help="do not mesh the model's own occupancy (only the other rows)"

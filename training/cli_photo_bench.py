@@ -64,7 +64,7 @@ def add_photo_bench_commands(commands) -> None:
     )
     run.add_argument("--data", type=Path, required=True, help="a benchmark folder made by `photo-bench build`")
     run.add_argument("--checkpoint", type=Path, help="model file (default: the bundled model)")
-    run.add_argument("--shape", default="inflate", choices=["inflate", "round", "learned"], help="default inflate")
+    run.add_argument("--shape", default="inflate", choices=["inflate", "body", "learned"], help="default inflate")
     run.add_argument("--limit", type=int, help="only the first N stamps (quick checks)")
     run.add_argument("--out", type=Path, help="folder for rows.jsonl and table.md")
     run.add_argument("--device", default="auto", help="auto, cpu or cuda")

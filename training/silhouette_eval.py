@@ -7,10 +7,10 @@ Rows, beside the model's, on the same views:
 * `model-carved`: the model's occupancy field carved by the refined mask's visual cone (`reconstruct --shape
   learned`);
 * `body-true-mask`, `body-refined-mask`: the body inflated from the true or the refined mask, tilted and
-  thickened as the model's body head estimates from that mask (`reconstruct --shape inflate` with a body head);
+  thickened as the model's body head estimates from that mask (`reconstruct --shape body`);
 * `body-oracle-true-mask`: the body fitted to the true object (`training.thickness_targets`): what a perfect body
   head would reach.
-The `inflate-*` rows are the round body (`reconstruct --shape round`). All use the model's estimated camera (its
+The `inflate-*` rows are the round body (`reconstruct --shape inflate`). All use the model's estimated camera (its
 K and the visible surface's centroid), as `reconstruct` does.
 
 Silhouette IoUs (`silhouette_ious`): the mesh and the ground truth, both in the camera's axes, each centred on its

@@ -509,9 +509,9 @@ def test_an_alpha_that_is_no_object_mask_falls_back_to_the_model_with_a_warning(
     )
 
 
-def test_inflate_follows_the_body_head_and_round_ignores_it(tmp_path):
-    """A model whose (constant) body head tilts the body and thins its front: `inflate` reports and builds that
-    body, `round` the plain one; both keep the cut-out's outline."""
+def test_body_follows_the_body_head_and_inflate_ignores_it(tmp_path):
+    """A model whose (constant) body head tilts the body and thins its front: `body` reports and builds that body,
+    `inflate` the round one; both keep the cut-out's outline."""
     import math
 
     from backend.silhouette import photo_outline_iou
@@ -524,15 +524,15 @@ def test_inflate_follows_the_body_head_and_round_ignores_it(tmp_path):
     mask = star_cutout(tmp_path / "star.png")
     reconstructor = Reconstructor(checkpoint=path, device="cpu")
     meshes = {}
-    for shape in ("inflate", "round"):
+    for shape in ("body", "inflate"):
         result = reconstructor.reconstruct(
             load_photo(tmp_path / "star.png"), ReconstructOptions(shape=shape, frame="camera")
         )
         assert photo_outline_iou(result.vertices, result.faces, result.metadata, mask) >= 0.93
         meshes[shape] = result
-    body = meshes["inflate"].metadata["body"]
+    body = meshes["body"].metadata["body"]
     assert body["front"] == pytest.approx(0.3, rel=1e-3)
     assert body["tilt"] == pytest.approx([0.0, -0.8], abs=1e-3)
-    assert "body" not in meshes["round"].metadata
+    assert "body" not in meshes["inflate"].metadata
     depth = {shape: np.ptp(result.vertices[:, 2]) for shape, result in meshes.items()}
-    assert depth["inflate"] > 1.3 * depth["round"]  # tilted 0.8 px per row across a 260-row star: far deeper
+    assert depth["body"] > 1.3 * depth["inflate"]  # tilted 0.8 px per row across a 260-row star: far deeper
