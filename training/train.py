@@ -276,6 +276,8 @@ def _open_run(options: TrainOptions, started: float) -> _Run:
 
 def _network(run: _Run) -> torch.nn.Module:
     """The model, wrapped for DistributedDataParallel under torchrun."""
+    if run.model.body_head is not None:  # trained by `train-body` alone; the loop keeps it as it is
+        run.model.body_head.requires_grad_(False)
     if run.dist.world <= 1:
         return run.model
     # Every parameter takes part in every step (stage 1 queries one point per image with weight 0), so DDP needs

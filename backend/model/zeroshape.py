@@ -37,9 +37,10 @@ PIXEL_COMPONENTS = (
     "occluder_mask_head",
     "scene_head",
     "category_head",
-    "body_head",
 )
 SHAPE_COMPONENTS = ("coord_encoder", "decoder")
+# The body head (`BodyHead`) is none of these: `zeroshape-w train-body` trains it alone onto a trained model, and the
+# training loop leaves it as it is.
 COMPONENTS = (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS, "text_encoder")
 
 
