@@ -119,6 +119,14 @@ def covering_radius(inside: np.ndarray, distance: np.ndarray, levels: int = RADI
     return np.where(inside, np.maximum(radius, distance), 0.0).astype(np.float32)
 
 
+SCALE_RANGE = (0.05, 4.0)
+"""The front and back scales a body may have (a flat card seen face-on, a deep rod seen end-on): fits are clipped
+to it, and so are the body head's estimates."""
+TILT_RANGE = 3.0
+"""Fitted tilts are clipped to ±this (depth pixels per pixel: a plane turned 72° from the camera); steeper fits
+come from a handful of cells on a thin object and say nothing."""
+
+
 @dataclass(frozen=True)
 class Thickness:
     """How far the body reaches in front of and behind its mirror plane, as multiples of the round profile's
@@ -140,7 +148,7 @@ class Thickness:
     def from_body(cls, body) -> Thickness:
         """From one row of a body head's output (`Latent.body[i]`: tilt_u, tilt_v, log front, log back)."""
         tilt_u, tilt_v, log_front, log_back = (float(x) for x in body)
-        clip = lambda x: float(np.clip(x, np.log(0.05), np.log(4.0)))  # noqa: E731 (the fits' range)
+        clip = lambda x: float(np.clip(x, *np.log(SCALE_RANGE)))  # noqa: E731
         return cls(float(np.exp(clip(log_front))), float(np.exp(clip(log_back))), (tilt_u, tilt_v))
 
     def plane_offset(self, u: np.ndarray, v: np.ndarray, centre: tuple[float, float]) -> np.ndarray:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from backend.model.checkpoint import load_checkpoint, read_header, save_checkpoint
 from backend.model.heads import BodyHead
 from backend.model.zeroshape import ZeroShapeW
+from backend.silhouette import SCALE_RANGE, TILT_RANGE
 from training.dataset import load_view, resize_view, scan_dataset
 from training.thickness_targets import OBSERVATION_CHANNELS, view_thickness
 
@@ -44,9 +45,8 @@ MASK_JITTER_PX = 3
 MONITOR_SHARE = 10
 """One object in this many (by a hash of its id) is kept out of training to monitor the head."""
 TARGET_NAMES = ("tilt_u", "tilt_v", "log_front", "log_back")
-LOG_SCALE_RANGE = (math.log(0.05), math.log(4.0))
-TILT_LIMIT = 3.0
-"""The body a prediction means is clipped as `backend.silhouette.Thickness.from_body` clips it."""
+LOG_SCALE_RANGE = tuple(math.log(scale) for scale in SCALE_RANGE)
+"""The body a prediction means has its scales clipped as `Thickness.from_body` clips them, its tilt as fits are."""
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def depth_error(prediction: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     and back over the usable cells [B, 7, C, C] (OBSERVATION_CHANNELS), the plane's depth at its best (the mean
     offset), in units of the body's largest half-thickness."""
     usable, h, h_max, u, v, front, back = cells.float().unbind(1)
-    tilt = prediction[:, :2].clamp(-TILT_LIMIT, TILT_LIMIT)
+    tilt = prediction[:, :2].clamp(-TILT_RANGE, TILT_RANGE)
     scales = prediction[:, 2:].clamp(*LOG_SCALE_RANGE).exp()
     plane = tilt[:, 0, None, None] * u + tilt[:, 1, None, None] * v
     front_offset = front - (plane - scales[:, 0, None, None] * h)

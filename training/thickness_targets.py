@@ -22,7 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.silhouette import SilhouetteMaps, Thickness, ViewCamera, half_thickness, silhouette_maps
+from backend.silhouette import (
+    SCALE_RANGE,
+    TILT_RANGE,
+    SilhouetteMaps,
+    Thickness,
+    ViewCamera,
+    half_thickness,
+    silhouette_maps,
+)
 from training.data import layout
 from training.dataset import visible_frame
 
@@ -32,11 +40,6 @@ MIN_SAMPLES_PER_CELL = 3
 """Surface samples a cell needs before its farthest one is taken as the back of the object."""
 MIN_CELLS = 6
 """Cells a view needs before its fit counts."""
-SCALE_RANGE = (0.05, 4.0)
-"""Fitted scales are clipped to this range (a flat card seen face-on, a deep rod seen end-on)."""
-TILT_RANGE = 3.0
-"""Fitted tilts are clipped to ±this (depth pixels per pixel: a plane turned 72° from the camera); steeper fits
-come from a handful of cells on a thin object and say nothing."""
 
 
 @dataclass(frozen=True)
