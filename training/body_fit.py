@@ -117,9 +117,7 @@ def build_examples(model: ZeroShapeW, data: tuple[Path, ...], progress=None) -> 
     finish_batch()
     if not columns["masks"]:
         raise ValueError(f"no view of {', '.join(map(str, data))} had a body to fit; are these rendered datasets?")
-    return {name: torch.cat(values) for name, values in columns.items()} | {
-        "targets": torch.cat(columns["targets"]).float()
-    }
+    return {name: torch.cat(values) for name, values in columns.items()}
 
 
 def _jitter(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
