@@ -43,7 +43,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "zeroshape-w-small.safetensors"
 """The trained default model shipped with the project."""
 UNTRAINED_CHECKPOINT = REPO_ROOT / "weights" / "untrained-small.safetensors"
-"""Made by `make setup` until the trained default ships: random weights, labelled as such."""
+"""The fallback when the bundled file is missing: random weights, labelled as such, for wiring only. Nothing makes it
+by itself; a developer writes it with `zeroshape-w init-checkpoint -o weights/untrained-small.safetensors`."""
 
 Precision = Literal["fp32", "bf16", "fp16"]
 ProgressFn = Callable[[str, float], None]
@@ -51,13 +52,13 @@ ProgressFn = Callable[[str, float], None]
 
 
 def default_checkpoint() -> Path:
-    """The bundled checkpoint, or the untrained stand-in made at setup; a clear error if neither exists."""
+    """The bundled checkpoint, or an untrained stand-in a developer wrote; a clear error if neither exists."""
     for candidate in (BUNDLED_CHECKPOINT, UNTRAINED_CHECKPOINT):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"no default checkpoint: neither {BUNDLED_CHECKPOINT} nor {UNTRAINED_CHECKPOINT} exists; "
-        "run `make setup`, or pass --checkpoint PATH"
+        f"no default checkpoint: {BUNDLED_CHECKPOINT} is missing (restore it with `git checkout -- "
+        f"{BUNDLED_CHECKPOINT.relative_to(REPO_ROOT)}`), or pass --checkpoint PATH"
     )
 
 

@@ -95,6 +95,8 @@ class Server:
         self.loaded = threading.Event()
         """Set once the model is loaded and warmed up: until then requests queue and ping says "loading"."""
         self.load_error: str | None = None
+        self.authenticator = None
+        """The CurveZMQ authenticator thread while serving with --auth (set by `serve`, stopped on the way out)."""
 
     # ------------------------------------------------------------------------------------ start-up
     def load(self) -> None:
@@ -226,7 +228,7 @@ class Server:
         finally:
             events.close(linger=0)
             router.close(linger=1000)
-            if getattr(self, "authenticator", None) is not None:
+            if self.authenticator is not None:
                 self.authenticator.stop()
             context.term()
             if token_path is not None:

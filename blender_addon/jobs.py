@@ -246,7 +246,7 @@ def tick() -> float | None:
     wm = context.window_manager
     job = STATE.job
     if job is None:
-        return _start_next_batch_item(context)
+        return start_next_batch_item(context)
     while True:
         try:
             event = job.events.get_nowait()
@@ -265,7 +265,7 @@ def tick() -> float | None:
             _import_result(context, event[1])
         else:
             _job_failed(context, event[1])
-        return _start_next_batch_item(context) if STATE.batch is not None else None
+        return start_next_batch_item(context) if STATE.batch is not None else None
 
 
 def _import_result(context, result) -> None:
@@ -334,7 +334,8 @@ def _job_failed(context, error) -> None:
         STATE.batch_item = None
 
 
-def _start_next_batch_item(context) -> float | None:
+def start_next_batch_item(context) -> float | None:
+    """Submit the batch's next pending photo, or end the batch (its summary in the status line); the next tick."""
     queue = STATE.batch
     wm = context.window_manager
     if queue is None:
@@ -367,11 +368,11 @@ def _start_next_batch_item(context) -> float | None:
     queue.save(queue_file())
     STATE.batch_item = item
     options = request_options(context, with_box=False)
-    _submit(context, Path(item.path).stem, data, options, queue.grid_position(item), item.path)
+    submit_job(context, Path(item.path).stem, data, options, queue.grid_position(item), item.path)
     return TICK_SECONDS
 
 
-def _submit(
+def submit_job(
     context,
     name: str,
     data: bytes,

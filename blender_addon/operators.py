@@ -11,8 +11,6 @@ import bpy
 from . import batch as batch_module
 from .jobs import (
     STATE,
-    _start_next_batch_item,
-    _submit,
     backend_reachable,
     mask_image,
     mask_png,
@@ -22,8 +20,10 @@ from .jobs import (
     reconstruction_source,
     request_options,
     source_image,
+    start_next_batch_item,
     status,
     stop_local_backend,
+    submit_job,
 )
 from .properties import make_client, preferences
 from .protocol import DEFAULT_ADDRESS
@@ -63,7 +63,7 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
         if not _backend_answers(self, context):
             return {"CANCELLED"}
         photo = bpy.path.abspath(settings.filepath) if settings.source == "FILE" else ""
-        _submit(context, name, data, options, None, photo, mask=mask, photo_image=photo_image)
+        submit_job(context, name, data, options, None, photo, mask=mask, photo_image=photo_image)
         self.report({"INFO"}, f"reconstructing {name}…")
         return {"FINISHED"}
 
@@ -163,7 +163,7 @@ class ZEROSHAPE_OT_reconstruct_again(bpy.types.Operator):
         if not _backend_answers(self, context):
             return {"CANCELLED"}
         options = dataclasses.replace(options, return_mask=True)
-        _submit(context, obj.name, data, options, None, photo, mask=mask, photo_image=photo_image, target=obj.name)
+        submit_job(context, obj.name, data, options, None, photo, mask=mask, photo_image=photo_image, target=obj.name)
         self.report({"INFO"}, f"reconstructing {obj.name} again with its mask…")
         return {"FINISHED"}
 
@@ -285,7 +285,7 @@ class ZEROSHAPE_OT_batch_import(bpy.types.Operator):
             return {"CANCELLED"}
         queue.save(queue_file())
         STATE.batch = queue
-        _start_next_batch_item(context)
+        start_next_batch_item(context)
         self.report({"INFO"}, f"queued {queue.total} photo(s)")
         return {"FINISHED"}
 
@@ -316,7 +316,7 @@ class ZEROSHAPE_OT_batch_resume(bpy.types.Operator):
             elif item.state == "done" and item.object_name not in done:
                 item.state = "pending"  # Blender stopped before the file was saved: the mesh was lost with it
         STATE.batch = queue
-        _start_next_batch_item(context)
+        start_next_batch_item(context)
         self.report({"INFO"}, f"resuming: {queue.total - queue.finished} photo(s) left")
         return {"FINISHED"}
 

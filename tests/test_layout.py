@@ -111,3 +111,23 @@ def test_no_package_imports_a_layer_above_it():
         for module in set(imported_modules(tree)) & above:  # inside functions too: a lazy import is an import
             offenders.append(f"{relative} imports {module}")
     assert not offenders, offenders
+
+
+def test_no_source_file_is_over_600_lines():
+    """A file has one job; past ~600 lines it has several (split it, as `training/cli_*.py` were)."""
+    long = {
+        str(path.relative_to(ROOT)): n for path in python_files() if (n := len(path.read_text().splitlines())) > 600
+    }
+    assert not long, long
+
+
+def test_no_command_line_function_is_over_80_lines():
+    """Each command's parser lives beside its command, in functions short enough to read at once."""
+    modules = [p for p in python_files() if p.name == "cli.py" or p.name.startswith("cli_")]
+    assert len(modules) >= 10, modules  # backend/cli*.py, training/cli*.py, zeroshape_w/cli.py
+    long = {}
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 80:
+                long[f"{path.relative_to(ROOT)}:{node.name}"] = node.end_lineno - node.lineno + 1
+    assert not long, long

@@ -44,6 +44,11 @@ SHAPE_COMPONENTS = ("coord_encoder", "decoder")
 COMPONENTS = (*PIXEL_COMPONENTS, *SHAPE_COMPONENTS, "text_encoder")
 
 
+def _logit(probability: torch.Tensor) -> torch.Tensor:
+    """Probabilities in [0, 1] → float32 logits, clamped away from ±∞ (a mask given as 0/1 stays finite)."""
+    return torch.logit(probability.float().clamp(1e-4, 1 - 1e-4))
+
+
 @dataclass
 class Latent:
     """Everything `encode` infers from one batch of images. H, W: the input size; T: token count."""
@@ -303,12 +308,11 @@ class ZeroShapeW(nn.Module):
         points, normalisation, tokens, evidence = self._shape_half(
             depth, intrinsics, visible, visible_prob, occluder_prob
         )
-        probability = lambda p: torch.logit(p.float().clamp(1e-4, 1 - 1e-4))  # noqa: E731
         return Latent(
             intrinsics=intrinsics,
             depth=depth,
-            visible_mask_logits=probability(visible_prob),
-            occluder_mask_logits=probability(occluder_prob),
+            visible_mask_logits=_logit(visible_prob),
+            occluder_mask_logits=_logit(occluder_prob),
             visible_points=points,
             visible=visible,
             normalisation=normalisation,

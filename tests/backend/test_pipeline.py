@@ -536,3 +536,14 @@ def test_body_follows_the_body_head_and_inflate_ignores_it(tmp_path):
     assert "body" not in meshes["inflate"].metadata
     depth = {shape: np.ptp(result.vertices[:, 2]) for shape, result in meshes.items()}
     assert depth["body"] > 1.3 * depth["inflate"]  # tilted 0.8 px per row across a 260-row star: far deeper
+
+
+def test_a_missing_bundled_model_is_an_error_that_says_how_to_restore_it(tmp_path, monkeypatch):
+    import backend.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "BUNDLED_CHECKPOINT", pipeline.REPO_ROOT / "backend/weights/missing.safetensors")
+    monkeypatch.setattr(pipeline, "UNTRAINED_CHECKPOINT", tmp_path / "untrained-small.safetensors")
+    with pytest.raises(FileNotFoundError, match=r"git checkout -- backend/weights/missing\.safetensors.*--checkpoint"):
+        pipeline.default_checkpoint()
+    (tmp_path / "untrained-small.safetensors").write_bytes(b"")
+    assert pipeline.default_checkpoint() == tmp_path / "untrained-small.safetensors"

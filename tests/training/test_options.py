@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.cli import parse_loss_weights
+from training.cli_train import parse_loss_weights
 from training.options import TrainOptions, resolve_recipe
 from training.recipes import get_recipe
 

@@ -22,8 +22,8 @@ def test_each_package_runs_its_own_commands():
     training_help = subprocess.run(
         [sys.executable, "-m", "training", "--help"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    for command in ("reconstruct", "serve", "keys", "params", "checkpoint-info"):
+    for command in ("reconstruct", "serve", "keys", "benchmark", "params", "checkpoint-info"):
         assert command in backend_help
-    for command in ("train", "evaluate", "release", "benchmark", "data"):
+    for command in ("train", "evaluate", "release", "benchmark-train", "data"):
         assert command in training_help
         assert f"    {command} " not in backend_help

@@ -181,6 +181,6 @@ def test_every_command_with_a_config_option_offers_every_preset():
     from zeroshape_w.cli import build_parser
 
     subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
-    for command in ("train", "benchmark", "params", "init-checkpoint"):
+    for command in ("train", "benchmark", "benchmark-train", "params", "init-checkpoint"):
         option = next(a for a in subcommands[command]._actions if "--config" in a.option_strings)
         assert set(option.choices) == set(CONFIGS), command
