@@ -240,7 +240,7 @@ def _apply_material(objects: list) -> bool:
     return coloured
 
 
-def _world_vertices(objects: list):
+def world_vertices(objects: list):
     """All vertices of the objects in world coordinates: float64 array [N, 3]."""
     import numpy as np
 
@@ -260,7 +260,7 @@ def _direction(azimuth_deg: float, elevation_deg: float) -> tuple[float, float, 
     return (math.sin(azimuth) * math.cos(elevation), -math.cos(azimuth) * math.cos(elevation), math.sin(elevation))
 
 
-def _add_camera(scene, vertices, azimuth_deg: float = AZIMUTH_DEG, elevation_deg: float = ELEVATION_DEG) -> None:
+def add_camera(scene, vertices, azimuth_deg: float = AZIMUTH_DEG, elevation_deg: float = ELEVATION_DEG) -> None:
     """Camera at a 3/4 view slightly above the bounding box centre (or the direction given), fitting the vertices'
     bounding sphere; and a sun.
 
@@ -295,10 +295,10 @@ def _add_camera(scene, vertices, azimuth_deg: float = AZIMUTH_DEG, elevation_deg
     scene.collection.objects.link(camera)
     scene.camera = camera
 
-    _add_sun(scene)
+    add_sun(scene)
 
 
-def _add_sun(scene) -> None:
+def add_sun(scene) -> None:
     """The preview's sun, from the upper left of a 3/4 view."""
     import bpy
     from mathutils import Vector
@@ -313,7 +313,7 @@ def _add_sun(scene) -> None:
     scene.collection.objects.link(sun)
 
 
-def _set_up_render(scene, size: int, samples: int) -> None:
+def set_up_render(scene, size: int, samples: int) -> None:
     """Uniform grey world, Cycles CPU without denoising, size×size, opaque 8-bit RGB PNG, Standard view transform."""
     import bpy
 
@@ -397,7 +397,7 @@ def _add_match_camera(scene, metadata: dict, size: int) -> None:
     width, height = match.resolution
     scale = size / max(width, height)
     scene.render.resolution_x, scene.render.resolution_y = round(width * scale), round(height * scale)
-    _add_sun(scene)
+    add_sun(scene)
 
 
 def render_scene(
@@ -426,9 +426,9 @@ def render_scene(
     coloured = _apply_material(objects)
     # matrix_world is only current after a depsgraph update (glTF imports parent objects to nodes/empties).
     bpy.context.view_layer.update()
-    _set_up_render(scene, size, samples)
+    set_up_render(scene, size, samples)
     if match_metadata is None:
-        _add_camera(scene, _world_vertices(objects), *direction)
+        add_camera(scene, world_vertices(objects), *direction)
     else:
         _add_match_camera(scene, match_metadata, size)
         scene.render.film_transparent = True
