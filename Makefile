@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 setup: $(STAMP)
 
 # torch is installed first and alone, pinned: every later install then finds torch 2.13.0 already
-# satisfied and cannot pull a CUDA build (see docs/GUIDE.md, "Installing").
+# satisfied and cannot pull a CUDA build (see docs/INSTALL.md).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
@@ -31,6 +31,8 @@ test: lint
 params: setup
 	$(BIN)/zeroshape-w params
 
+# Photo → mesh with the bundled model, each stage timed (docs/BENCHMARKS.md); training throughput is
+# `zeroshape-w benchmark-train`.
 benchmark: setup
 	$(BIN)/zeroshape-w benchmark --config small --threads 2
 
@@ -38,7 +40,7 @@ benchmark: setup
 # was built from (NAME-mask.png) and a preview picture (the photo beside Cycles renders of the mesh from the photo's
 # direction and from the side) for each, in out/examples/, and all previews in one picture,
 # out/examples-overview.png (the README shows it); then each mesh through the camera it estimates for its photo,
-# over the photo (out/match-photo-overview.png, in docs/GUIDE.md).
+# over the photo (out/match-photo-overview.png, in docs/BLENDER_ADDON.md).
 run: setup
 	$(BIN)/zeroshape-w reconstruct examples/*.jpg examples/*.png -o out/examples --preview
 	$(BIN)/python -m training.figures grid $$(ls out/examples/*.png | grep -v -- '-mask\.png$$') \

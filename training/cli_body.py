@@ -49,8 +49,8 @@ def add_train_body_command(commands) -> None:
         help="train the head that tilts and thickens the silhouette's inflated body",
         description="Add a body head to a trained model: from the backbone's global features and the visible mask "
         "it predicts the tilt of the inflated body's mirror plane and the body's depth in front of and behind it, "
-        "fitted per view to the rendered objects (docs/MODEL_CARD.md). The backbone's features are computed once "
-        "and cached in --out; only the head trains, in minutes on a CPU, and nothing else in the model changes.",
+        "fitted per view to the rendered objects (docs/experiments/body-head.md). The backbone's features are computed "
+        "once and cached in --out; only the head trains, in minutes on a CPU, and nothing else in the model changes.",
     )
     parser.add_argument("data", type=Path, nargs="+", help="rendered training datasets (zeroshape-w data render)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (examples cache, model, summary)")

@@ -179,9 +179,9 @@ class BodyHead(nn.Module):
 
     Not part of the published model. The no-network body (`backend.silhouette`) mirrors a round profile about a
     plane facing the camera; on renders, fitting that plane's tilt and the body's depth in front of and behind it
-    to the true object is worth more FS@τ than any decoder this project trained (docs/MODEL_CARD.md). The head
-    predicts those four numbers per image: the mirror plane's slope (∂depth/∂u, ∂depth/∂v, depth pixels per image
-    pixel) and the log of the front and back scales of the profile. Zero init: an untrained head gives the round,
+    to the true object is worth more FS@τ than any decoder this project trained (docs/experiments/body-head.md). The
+    head predicts those four numbers per image: the mirror plane's slope (∂depth/∂u, ∂depth/∂v, depth pixels per
+    image pixel) and the log of the front and back scales of the profile. Zero init: an untrained head gives the round,
     camera-facing body.
     """
 
