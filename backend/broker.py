@@ -42,6 +42,7 @@ from .endpoint import (
     deliver,
     error_fields,
     open_router,
+    watch_parent,
     worker_identity,
     write_token_file,
 )
@@ -108,6 +109,7 @@ class Broker:
             server_secret_key=None,
             allowed_clients=None,
             token_file=None,
+            parent_pid=None,  # a worker follows its broker, which follows the parent
         )
         config_file = Path(endpoint.removeprefix("ipc://")).with_name(f"worker-{device.replace(':', '-')}.json")
         config_file.write_text(config.to_json())
@@ -146,6 +148,8 @@ class Broker:
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: self.stopping.set())
+        if self.config.parent_pid is not None:
+            watch_parent(self.config.parent_pid, self.stopping.set)
         print(f"zeroshape-w broker listening on {self.config.address}; starting {len(slots)} workers", flush=True)
         try:
             return self._loop(zmq, frontend, backend, endpoint, slots)

@@ -28,6 +28,7 @@ def command_serve(args: argparse.Namespace) -> int:
             server_secret_key=args.server_key,
             allowed_clients=args.allowed_clients,
             token_file=args.token_file,
+            parent_pid=args.parent_pid,
         )
     try:
         if args.workers > 1:
@@ -77,6 +78,13 @@ def add_serve_commands(commands) -> None:
         type=int,
         default=1,
         help="run N worker processes behind one address (one per GPU with --device auto)",
+    )
+    serve.add_argument(
+        "--parent-pid",
+        type=int,
+        metavar="PID",
+        help="stop (as on SIGTERM) once process PID is gone; the Blender add-on passes its own, so a crashed Blender "
+        "leaves no backend behind",
     )
     serve.add_argument("--worker-config", type=Path, metavar="FILE", help="run as a broker's worker (internal)")
     serve.set_defaults(run=command_serve)

@@ -42,6 +42,9 @@ class ServerConfig:
     warmup: bool = True
     worker_of: str | None = None
     """Run as one worker of a broker: connect to this endpoint instead of listening (see `Broker`)."""
+    parent_pid: int | None = None
+    """Stop, as on SIGTERM, once this process is gone (`--parent-pid`: the Blender that started the backend, so a
+    crashed Blender leaves no orphan holding the port and the memory)."""
 
     def to_json(self) -> str:
         """The whole configuration as JSON: how a broker hands it to its workers, field by field untouched."""
@@ -135,6 +138,33 @@ def open_router(context, config: ServerConfig):
             authenticator.stop()
         raise ServerError(f"cannot listen on {config.address}: {error}") from error
     return router, authenticator
+
+
+def watch_parent(pid: int, on_gone, poll_s: float = 0.5) -> None:
+    """Call `on_gone()` (once, from a daemon thread) when process `pid` has ended. When `pid` is this process's
+    parent, a change of parent is the sign (immune to the pid being reused); otherwise the pid is probed."""
+    import threading
+    import time
+
+    is_parent = pid == os.getppid()
+
+    def alive() -> bool:
+        if is_parent:
+            return os.getppid() == pid
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # it exists, under another user
+            return True
+        return True
+
+    def watch() -> None:
+        while alive():
+            time.sleep(poll_s)
+        on_gone()
+
+    threading.Thread(target=watch, name="zeroshape-parent-pid-watch", daemon=True).start()
 
 
 def worker_identity(pid: int) -> bytes:

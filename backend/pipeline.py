@@ -98,6 +98,16 @@ class Reconstructor:
         self.preprocess = self.model.preprocess
         self.checkpoint_sha256 = file_sha256(self.checkpoint)
 
+    def capabilities(self) -> dict[str, Any]:
+        """What this model can do beyond the round body, for a client to show (and to grey out what it cannot):
+        its optional heads, and where an object's mask can come from."""
+        return {
+            "gravity_head": self.model.scene_head is not None,
+            "category_head": self.model.category_head is not None,
+            "body_head": self.model.body_head is not None,
+            "mask_sources": ["mask file", "alpha", "model + GrabCut"],
+        }
+
     def autocast(self, precision: Precision):
         """A context in which the network computes in `precision` (fp32: plain)."""
         return autocast(precision, self.device)

@@ -110,9 +110,13 @@ def decode_photo(data: bytes, source: str = "<image>") -> Photo:
 
         pixels = re.search(r"\((\d+) pixels\)", str(error))
         size = f"{int(pixels.group(1)) / 1e6:.0f} MP" if pixels else "its size"
+        # Pillow refuses at open, before the format's own limit is known: name the limit that applies to this file.
+        jpeg = data[:3] == b"\xff\xd8\xff"
+        limit = MAX_PIXELS if jpeg else min(MAX_FULL_DECODE_PIXELS, MAX_PIXELS)
+        kinds = "JPEG images" if jpeg else "PNG, WebP, TIFF and BMP images"
         raise ImageError(
-            f"{source}: the image is too large to decode safely ({size}, the limit is {MAX_PIXELS / 1e6:.0f} MP); "
-            "downscale the photo first"
+            f"{source}: the image is too large to decode safely ({size}, the limit is {limit // 10**6} MP for "
+            f"{kinds}); downscale the photo first"
         ) from error
     except UnidentifiedImageError:
         kind = _sniff_unsupported_format(data)

@@ -38,6 +38,7 @@ from .endpoint import (
     deliver,
     error_fields,
     open_router,
+    watch_parent,
     worker_identity,
     write_token_file,
 )
@@ -176,6 +177,8 @@ class Server:
         # A broker's worker takes orders from its broker only: no token, no shutdown over the wire.
         token_path = self._write_token() if self.config.worker_of is None else None
         self._install_signal_handlers()
+        if self.config.parent_pid is not None:
+            watch_parent(self.config.parent_pid, lambda: self._stop_for_parent(self.config.parent_pid))
         poller = zmq.Poller()
         poller.register(router, zmq.POLLIN)
         poller.register(events, zmq.POLLIN)
@@ -235,6 +238,10 @@ class Server:
                 token_path.unlink(missing_ok=True)
         log.info("server stopped")
         return 0 if self.load_error is None else 2
+
+    def _stop_for_parent(self, pid: int) -> None:
+        log.warning("the process that started this server (pid %d) is gone: stopping", pid)
+        self.stopping.set()
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -313,6 +320,7 @@ class Server:
             "checkpoint_sha256": r.checkpoint_sha256 if r else None,
             "untrained": r.untrained if r else None,
             "device": str(r.device) if r else self.config.device,
+            "capabilities": r.capabilities() if r else None,
             "queue_length": queue_length,
             "jobs": counts,
             "metrics": self.metrics.snapshot(queue_length),

@@ -8,14 +8,15 @@ shown in the panel and imports finished meshes. (Timers do not run in background
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import bpy
 
+from . import backend_status
 from . import batch as batch_module
-from . import camera as camera_module
 from . import scene as scene_module
 from .mask_image import grey_png, pixels_to_mask
 from .properties import PACKAGE, make_client, preferences
@@ -48,9 +49,33 @@ class _State:
         """Why the backend cannot be reached, from the last background check; None when it answered (or
         before the first check). The Reconstruct button is greyed out with this reason."""
         self.backend_check = None
+        self.backend_error: Exception | None = None
+        """The last background check's failure (its kind picks the Backend line), None when it answered."""
+        self.backend_info: dict | None = None
+        """The backend's last `info` (model, device, capabilities), None before one arrived."""
+        self.job_settings: dict = {}
+        """The panel's import settings as they were when the artist clicked (Match photo, bake, height): a File →
+        Open before the result arrives must not change what happens to it."""
+        self.batch_options: ReconstructOptions | None = None
+        self.batch_settings: dict = {}
+        """A batch's request options and import settings, as they were when it was started or resumed."""
+        self.file_generation = 0
+        """Counts the files opened (File → New or Open) in this session; a job remembers the one it started in."""
+        self.job_file_generation = 0
 
 
 STATE = _State()
+
+
+def import_settings(context) -> dict:
+    """The panel's settings that decide what happens to a result when it arrives, read now."""
+    settings = context.scene.zeroshape
+    return {
+        "match_photo": settings.match_photo,
+        "bake_texture": settings.bake_texture,
+        "texture_size": int(settings.texture_size),
+        "real_height": settings.real_height,
+    }
 
 
 def queue_file() -> Path:
@@ -193,8 +218,8 @@ def reconstruction_source(obj) -> tuple[bytes, str, str, ReconstructOptions]:
     return Path(photo).read_bytes(), photo, "", options
 
 
-def backend_reachable(context) -> str | None:
-    """None when the backend answers a ping quickly, else a message saying what to do."""
+def backend_reachable(context):
+    """None when the backend answers a ping quickly, else the BackendError that says what is wrong."""
     from .client import BackendError
 
     prefs = preferences(context)
@@ -202,41 +227,45 @@ def backend_reachable(context) -> str | None:
     try:
         make_client(context).ping(timeout_s=timeout, retries=2)
     except BackendError as error:
-        return str(error)
+        return error
     return None
 
 
-def add_match_camera(context, obj, metadata: dict) -> None:
-    """A camera posed and focused as the model's estimate of the photo's camera, with the photo behind, made the
-    scene's camera with the photo's render size, so the mesh lines up with the photo through it."""
-    import mathutils
+def saved_batch() -> tuple[int, int] | None:
+    """(photos left, photos in all) of the batch saved for Resume, or None when there is none. Read-only, and
+    cached on the file's size and time: the panel asks on every redraw."""
+    path = queue_file()
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (stat.st_mtime_ns, stat.st_size)
+    if _SAVED_BATCH_CACHE.get("key") != key:
+        try:
+            items = json.loads(path.read_text()).get("items") or []
+            counts = (sum(item.get("state") != "done" for item in items), len(items))
+        except (OSError, ValueError, AttributeError):
+            counts = None
+        _SAVED_BATCH_CACHE.update(key=key, counts=counts)
+    return _SAVED_BATCH_CACHE["counts"]
 
-    match = camera_module.match_camera(metadata)
-    camera_data = bpy.data.cameras.new(f"{obj.name} camera")
-    camera_data.sensor_fit = match.sensor_fit
-    camera_data.sensor_width = camera_data.sensor_height = match.sensor_mm
-    camera_data.lens = match.lens_mm
-    camera_data.shift_x, camera_data.shift_y = match.shift_x, match.shift_y
-    camera = bpy.data.objects.new(f"{obj.name} camera", camera_data)
-    matrix = mathutils.Matrix.Identity(4)
-    for i in range(3):
-        for j in range(3):
-            matrix[i][j] = match.rotation[i, j]
-        matrix[i][3] = match.position[i]
-    context.view_layer.update()  # obj.matrix_world follows its new location only once the view layer is updated
-    camera.matrix_world = obj.matrix_world @ matrix
-    scene_module.reconstruction_collection(context.scene).objects.link(camera)
-    scene = context.scene
-    scene.camera = camera
-    scene.render.resolution_x, scene.render.resolution_y = match.resolution
-    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
-    photo_path = metadata.get("blender_photo")
-    if photo_path and Path(photo_path).is_file():
-        image = bpy.data.images.load(photo_path, check_existing=True)
-        background = camera_data.background_images.new()
-        background.image = image
-        background.frame_method = "FIT"
-        camera_data.show_background_images = True
+
+_SAVED_BATCH_CACHE: dict = {}
+
+
+def resume_blocked_because() -> str:
+    """Why Resume Batch cannot run now ("" when it can): the reason its button shows when greyed out."""
+    if STATE.batch is not None:
+        return "a batch is running: Cancel or Stop after current first"
+    if STATE.job is not None:
+        return "a reconstruction is running: wait for it or cancel it"
+    saved = saved_batch()
+    if saved is None:
+        return "no batch to resume: Batch Import Folder starts one"
+    left, _ = saved
+    if left == 0:
+        return "the last batch is finished: nothing left to resume"
+    return ""
 
 
 # ----------------------------------------------------------------------------------------- timer
@@ -277,7 +306,7 @@ def _import_result(context, result) -> None:
         obj = scene_module.import_mesh(
             context, STATE.job_name, result.vertices, result.faces, result.colors, location=STATE.job_location
         )
-        height = context.scene.zeroshape.real_height
+        height = STATE.job_settings.get("real_height", 0.0)
         if height > 0:  # the mesh arrives 1 unit tall, standing on z = 0
             obj.scale = (height, height, height)
     # The reconstruction's metadata (camera, frame, category, model) stays with the object, for scripts and tools;
@@ -289,24 +318,33 @@ def _import_result(context, result) -> None:
         obj["zeroshape_options"] = json.dumps(STATE.job_options.to_json())
     if result.mask is not None:
         obj["zeroshape_mask"] = scene_module.load_mask_image(f"{obj.name} mask", result.mask, mask_image(obj))
-    settings = context.scene.zeroshape
+    settings = STATE.job_settings  # as they were when the artist clicked, whatever file is open now
     problems = list(result.metadata.get("warnings") or [])  # e.g. a blank photo: probably not an object
-    if settings.bake_texture and result.colors is not None:
+    if settings.get("bake_texture") and result.colors is not None:
         try:
-            bake_vertex_colours(context, obj, int(settings.texture_size))
+            bake_vertex_colours(context, obj, int(settings["texture_size"]))
         except (ValueError, RuntimeError) as error:  # the mesh is in, with its vertex colours; only the bake failed
             problems.append(f"could not bake its texture ({error})")
-    if settings.match_photo and STATE.batch is None and target is None:
+    if settings.get("match_photo") and STATE.batch is None and target is None:
         try:
-            add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})
+            scene_module.add_match_camera(context, obj, {**result.metadata, "blender_photo": STATE.job_photo})
         except (KeyError, ValueError, RuntimeError) as error:  # the mesh is in; only the camera failed
             problems.append(f"could not add the matching camera ({error})")
     scene_module.push_undo(f"Reconstruct {obj.name}" + (" again" if target is not None else ""))
     seconds = time.perf_counter() - started
+    context.window_manager.zeroshape_backend = backend_status.result_line(result.metadata)
+    STATE.backend_problem = STATE.backend_error = None
+    moved = STATE.job_file_generation != STATE.file_generation
+    where = " into the file open now (the file changed while it ran)" if moved else ""
     if problems:  # the mesh is in, but not all is well
-        status(context, f"{obj.name}: {'; '.join(problems)}", error=True)
+        status(context, f"{obj.name}: imported{where}, but {'; '.join(problems)}", error=True)
     else:
-        status(context, f"{obj.name}: {len(result.faces):,} faces imported in {seconds:.2f} s")
+        used = backend_status.estimates_used(result.metadata)
+        status(
+            context,
+            f"{obj.name}: {len(result.faces):,} faces imported{where} in {seconds:.2f} s"
+            + (f"; {used}" if used else ""),
+        )
     context.window_manager.zeroshape_progress = 1.0
     _mark_batch_item_done(obj)
 
@@ -367,9 +405,18 @@ def start_next_batch_item(context) -> float | None:
     item.state = "running"
     queue.save(queue_file())
     STATE.batch_item = item
-    options = request_options(context, with_box=False)
+    options = STATE.batch_options or request_options(context, with_box=False)
     submit_job(context, Path(item.path).stem, data, options, queue.grid_position(item), item.path)
     return TICK_SECONDS
+
+
+def start_batch(context, queue: batch_module.BatchQueue) -> None:
+    """Run `queue` with the panel's options and import settings as they are now (they travel with the batch)."""
+    STATE.batch = queue
+    STATE.cancel_batch_after_current = False
+    STATE.batch_options = request_options(context, with_box=False)
+    STATE.batch_settings = import_settings(context)
+    start_next_batch_item(context)
 
 
 def submit_job(
@@ -389,6 +436,8 @@ def submit_job(
     STATE.job_name, STATE.job_location, STATE.job_photo = name, location, photo
     STATE.job_photo_image, STATE.job_options, STATE.job_target = photo_image, options, target
     STATE.job_request_id = STATE.job.request_id
+    STATE.job_settings = STATE.batch_settings if STATE.batch is not None else import_settings(context)
+    STATE.job_file_generation = STATE.file_generation
     STATE.job_started = time.monotonic()
     wm = context.window_manager
     wm.zeroshape_running, wm.zeroshape_progress, wm.zeroshape_stage = True, 0.0, "queued"
@@ -417,17 +466,19 @@ BACKEND_CHECK_SECONDS = 5.0
 
 def watch_backend() -> float:
     """A persistent timer: every few seconds, ping the backend in a background thread (Blender never waits on the
-    network) and keep the answer in STATE.backend_problem for the Reconstruct button's poll."""
+    network), keep the answer in STATE.backend_problem for the Reconstruct button's poll, and show the last answer
+    on the panel's Backend line (with the model's `info` when the backend is there)."""
     import threading
 
     from .client import BackendError
 
     if STATE.backend_check is not None and STATE.backend_check.is_alive():
         return BACKEND_CHECK_SECONDS
+    show_backend_check(bpy.context)
     try:
         client = make_client(bpy.context)  # preferences are read here, on the main thread
     except BackendError as error:
-        STATE.backend_problem = str(error)
+        STATE.backend_problem, STATE.backend_error = str(error), error
         return BACKEND_CHECK_SECONDS
     prefs = preferences(bpy.context)
     timeout = prefs.ping_timeout if prefs else 0.5
@@ -435,13 +486,27 @@ def watch_backend() -> float:
     def check() -> None:
         try:
             client.ping(timeout_s=timeout, retries=2)
-            STATE.backend_problem = None
         except BackendError as error:
-            STATE.backend_problem = str(error)
+            STATE.backend_problem, STATE.backend_error = str(error), error
+            return
+        STATE.backend_problem = STATE.backend_error = None
+        # What model it runs, for the panel; a slow info (a broker's busy worker) is no reason to grey out.
+        with contextlib.suppress(BackendError):
+            STATE.backend_info = client.info(timeout_s=max(timeout, 1.0), retries=1)
 
     STATE.backend_check = threading.Thread(target=check, name="zeroshape-backend-check", daemon=True)
     STATE.backend_check.start()
     return BACKEND_CHECK_SECONDS
+
+
+def show_backend_check(context) -> None:
+    """The last finished background check on the panel's Backend line (main thread only)."""
+    wm = context.window_manager
+    if STATE.backend_error is not None:
+        prefs = preferences(context)
+        wm.zeroshape_backend = backend_status.problem_line(STATE.backend_error, prefs.address if prefs else "")
+    elif STATE.backend_info is not None:
+        wm.zeroshape_backend = backend_status.ready_line(STATE.backend_info)
 
 
 def ensure_timer() -> None:
@@ -452,13 +517,25 @@ def ensure_timer() -> None:
 
 @bpy.app.handlers.persistent
 def after_file_load(_file_path) -> None:
-    """A file was opened (or File → New) while a job or a batch runs: show its progress and Cancel again in the
-    new file's panel; the result lands in the file that is open when it arrives."""
+    """A file was opened (or File → New): count it, so a running job's result says it landed in another file than
+    the one it was asked in. While a batch runs, photos whose meshes stayed in the previous file are queued again
+    (never counted as imported in a file that lacks them), and progress and Cancel come back to the new panel."""
+    STATE.file_generation += 1
     if STATE.job is None and STATE.batch is None:
         return
     wm = bpy.context.window_manager
     wm.zeroshape_running = True
     wm.zeroshape_stage = "running"
     if STATE.batch is not None:
+        present = {obj.name for obj in bpy.data.objects}
+        redo = [i for i in STATE.batch.items if i.state == "done" and i.object_name not in present]
+        for item in redo:
+            item.state, item.object_name = "pending", ""
+        if redo:
+            STATE.batch.save(queue_file())
+            status(
+                bpy.context,
+                f"the file changed: {len(redo)} photo(s) imported into the previous file are made again here",
+            )
         wm.zeroshape_batch_text = f"{STATE.batch.finished + 1} of {STATE.batch.total}"
     ensure_timer()

@@ -7,8 +7,11 @@ import subprocess
 from pathlib import Path
 
 
-def backend_command(python: str | Path, address: str, extra_arguments: str = "") -> tuple[list[str], Path]:
-    """(command, working folder) that start `zeroshape-w serve` with a project's virtual-environment Python.
+def backend_command(
+    python: str | Path, address: str, extra_arguments: str = "", parent_pid: int | None = None
+) -> tuple[list[str], Path]:
+    """(command, working folder) that start `zeroshape-w serve` with a project's virtual-environment Python; with
+    `parent_pid` (Blender's), the backend stops by itself once that process is gone.
 
     The working folder is the project: the folder that holds the environment (PROJECT/.venv/bin/python). The
     path is made absolute but not resolved: a venv's bin/python is a symlink to the system's Python, and
@@ -16,6 +19,8 @@ def backend_command(python: str | Path, address: str, extra_arguments: str = "")
     interpreter = Path(python).absolute()
     project = interpreter.parent.parent.parent
     command = [str(interpreter), "-m", "backend", "serve", "--address", address, *shlex.split(extra_arguments)]
+    if parent_pid is not None:
+        command += ["--parent-pid", str(parent_pid)]
     return command, project
 
 

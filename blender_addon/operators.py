@@ -4,11 +4,14 @@ check and start/stop the backend."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import bpy
+from bpy_extras.io_utils import ExportHelper
 
 from . import batch as batch_module
+from .backend_status import problem_line, ready_line
 from .jobs import (
     STATE,
     backend_reachable,
@@ -19,14 +22,16 @@ from .jobs import (
     read_source,
     reconstruction_source,
     request_options,
+    resume_blocked_because,
     source_image,
-    start_next_batch_item,
+    start_batch,
     status,
     stop_local_backend,
     submit_job,
 )
 from .properties import make_client, preferences
 from .protocol import DEFAULT_ADDRESS
+from .scene import COLOR_ATTRIBUTE
 from .texture_bake import bake_vertex_colours
 
 
@@ -70,12 +75,13 @@ class ZEROSHAPE_OT_reconstruct(bpy.types.Operator):
 
 def _backend_answers(operator, context) -> bool:
     """Ping the backend; when it does not answer, say so (panel, status, report) and return False."""
-    problem = backend_reachable(context)
-    if problem:
-        context.window_manager.zeroshape_backend = "not reachable: start it with `zeroshape-w serve`"
-        status(context, problem, error=True)
-        operator.report({"ERROR"}, problem)
-    return not problem
+    error = backend_reachable(context)
+    if error is not None:
+        prefs = preferences(context)
+        context.window_manager.zeroshape_backend = problem_line(error, prefs.address if prefs else DEFAULT_ADDRESS)
+        status(context, str(error), error=True)
+        operator.report({"ERROR"}, str(error))
+    return error is None
 
 
 class ZEROSHAPE_OT_edit_mask(bpy.types.Operator):
@@ -198,6 +204,42 @@ class ZEROSHAPE_OT_bake_texture(bpy.types.Operator):
         return {"FINISHED"} if baked else {"CANCELLED"}
 
 
+class ZEROSHAPE_OT_export_fbx(bpy.types.Operator, ExportHelper):
+    """Export the selected reconstructions as FBX with their colours: FBX keeps image textures, not colour attributes,
+    so each one not baked yet is baked first (at the panel's texture size)"""
+
+    bl_idname = "zeroshape.export_fbx"
+    bl_label = "Export FBX with Colours"
+    filename_ext = ".fbx"
+    filter_glob: bpy.props.StringProperty(default="*.fbx", options={"HIDDEN"})
+
+    @classmethod
+    def poll(cls, context):
+        if not any(obj.type == "MESH" for obj in context.selected_objects):
+            cls.poll_message_set("select the reconstructions to export")
+            return False
+        return True
+
+    def execute(self, context):
+        size = int(context.scene.zeroshape.texture_size)
+        meshes = [obj for obj in context.selected_objects if obj.type == "MESH"]
+        baked = []
+        for obj in meshes:
+            if obj.data.color_attributes.get(COLOR_ATTRIBUTE) is None:
+                continue  # baked already, or never coloured: exported as it is
+            try:
+                baked.append(bake_vertex_colours(context, obj, size).name)
+            except (ValueError, RuntimeError) as error:
+                self.report({"ERROR"}, f"{obj.name}: {error}; nothing exported")
+                return {"CANCELLED"}
+        for obj in meshes:  # the bake selects one object at a time: export what the artist selected
+            obj.select_set(True)
+        bpy.ops.export_scene.fbx(filepath=self.filepath, use_selection=True, path_mode="COPY", embed_textures=True)
+        note = f" (baked first: {', '.join(baked)})" if baked else ""
+        status(context, f"exported {len(meshes)} object(s) with their colours to {self.filepath}{note}")
+        return {"FINISHED"}
+
+
 class ZEROSHAPE_OT_check_backend(bpy.types.Operator):
     """Ask the backend whether it is running, and what model and device it uses"""
 
@@ -213,15 +255,12 @@ class ZEROSHAPE_OT_check_backend(bpy.types.Operator):
         try:
             info = make_client(context).info(timeout_s=prefs.ping_timeout if prefs else 0.5, retries=2)
         except BackendError as error:
-            wm.zeroshape_backend = f"not reachable at {address}: start it with `zeroshape-w serve`"
+            wm.zeroshape_backend = problem_line(error, address)
+            STATE.backend_problem, STATE.backend_error = str(error), error
             self.report({"WARNING"}, str(error))
             return {"CANCELLED"}
-        if info.get("state") == "loading":
-            wm.zeroshape_backend = f"loading the model on {info['device']}; jobs sent now wait until it is ready"
-            return {"FINISHED"}
-        state = "busy" if info["queue_length"] else "ready"
-        untrained = ", UNTRAINED model" if info.get("untrained") else ""
-        wm.zeroshape_backend = f"{state}: {info['model']} on {info['device']}, {info['queue_length']} queued{untrained}"
+        STATE.backend_info, STATE.backend_problem, STATE.backend_error = info, None, None
+        wm.zeroshape_backend = ready_line(info)
         return {"FINISHED"}
 
 
@@ -246,6 +285,8 @@ class ZEROSHAPE_OT_cancel(bpy.types.Operator):
                 STATE.batch.save(queue_file())
                 STATE.batch_item = None
             STATE.batch = None  # the saved queue keeps the rest for "Resume batch"
+        # Nothing is left to stop after the current job: a flag left set would end the next Resume before it starts.
+        STATE.cancel_batch_after_current = False
         context.window_manager.zeroshape_running = False
         status(context, "cancelled")
         return {"FINISHED"}
@@ -278,14 +319,10 @@ class ZEROSHAPE_OT_batch_import(bpy.types.Operator):
         if not queue.items:
             self.report({"ERROR"}, f"{folder}: no supported images (JPEG, PNG, WebP, TIFF, BMP)")
             return {"CANCELLED"}
-        problem = backend_reachable(context)
-        if problem:
-            status(context, problem, error=True)
-            self.report({"ERROR"}, problem)
+        if not _backend_answers(self, context):
             return {"CANCELLED"}
         queue.save(queue_file())
-        STATE.batch = queue
-        start_next_batch_item(context)
+        start_batch(context, queue)
         self.report({"INFO"}, f"queued {queue.total} photo(s)")
         return {"FINISHED"}
 
@@ -298,16 +335,17 @@ class ZEROSHAPE_OT_batch_resume(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return STATE.batch is None and queue_file().is_file()
+        reason = resume_blocked_because()
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
 
     def execute(self, context):
         queue = batch_module.BatchQueue.load(queue_file())
         if queue is None or queue.complete:
             self.report({"INFO"}, "nothing left to do")
             return {"CANCELLED"}
-        problem = backend_reachable(context)
-        if problem:
-            self.report({"ERROR"}, problem)
+        if not _backend_answers(self, context):
             return {"CANCELLED"}
         done = {obj.name for obj in bpy.data.objects}
         for item in queue.items:  # a restart after a crash: an object that exists is not made again
@@ -315,8 +353,7 @@ class ZEROSHAPE_OT_batch_resume(bpy.types.Operator):
                 item.state = "done"
             elif item.state == "done" and item.object_name not in done:
                 item.state = "pending"  # Blender stopped before the file was saved: the mesh was lost with it
-        STATE.batch = queue
-        start_next_batch_item(context)
+        start_batch(context, queue)
         self.report({"INFO"}, f"resuming: {queue.total - queue.finished} photo(s) left")
         return {"FINISHED"}
 
@@ -340,7 +377,12 @@ class ZEROSHAPE_OT_start_backend(bpy.types.Operator):
         if STATE.backend_process is not None and STATE.backend_process.poll() is None:
             self.report({"INFO"}, "the backend this Blender started is already running")
             return {"CANCELLED"}
-        command, folder = backend_command(python, prefs.address, prefs.backend_arguments)
+        if backend_reachable(context) is None:  # one left by an earlier session, or started by hand: use it
+            self.report({"INFO"}, f"a backend already answers at {prefs.address}: using it")
+            bpy.ops.zeroshape.check_backend()
+            return {"CANCELLED"}
+        # It stops by itself once this Blender is gone, even after a crash (no atexit runs then).
+        command, folder = backend_command(python, prefs.address, prefs.backend_arguments, parent_pid=os.getpid())
         STATE.backend_process = subprocess.Popen(command, cwd=str(folder))
         self.report({"INFO"}, f"starting the backend on {prefs.address} (ready in a few seconds)")
         return {"FINISHED"}

@@ -3,8 +3,12 @@ resting on z = 0, unit height): the server converts them, so nothing here change
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bpy
 import numpy as np
+
+from .camera import match_camera
 
 COLLECTION_NAME = "ZeroShape"
 MATERIAL_NAME = "ZeroShape Vertex Colour"
@@ -107,7 +111,6 @@ def load_mask_image(name: str, png: bytes, replace=None) -> bpy.types.Image:
     unique by Blender), packed into the .blend. `replace`: the object's previous mask image, replaced everywhere it
     is used (e.g. in an Image Editor, which then shows the mask the new mesh was built from) and removed."""
     import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory(prefix="zeroshape-") as scratch:
         path = Path(scratch) / "mask.png"
@@ -127,3 +130,36 @@ def push_undo(message: str) -> None:
     """One undo step per imported object (imports happen from a timer, outside any operator's own step)."""
     if bpy.ops.ed.undo_push.poll():
         bpy.ops.ed.undo_push(message=message)
+
+
+def add_match_camera(context, obj, metadata: dict) -> None:
+    """A camera posed and focused as the model's estimate of the photo's camera, with the photo behind, made the
+    scene's camera with the photo's render size, so the mesh lines up with the photo through it."""
+    import mathutils
+
+    match = match_camera(metadata)
+    camera_data = bpy.data.cameras.new(f"{obj.name} camera")
+    camera_data.sensor_fit = match.sensor_fit
+    camera_data.sensor_width = camera_data.sensor_height = match.sensor_mm
+    camera_data.lens = match.lens_mm
+    camera_data.shift_x, camera_data.shift_y = match.shift_x, match.shift_y
+    camera = bpy.data.objects.new(f"{obj.name} camera", camera_data)
+    matrix = mathutils.Matrix.Identity(4)
+    for i in range(3):
+        for j in range(3):
+            matrix[i][j] = match.rotation[i, j]
+        matrix[i][3] = match.position[i]
+    context.view_layer.update()  # obj.matrix_world follows its new location only once the view layer is updated
+    camera.matrix_world = obj.matrix_world @ matrix
+    reconstruction_collection(context.scene).objects.link(camera)
+    scene = context.scene
+    scene.camera = camera
+    scene.render.resolution_x, scene.render.resolution_y = match.resolution
+    scene.render.pixel_aspect_x = scene.render.pixel_aspect_y = 1.0
+    photo_path = metadata.get("blender_photo")
+    if photo_path and Path(photo_path).is_file():
+        image = bpy.data.images.load(photo_path, check_existing=True)
+        background = camera_data.background_images.new()
+        background.image = image
+        background.frame_method = "FIT"
+        camera_data.show_background_images = True

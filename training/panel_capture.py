@@ -123,15 +123,16 @@ def rows_as_text(rows: list[Row]) -> list[str]:
     for row in rows:
         parts = []
         for w in row.widgets:
+            grey = "" if w.enabled else " (greyed out)"
             if w.kind == "check":
-                parts.append(f"[{'x' if w.value else ' '}] {w.text}")
+                parts.append(f"[{'x' if w.value else ' '}] {w.text}{grey}")
             elif w.kind == "enum":
                 items, selected = w.value
                 parts.append(" ".join(f"({n})" if i == selected else n for i, n in enumerate(items)))
             elif w.kind == "field":
-                parts.append(f"{w.text}: {w.value}" if w.text else str(w.value))
+                parts.append((f"{w.text}: {w.value}" if w.text else str(w.value)) + grey)
             elif w.kind == "button":
-                parts.append(f"[ {w.text or w.value} ]" + ("" if w.enabled else " (greyed out)"))
+                parts.append(f"[ {w.text or w.value} ]{grey}")
             elif w.kind == "progress":
                 parts.append(f"<{w.text} {w.value:.0%}>")
             else:

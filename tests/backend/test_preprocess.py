@@ -359,6 +359,17 @@ def test_huge_png_is_refused_before_decoding(tmp_path, monkeypatch):
     assert_one_line_error(error, path, "too large", "limit")
 
 
+def test_a_100_mp_png_is_refused_with_the_png_limit(tmp_path):
+    """Pillow refuses it at open (64-128 MP warns) before the format is known: the message still names the limit
+    of PNG images (24 MP), not the JPEG one (64 MP) that Pillow was given."""
+    path = tmp_path / "100mp.png"
+    write_huge_png(path, side=10_000)
+    with pytest.raises(ImageError) as error:
+        load_photo(path)
+    assert_one_line_error(error, path, "too large")
+    assert "(100 MP, the limit is 24 MP for PNG, WebP, TIFF and BMP images)" in str(error.value)
+
+
 def test_decode_empty_bytes():
     with pytest.raises(ImageError) as error:
         decode_photo(b"", "net")

@@ -13,12 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import build_addon
 from backend.model.checkpoint import save_checkpoint
 from backend.model.config import get_config
 from backend.model.zeroshape import ZeroShapeW
 
-from ..backend.test_server import ServerProcess, free_port
+from ..backend.test_server import free_port
 
 pytestmark = [
     pytest.mark.blender,
@@ -30,27 +29,12 @@ SCENARIO = Path(__file__).with_name("bpy_scenario.py")
 PHOTO = ROOT / "examples" / "coffee.jpg"
 
 
-@pytest.fixture(scope="module")
-def addon_zip(tmp_path_factory):
-    (package,) = build_addon.build(tmp_path_factory.mktemp("dist"))
-    return package
-
-
-@pytest.fixture(scope="module")
-def backend(tmp_path_factory):
-    # Seed 1: a random tiny network that has a surface for the example photos (see tests/backend/test_server.py).
-    torch.manual_seed(1)
-    folder = tmp_path_factory.mktemp("backend")
-    checkpoint = save_checkpoint(ZeroShapeW(get_config("tiny")), folder / "tiny.safetensors")
-    process = ServerProcess(checkpoint, folder).wait_ready()
-    yield process
-    process.stop()
-
-
-def run_scenario(name: str, addon_zip: Path, address: str, *args: str, resources: Path, check: bool = True) -> dict:
+def run_scenario(
+    name: str, addon_zip: Path, address: str, *args: str, resources: Path, check: bool = True, script: Path = SCENARIO
+) -> dict:
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(resources), HF_HUB_OFFLINE="1")
     result = subprocess.run(
-        [sys.executable, str(SCENARIO), name, str(addon_zip), address, *args],
+        [sys.executable, str(script), name, str(addon_zip), address, *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
