@@ -823,3 +823,25 @@ def test_a_broker_that_cannot_listen_starts_no_workers(checkpoint, tmp_path):
         assert lingering_workers() == ""
     finally:
         blocker.stop()
+
+
+def test_watch_parent_calls_back_once_the_process_is_gone():
+    """`serve --parent-pid`: the add-on passes Blender's pid; here a plain process stands in for it."""
+    from backend.endpoint import watch_parent
+
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = threading.Event()
+    watch_parent(stand_in.pid, gone.set, poll_s=0.05)
+    time.sleep(0.3)
+    assert not gone.is_set()
+    stand_in.kill()
+    stand_in.wait()
+    assert gone.wait(timeout=5)
+
+
+def test_info_says_what_the_model_can_do(server):
+    capabilities = Client(server.address).info()["capabilities"]
+    assert capabilities["gravity_head"] is True  # the tiny config has the scene and category heads
+    assert capabilities["category_head"] is True
+    assert capabilities["body_head"] is False
+    assert "alpha" in capabilities["mask_sources"]
