@@ -83,7 +83,7 @@ def _compose(photo: Path, work: Path, report: dict, out: Path) -> Path:
     rows = [Row([Widget(**w) for w in row["widgets"]], row["indent"]) for row in report["panel"]]
     for widget in (w for row in rows for w in row.widgets if w.kind == "field" and w.text == "Photo"):
         widget.value = Path(str(widget.value)).name  # the file, not this machine's folders
-    panel = draw_panel(rows, width=380)
+    panel = draw_panel(rows, width=440)
     source = Image.open(photo).convert("RGBA")
     source = Image.alpha_composite(Image.new("RGBA", source.size, (255, 255, 255, 255)), source)  # cut-outs on white
     overlay = Image.open(work / "through-camera.png").convert("RGBA")
