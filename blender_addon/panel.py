@@ -108,10 +108,9 @@ def _draw_batch(box, settings) -> None:
     row.operator(ZEROSHAPE_OT_batch_import.bl_idname)
     row.operator(ZEROSHAPE_OT_batch_resume.bl_idname)
     saved = saved_batch() if STATE.batch is None else None
-    if saved is not None and saved[1]:
+    if saved is not None:
         left, total = saved
-        text = f"saved batch: {left} of {total} photo(s) left" if left else "the last batch is finished"
-        box.label(text=text)
+        box.label(text=f"saved batch: {left} of {total} photo(s) left" if left else "the last batch is finished")
 
 
 def menu_add(self, context):

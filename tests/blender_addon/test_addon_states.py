@@ -41,6 +41,7 @@ def test_1_2_one_resume_after_cancel_finishes_the_batch_and_a_finished_one_says_
     assert "saved batch: " in "\n".join(report["screens"]["cancelled"])
     assert "[ Resume Batch ]" in "\n".join(report["screens"]["cancelled"])  # enabled, not greyed out
     assert "[ Resume Batch ] (greyed out)" in "\n".join(report["screens"]["finished"])
+    assert "  the last batch is finished" in report["screens"]["finished"]
     assert "the last batch is finished" in report["resume_after_finish"]  # once: "context is incorrect"
 
 
