@@ -32,6 +32,10 @@ WORKING_MAX_SIDE = 2048
 MAX_FILE_BYTES = 200 * 1024 * 1024
 MIN_SIDE = 32
 """Smaller images carry too little of the object to reconstruct."""
+MAX_DECODE_BYTES = 100 * 1024 * 1024
+"""Largest pixel buffer a file may make the decoder fill (its size as decoded, JPEGs at their reduced scale, times
+its bytes per pixel: CMYK, alpha and 16-bit samples count), checked before any pixel is decoded. With the
+conversions and the resize that follow, decoding stays within about three times this."""
 
 
 class ImageError(Exception):
@@ -101,7 +105,7 @@ def decode_photo(data: bytes, source: str = "<image>") -> Photo:
             # Pillow only warns between the limit and twice it; any bomb warning is an error here.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as image:
-                image, scale, file_size = _decode_bounded(image, source)
+                image, scale, file_size = _decode_bounded(image, source, len(data))
                 rgb, alpha = _to_float_arrays(image)
     except ImageError:
         raise
@@ -155,9 +159,10 @@ def _sniff_unsupported_format(data: bytes) -> str | None:
     return None
 
 
-def _decode_bounded(image, source: str):
+def _decode_bounded(image, source: str, file_bytes: int):
     """An opened Pillow image → (the decoded image, oriented and at most WORKING_MAX_SIDE on its longer side;
-    pixels of it per pixel of the file; the file's (width, height) oriented). Sizes are checked before any
+    pixels of it per pixel of the file; the file's (width, height) oriented). Sizes, the buffer the decoder will
+    fill, and (JPEG) whether the file holds enough data for the size its header claims are checked before any
     pixel is decoded."""
     from PIL import Image, ImageOps
 
@@ -171,13 +176,24 @@ def _decode_bounded(image, source: str):
         )
     if min(width, height) < MIN_SIDE:
         raise ImageError(f"{source}: {width}×{height} pixels is too small (at least {MIN_SIDE} per side)")
-    if max(width, height) <= WORKING_MAX_SIDE:
+    if not full_decode:
+        _check_jpeg_data(image, source, file_bytes)
+    scale = min(1.0, WORKING_MAX_SIDE / max(width, height))
+    if scale < 1.0 and not full_decode:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 of the size directly: the full-size image never exists. Ask for the
+        # working size on both sides (a square request would keep a long thin image at full size).
+        wanted = (max(1, round(width * scale)), max(1, round(height * scale)))
+        image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, wanted)
+    buffer = image.size[0] * image.size[1] * _bytes_per_pixel(image.mode)
+    if buffer > MAX_DECODE_BYTES:
+        raise ImageError(
+            f"{source}: decoding {width}×{height} {image.mode} pixels would take {buffer / 2**20:.0f} MB, more than "
+            f"the {MAX_DECODE_BYTES // 2**20} MB allowed; save it smaller, or as an 8-bit RGB JPEG"
+        )
+    if scale == 1.0:
         image.load()
         image = ImageOps.exif_transpose(image)
         return image, 1.0, image.size
-    if not full_decode:
-        # libjpeg decodes at 1/2, 1/4 or 1/8 of the size directly: the full-size image never exists.
-        image.draft(image.mode if image.mode in ("RGB", "L", "CMYK") else None, (WORKING_MAX_SIDE,) * 2)
     image.load()
     if image.mode not in ("RGB", "RGBA", "L", "LA", "F") or "transparency" in image.info:
         # Palettes resize by nearest neighbour only, 16-bit and CMYK not at all, and a colour key means nothing
@@ -188,9 +204,48 @@ def _decode_bounded(image, source: str):
     image = ImageOps.exif_transpose(image)
     turned = image.size != drafted  # a quarter turn swapped width and height
     file_size = (height, width) if turned else (width, height)
-    scale = WORKING_MAX_SIDE / max(width, height)
     target = tuple(max(1, round(side * scale)) for side in file_size)
     return image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0), scale, file_size
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """Bytes one pixel of a Pillow mode takes once decoded: its bands, 16- and 32-bit samples counted as such."""
+    from PIL import Image
+
+    wide = {"I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2, "I": 4, "F": 4}
+    if mode in wide:
+        return wide[mode]
+    try:
+        return Image.getmodebands(mode)
+    except (KeyError, ValueError):  # a mode Pillow does not describe: assume the widest common one
+        return 4
+
+
+def _check_jpeg_data(image, source: str, file_bytes: int) -> None:
+    """A JPEG's entropy-coded data needs at least one bit for every 8×8 block of every component, in any scan
+    order (baseline or progressive). A file far smaller than that for the size its header claims was cut short or
+    forged: libjpeg would fill the missing rows with grey, at the cost of the claimed size. A progressive JPEG
+    costs 128 bytes per block whatever the reduced scale. ImageError for either."""
+    import math
+
+    layers = getattr(image, "layer", None)  # [(component id, h sampling, v sampling, quant table)]
+    if not layers:
+        return
+    width, height = image.size
+    h_max, v_max = max(layer[1] for layer in layers), max(layer[2] for layer in layers)
+    mcus = math.ceil(width / (8 * h_max)) * math.ceil(height / (8 * v_max))
+    blocks = mcus * sum(layer[1] * layer[2] for layer in layers)
+    if file_bytes * 8 < blocks:
+        raise ImageError(
+            f"{source}: the file holds {file_bytes:,} bytes, too few for the {width}×{height} pixels its header "
+            f"claims (at least {math.ceil(blocks / 8):,}): it is cut short or not a real photo"
+        )
+    coefficients = blocks * 64 * 2  # a progressive JPEG is decoded through all its DCT coefficients, at full size
+    if image.info.get("progressive") and coefficients > MAX_DECODE_BYTES:
+        raise ImageError(
+            f"{source}: decoding this {width}×{height} progressive JPEG would take {coefficients / 2**20:.0f} MB, "
+            f"more than the {MAX_DECODE_BYTES // 2**20} MB allowed; save it as a baseline JPEG, or smaller"
+        )
 
 
 def _to_float_arrays(image) -> tuple[np.ndarray, np.ndarray | None]:

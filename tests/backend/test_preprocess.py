@@ -442,27 +442,31 @@ def test_a_large_turned_jpeg_reports_its_displayed_file_size(tmp_path):
     assert photo.size == (round(2000 * preprocess.WORKING_MAX_SIDE / 3000), preprocess.WORKING_MAX_SIDE)
 
 
-def test_a_jpeg_claiming_64_megapixels_costs_little_memory(tmp_path):
-    # A 10 kB JPEG whose header says 7999 × 7999 (its scan cut short, then closed): decoded at full size it would
-    # take 192 MB as bytes and 768 MB as floats. Measured in a fresh process, by its peak resident memory.
+def test_a_jpeg_cut_short_of_its_claimed_64_megapixels_is_refused_before_decoding(tmp_path):
+    # A 10 kB JPEG whose header says 7999 × 7999 (its scan cut short, then closed): libjpeg would fill the missing
+    # rows with grey at the claimed size (192 MB as bytes, 768 MB as floats). It is refused from its header and
+    # size. Measured in a fresh process, by its peak resident memory.
     buffer = io.BytesIO()
     Image.new("L", (7999, 7999), 128).save(buffer, "JPEG", quality=1)
     path = tmp_path / "claims-64mp.jpg"
     path.write_bytes(buffer.getvalue()[:10_000] + b"\xff\xd9")
     script = (
         "import json, resource, sys\n"
-        "from backend.preprocess import load_photo\n"
+        "from backend.preprocess import ImageError, load_photo\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "photo = load_photo(sys.argv[1])\n"
+        "try:\n"
+        "    load_photo(sys.argv[1]); error = ''\n"
+        "except ImageError as caught:\n"
+        "    error = str(caught)\n"
         "rise = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024\n"
-        "print(json.dumps({'file_size': photo.size_in_file, 'peak_rise_mb': rise}))\n"
+        "print(json.dumps({'error': error, 'peak_rise_mb': rise}))\n"
     )
     root = Path(__file__).resolve().parents[2]
     output = subprocess.run([sys.executable, "-c", script, str(path)], cwd=root, capture_output=True, text=True)
     assert output.returncode == 0, output.stderr
     measured = json.loads(output.stdout)
-    assert measured["file_size"] == [7999, 7999]
-    assert measured["peak_rise_mb"] < 300, measured  # 1.3 GB before decoding at a reduced scale
+    assert "too few for the 7999×7999 pixels its header claims" in measured["error"]
+    assert measured["peak_rise_mb"] < 20, measured  # 1.3 GB before decoding at a reduced scale
 
 
 def test_a_png_beyond_the_full_decode_limit_is_refused(tmp_path, monkeypatch):
