@@ -170,6 +170,8 @@ class ReconstructOptions:
                 or not (box[0] < box[2] and box[1] < box[3])
             ):
                 raise ValueError("box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1")
+            if box[2] - box[0] < MIN_BOX_PX or box[3] - box[1] < MIN_BOX_PX:
+                raise ValueError(f"box must be at least {MIN_BOX_PX} pixels wide and tall (an object, not a speck)")
             object.__setattr__(self, "box", tuple(float(v) for v in box))
         max_faces = self.max_faces
         if max_faces is not None and (type(max_faces) is not int or not 100 <= max_faces <= 10_000_000):
@@ -214,7 +216,7 @@ class ReconstructOptions:
             raise ProtocolError("bad_options", "options must be an object", request_id)
         unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
-            raise ProtocolError("bad_options", f"unknown options: {sorted(unknown)}", request_id)
+            raise ProtocolError("bad_options", f"unknown options: {quoted(sorted(unknown))}", request_id)
         values = dict(data)
         if values.get("box") is not None and not isinstance(values["box"], list):  # JSON has lists, not tuples
             raise ProtocolError("bad_options", "box must be [x0, y0, x1, y1] with x0 < x1 and y0 < y1", request_id)
@@ -224,6 +226,21 @@ class ReconstructOptions:
             return cls(**values)
         except ValueError as error:
             raise ProtocolError("bad_options", str(error), request_id) from None
+
+
+QUOTE_LIMIT = 100
+"""Characters of what the other side sent that an error message repeats: enough to recognise it, and a 60 KB option
+name is not echoed back whole."""
+MIN_BOX_PX = 4.0
+"""Smallest object box side, in photo pixels."""
+
+
+def quoted(value: Any) -> str:
+    """`repr(value)`, cut to QUOTE_LIMIT characters with its full length said."""
+    text = repr(value)
+    if len(text) <= QUOTE_LIMIT:
+        return text
+    return f"{text[:QUOTE_LIMIT]}… ({len(text):,} characters)"
 
 
 def _is_finite_number(value: Any) -> bool:
@@ -308,13 +325,13 @@ def _decode_header(frame: bytes) -> dict[str, Any]:
         problem = _unusable_value(value)
         if problem:
             code = "bad_options" if key == "options" else "bad_header"
-            raise ProtocolError(code, f"{key}: {problem}", request_id)
+            raise ProtocolError(code, f"{quoted(key)}: {problem}", request_id)
     if any(_unusable_value(key) for key in header):
         raise ProtocolError("bad_header", "a header field name is not text", request_id)
     version = header.get("v")
     if type(version) is not int or version != PROTOCOL_VERSION:
         raise ProtocolError(
-            "bad_version", f"protocol version {header.get('v')!r} is not {PROTOCOL_VERSION}", request_id
+            "bad_version", f"protocol version {quoted(header.get('v'))} is not {PROTOCOL_VERSION}", request_id
         )
     if request_id is None:
         raise ProtocolError("bad_id", "id must be a string")
@@ -371,7 +388,7 @@ def decode_request(body: list[bytes]) -> Request:
     request_id = header["id"]
     unknown = set(header) - {"v", "id", "op", "options"}
     if unknown:
-        raise ProtocolError("bad_header", f"unknown header fields: {sorted(unknown)}", request_id)
+        raise ProtocolError("bad_header", f"unknown header fields: {quoted(sorted(unknown))}", request_id)
     op = header.get("op")
     if op not in REQUEST_OPS:
         raise ProtocolError("bad_op", f"op must be one of {REQUEST_OPS}", request_id)
@@ -396,7 +413,7 @@ def decode_request(body: list[bytes]) -> Request:
     if op in _OPTIONS_OF:
         unknown_options = set(options) - _OPTIONS_OF[op]
         if unknown_options:
-            raise ProtocolError("bad_options", f"{op} takes no options {sorted(unknown_options)}", request_id)
+            raise ProtocolError("bad_options", f"{op} takes no options {quoted(sorted(unknown_options))}", request_id)
     if op == "cancel" and not (isinstance(options.get("target"), str) and _REQUEST_ID.fullmatch(options["target"])):
         raise ProtocolError("bad_options", "cancel needs options.target, a request id", request_id)
     if op == "shutdown" and not isinstance(options.get("token"), str):
@@ -418,7 +435,7 @@ def decode_response(body: list[bytes]) -> Response:
     request_id = header.pop("id")
     header.pop("v")
     if kind not in RESPONSE_TYPES:
-        raise ProtocolError("bad_type", f"unknown response type {kind!r}", request_id)
+        raise ProtocolError("bad_type", f"unknown response type {quoted(kind)}", request_id)
     payload = body[1:]
     if kind == "result":
         vertices, faces = header.get("vertex_count"), header.get("face_count")

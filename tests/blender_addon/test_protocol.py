@@ -557,6 +557,8 @@ BAD_OPTIONS = [
     {"box": [True, 0, 2, 2]},
     {"box": [0, None, 1, 1]},
     {"box": [[0], 0, 1, 1]},
+    {"box": [0, 0, 1e-300, 1e-300]},  # a speck, not an object (issue 41: it gave a mesh)
+    {"box": [10, 10, 13.9, 100]},
     {"box": "0,0,1,1"},
     {"box": {"x0": 0, "y0": 0, "x1": 1, "y1": 1}},
     {"box": 1},
@@ -618,7 +620,7 @@ GOOD_OPTIONS = [
     ({"largest_component": False}, ReconstructOptions(largest_component=False)),
     ({"frame": "camera"}, ReconstructOptions(frame="camera")),
     ({"color": False}, ReconstructOptions(color=False)),
-    ({"box": [0, 0, 1, 1]}, ReconstructOptions(box=(0.0, 0.0, 1.0, 1.0))),
+    ({"box": [0, 0, 4, 4]}, ReconstructOptions(box=(0.0, 0.0, 4.0, 4.0))),  # the smallest box
     ({"box": [-5.5, -1, 2.25, 1e300]}, ReconstructOptions(box=(-5.5, -1.0, 2.25, 1e300))),
     ({"box": None}, ReconstructOptions()),
     ({"max_faces": 100}, ReconstructOptions(max_faces=100)),
@@ -1093,7 +1095,7 @@ def test_default_options():
         ReconstructOptions(),
         FULL_OPTIONS,
         ReconstructOptions(resolution=32, color=False, precision="fp16"),
-        ReconstructOptions(resolution=512, frame="camera", box=(0.0, 0.0, 1.0, 1.0)),
+        ReconstructOptions(resolution=512, frame="camera", box=(0.0, 0.0, 8.0, 8.0)),
         ReconstructOptions(max_faces=100, deadline_s=86400.0),
         ReconstructOptions(category="x" * 100, deadline_s=1e-3),
     ],
@@ -1192,6 +1194,25 @@ def test_large_but_sane_numbers_still_pass():
 )
 def test_unknown_options_of_any_op_are_refused(op, options):
     refused(decode_request, request_body(op, options=options), "bad_options")
+
+
+@pytest.mark.parametrize("where", ["options", "header", "ping options", "version"])
+def test_an_error_quotes_at_most_100_characters_of_what_the_client_sent(where):
+    """Issue 41: a 60 KB option name was echoed back whole in the error message."""
+    name = "k" * 60_000
+    if where == "options":
+        body = request_body("reconstruct", options={name: 1})
+        body.append(IMAGE)
+    elif where == "header":
+        body = [json.dumps({"v": 1, "id": RID, "op": "ping", name: 1}).encode()]
+    elif where == "ping options":
+        body = request_body("ping", options={name: 1})
+    else:
+        body = [json.dumps({"v": name, "id": RID, "op": "ping"}).encode()]
+    with pytest.raises(ProtocolError) as error:
+        decode_request(body)
+    assert len(str(error.value)) < 250
+    assert "(60,004 characters)" in str(error.value) or "(60,002 characters)" in str(error.value)
 
 
 # --------------------------------------------------------------------- whole-message bounds (issue 21)
