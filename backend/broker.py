@@ -4,8 +4,10 @@ ZeroMQ's broker pattern with a ROUTER on each side: clients talk to the public R
 server; workers (ordinary servers started with the broker's configuration, children of the broker) connect their DEALER
 sockets to a private backend ROUTER on an ipc endpoint in a folder only this user can open. The broker
 validates each request, sends a reconstruction to the ready worker with the fewest unfinished jobs, sends
-`cancel` to the worker that has the job, answers `ping` and `shutdown` itself and adds its own view (workers,
-job counts, queue) to a worker's `info`.
+`cancel` to the worker that has the job, answers `ping` and `shutdown` itself, and answers `info` with its own
+view (workers, job counts, queue, its authentication) over a live worker's figures, or over the last ones it has
+when no worker answers within INFO_WAIT_S. Jobs are keyed by (client, request id), and an id a client reuses
+while its first job runs is tracked once per job: every accepted job gets exactly one answer.
 
 Supervision: a worker says "hello" when it connects, "ready" once its model is loaded, and "alive" every
 second. A worker that dies, or stays silent for WORKER_SILENCE_S (hung: stopped, deadlocked), is killed, its
@@ -66,6 +68,12 @@ def worker_devices(count: int, device: str) -> list[str]:
 
 WORKER_SILENCE_S = 6.0
 """A connected worker silent this long (it says "alive" every second) is taken for hung and replaced."""
+WORKER_FRESH_S = 1.5
+"""A ready worker heard from this recently (it says "alive" every second) is asked for `info`; others are not."""
+INFO_WAIT_S = 0.5
+"""How long the broker waits for a worker's `info` before it answers from what it knows."""
+BROKER_ENVELOPE = b"zeroshape-broker"
+"""The routing id the broker's own requests to a worker carry, so their answers stay in the broker."""
 WORKER_CONNECT_S = 60.0
 """A started worker that has not connected after this long is taken for stuck and replaced."""
 
@@ -97,6 +105,8 @@ class Broker:
         self.token = os.urandom(18).hex()
         self.counts = {"done": 0, "failed": 0, "cancelled": 0, "busy": 0, "worker_died": 0}
         """Final answers the broker passed to clients, by kind."""
+        self.worker_info: dict | None = None
+        """A worker's last `info` (model, device, versions, capabilities): what the broker answers with by itself."""
 
     def _start_worker(self, endpoint: str, device: str) -> WorkerSlot:
         # The worker gets the broker's whole configuration (a file in the private folder), with its own device and
@@ -176,7 +186,10 @@ class Broker:
                 slot.process.wait()
 
     def _loop(self, zmq, frontend, backend, endpoint: str, slots: list[WorkerSlot]) -> int:
-        jobs: dict[tuple[bytes, str], bytes] = {}  # (client identity, request id) → worker identity
+        # (client identity, request id) → the workers running its jobs, oldest first: a client may reuse an id while
+        # its first job runs, and each job is answered (as a single server does).
+        jobs: dict[tuple[bytes, str], list[bytes]] = {}
+        pending_info: dict[tuple[bytes, str], tuple[float, list[bytes]]] = {}  # → (deadline, client envelope)
         announced = False
         poller = zmq.Poller()
         poller.register(frontend, zmq.POLLIN)
@@ -217,13 +230,23 @@ class Broker:
                         f"a worker exited before its model was ready (status {status}); its error is above"
                     )
                 log.warning("worker pid %d stopped (status %s); starting another", slot.process.pid, status)
-                for key, worker in list(jobs.items()):
-                    if worker == slot.identity:
-                        del jobs[key]
+                for key, holders in list(jobs.items()):
+                    for _ in range(holders.count(slot.identity)):  # every job it held gets its one answer
+                        holders.remove(slot.identity)
                         self.counts["worker_died"] += 1
                         message = "the worker running this job stopped; the broker is restarting it: try again"
                         reply_error([key[0]], key[1], "worker_died", message)
+                    if not holders:
+                        del jobs[key]
                 slots[index] = self._start_worker(endpoint, slot.device)
+
+        def answer_overdue_info() -> None:
+            """`info` a worker did not answer in time (stopped, busy): the broker answers from what it knows."""
+            now = time.monotonic()
+            for key, (deadline, envelope) in list(pending_info.items()):
+                if now >= deadline:
+                    del pending_info[key]
+                    reply(envelope, self._broker_info(key[1], slots, state()))
 
         def from_worker(frames: list[bytes]) -> None:
             nonlocal announced
@@ -237,6 +260,8 @@ class Broker:
                 return
             if rest == [b"ready"]:
                 slot.state, slot.was_ready = "ready", True
+                ask = protocol.Request(f"broker-info-{slot.process.pid}", "info", {})
+                send(backend, [slot.identity, BROKER_ENVELOPE, *protocol.encode_request(ask)])  # for its own info
                 if not announced and all(s.state == "ready" for s in slots):
                     announced = True
                     print(f"zeroshape-w broker ready on {self.config.address} with {len(slots)} workers", flush=True)
@@ -248,12 +273,22 @@ class Broker:
                 return
             key = (envelope[0] if envelope else b"", header.get("id"))
             kind = header.get("type")
+            if kind == "info" and isinstance(header.get("info"), dict):
+                self.worker_info = header["info"]  # what the broker tells when no worker answers in time
+            if envelope == [BROKER_ENVELOPE]:
+                return  # the broker's own question
             final = kind in FINAL_TYPES
-            if final and jobs.pop(key, None) is not None:
+            holders = jobs.get(key)
+            if final and holders and slot.identity in holders:
+                holders.remove(slot.identity)
+                if not holders:
+                    del jobs[key]
                 slot.outstanding = max(0, slot.outstanding - 1)
                 self.counts[{"result": "done", "error": "failed"}.get(kind, kind)] += 1
             if kind == "info":
-                rest = [*envelope, *self._with_broker_view(header, slots, state())]
+                if pending_info.pop(key, None) is None:
+                    return  # answered by the broker already: too late
+                rest = [*envelope, *protocol.encode_response(self._with_broker_view(header, slots, state()))]
             if not send(frontend, rest) and not final and key in jobs:
                 # The client is gone: its worker should stop computing (the worker answers "cancelled",
                 # which is dropped here like anything else addressed to that client).
@@ -282,24 +317,34 @@ class Broker:
                 reply_error(envelope, request.request_id, "no_workers", "no worker is connected yet: try again soon")
                 return
             if request.op == "cancel":
-                worker = jobs.get((envelope[0], request.options["target"]))
-                if worker is None:
+                holders = jobs.get((envelope[0], request.options["target"]))
+                if not holders:
                     message = f"no job {request.options['target']} of yours is queued or running"
                     reply(envelope, Response(request.request_id, "ok", {"message": message}))
                     return
-            else:  # reconstruct and info: the ready worker with the fewest unfinished jobs (loading ones queue)
+                worker = holders[0]  # with a reused id: the oldest of its jobs
+            elif request.op == "info":
+                # A live worker's figures if it answers at once (a stopped or busy one must not hold up info).
+                now = time.monotonic()
+                fresh = [s for s in connected if s.state == "ready" and now - s.last_seen < WORKER_FRESH_S]
+                if not fresh:
+                    reply(envelope, self._broker_info(request.request_id, slots, state()))
+                    return
+                worker = min(fresh, key=lambda slot: slot.outstanding).identity
+                pending_info[(envelope[0], request.request_id)] = (now + INFO_WAIT_S, envelope)
+            else:  # reconstruct: the ready worker with the fewest unfinished jobs (loading ones queue)
                 ready = [slot for slot in connected if slot.state == "ready"] or connected
                 chosen = min(ready, key=lambda slot: slot.outstanding)
                 worker = chosen.identity
-                if request.op == "reconstruct":
-                    chosen.outstanding += 1
-                    jobs[(envelope[0], request.request_id)] = worker
+                chosen.outstanding += 1
+                jobs.setdefault((envelope[0], request.request_id), []).append(worker)
             if not send(backend, [worker, *frames]):
                 reply_error(envelope, request.request_id, "worker_died", "the worker is gone: try again")
 
         while not self.stopping.is_set():
             supervise()
-            ready = dict(poller.poll(200))
+            answer_overdue_info()
+            ready = dict(poller.poll(100 if pending_info else 200))
             if backend in ready:
                 for _ in range(100):
                     try:
@@ -315,15 +360,29 @@ class Broker:
                 from_client(frames)
         return 0
 
-    def _with_broker_view(self, header: dict, slots: list[WorkerSlot], state: str) -> list[bytes]:
-        """A worker's info reply with the broker's own view: its state, the jobs of all workers, each worker."""
+    def _broker_info(self, request_id: str, slots: list[WorkerSlot], state: str) -> Response:
+        """`info` answered by the broker alone: its view, and a worker's last info for the model and versions."""
+        header = {"id": request_id, "info": {**(self.worker_info or {}), "answered_by": "broker"}}
+        header["info"].pop("metrics", None)  # one worker's figures, from an earlier moment: not the broker's now
+        return self._with_broker_view(header, slots, state)
+
+    def _with_broker_view(self, header: dict, slots: list[WorkerSlot], state: str) -> Response:
+        """A worker's info reply with the broker's own view: its state, its authentication, the jobs of all
+        workers, each worker (with how long ago it was last heard from)."""
+        now = time.monotonic()
         info = dict(header.get("info") or {})
         info["state"] = state
+        info["auth"] = self.config.auth  # the broker's front socket: its workers listen on a private one
         info["queue_length"] = sum(slot.outstanding for slot in slots)
         info["jobs"] = dict(self.counts)
         info["workers"] = [
-            {"pid": slot.process.pid, "device": slot.device, "state": slot.state, "outstanding": slot.outstanding}
+            {
+                "pid": slot.process.pid,
+                "device": slot.device,
+                "state": slot.state,
+                "outstanding": slot.outstanding,
+                "last_seen_s": round(now - slot.last_seen, 1) if slot.last_seen else None,
+            }
             for slot in slots
         ]
-        response = Response(header.get("id", "unknown"), "info", {"info": info})
-        return protocol.encode_response(response)
+        return Response(header.get("id", "unknown"), "info", {"info": info})
