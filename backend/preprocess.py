@@ -192,7 +192,7 @@ def _decode_bounded(image, source: str, file_bytes: int):
         )
     if scale == 1.0:
         image.load()
-        image = ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # not a copy: a second full-size buffer is what we avoid
         return image, 1.0, image.size
     image.load()
     if image.mode not in ("RGB", "RGBA", "L", "LA", "F") or "transparency" in image.info:
@@ -201,7 +201,7 @@ def _decode_bounded(image, source: str, file_bytes: int):
         keeps_alpha = image.mode in ("P", "PA", "RGBA", "LA") or "transparency" in image.info
         image = image.convert("RGBA" if keeps_alpha else "RGB")
     drafted = image.size
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)
     turned = image.size != drafted  # a quarter turn swapped width and height
     file_size = (height, width) if turned else (width, height)
     target = tuple(max(1, round(side * scale)) for side in file_size)

@@ -39,13 +39,29 @@ def jpeg(image: Image.Image, **options) -> bytes:
     return buffer.getvalue()
 
 
+def png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def tiff(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "TIFF", compression="tiff_deflate")
+    return buffer.getvalue()
+
+
 def crafted_files() -> dict[str, bytes]:
     """The issue's files: small JPEGs whose headers claim 64000 × 1000 (CMYK, RGB, progressive), and real ones."""
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 240, 3), dtype=np.uint8))
     x = np.linspace(0, 255, 64000)[None, :].repeat(1000, 0)
     y = np.linspace(0, 255, 1000)[:, None].repeat(64000, 1)
     wide = Image.fromarray(np.stack([x, y, np.full_like(x, 90)], -1).astype(np.uint8))
+    gradient = np.stack([x[:, :5990][:1].repeat(4000, 0)] * 3, -1).astype(np.uint8)
     return {
+        "24 MP RGBA PNG": png(Image.fromarray(gradient).convert("RGBA")),
+        "24 MP 16-bit PNG": png(Image.fromarray(gradient[..., 0].astype(np.uint16) * 257)),
+        "24 MP CMYK TIFF": tiff(Image.fromarray(gradient).convert("CMYK")),
         "lying CMYK": claiming(jpeg(noise.convert("CMYK"), quality=90), 64000, 1000),
         "lying RGB": claiming(jpeg(noise, quality=90), 64000, 1000),
         "lying progressive": claiming(jpeg(noise, quality=90, progressive=True), 64000, 1000),
