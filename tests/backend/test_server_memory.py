@@ -52,7 +52,8 @@ def tiff(image: Image.Image) -> bytes:
 
 
 def crafted_files() -> dict[str, bytes]:
-    """The issue's files: small JPEGs whose headers claim 64000 × 1000 (CMYK, RGB, progressive), and real ones."""
+    """Issue 41's files (small JPEGs whose headers claim 64000 × 1000: CMYK, RGB, progressive; real ones of that size)
+    and the largest images of each full-decode kind (24 MP: RGBA, 16-bit, CMYK)."""
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 255, (160, 240, 3), dtype=np.uint8))
     x = np.linspace(0, 255, 64000)[None, :].repeat(1000, 0)
     y = np.linspace(0, 255, 1000)[:, None].repeat(64000, 1)
