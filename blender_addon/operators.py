@@ -174,6 +174,14 @@ class ZEROSHAPE_OT_reconstruct_again(bpy.types.Operator):
         return {"FINISHED"}
 
 
+def _meshes_selected(operator_class, context, otherwise: str) -> bool:
+    """An operator's poll: is a mesh selected? If not, the greyed-out button says `otherwise`."""
+    if any(obj.type == "MESH" for obj in context.selected_objects):
+        return True
+    operator_class.poll_message_set(otherwise)
+    return False
+
+
 class ZEROSHAPE_OT_bake_texture(bpy.types.Operator):
     """Bake the selected reconstructions' colours into UV-mapped image textures, so exports keep them"""
 
@@ -183,10 +191,7 @@ class ZEROSHAPE_OT_bake_texture(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if not any(obj.type == "MESH" for obj in context.selected_objects):
-            cls.poll_message_set("select a reconstructed mesh")
-            return False
-        return True
+        return _meshes_selected(cls, context, "select a reconstructed mesh")
 
     def execute(self, context):
         size = int(context.scene.zeroshape.texture_size)
@@ -215,10 +220,7 @@ class ZEROSHAPE_OT_export_fbx(bpy.types.Operator, ExportHelper):
 
     @classmethod
     def poll(cls, context):
-        if not any(obj.type == "MESH" for obj in context.selected_objects):
-            cls.poll_message_set("select the reconstructions to export")
-            return False
-        return True
+        return _meshes_selected(cls, context, "select the reconstructions to export")
 
     def execute(self, context):
         size = int(context.scene.zeroshape.texture_size)

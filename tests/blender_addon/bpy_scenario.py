@@ -31,6 +31,20 @@ def run_until_idle(jobs, timeout: float = 120.0) -> None:
     raise TimeoutError("the add-on did not finish")
 
 
+def wait_for_backend(address: str, timeout: float = 90.0) -> bool:
+    """Ping `address` with the add-on's own client until it answers; whether it did within `timeout` s."""
+    from bl_ext.user_default.zeroshape_w.client import BackendError, Client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            Client(address).ping(timeout_s=1, retries=1)
+            return True
+        except BackendError:
+            time.sleep(0.5)
+    return False
+
+
 def srgb_to_linear(c):
     import numpy as np
 
@@ -449,16 +463,7 @@ def main() -> None:
         bpy.ops.zeroshape.start_backend()
         process = jobs.STATE.backend_process
         report["pid"] = process.pid
-        from bl_ext.user_default.zeroshape_w.client import BackendError, Client
-
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                Client(address).ping(timeout_s=1, retries=1)
-                break
-            except BackendError:
-                time.sleep(0.5)
-        report["answered"] = time.monotonic() < deadline
+        report["answered"] = wait_for_backend(address)
         import os
 
         report["cwd"] = os.readlink(f"/proc/{process.pid}/cwd")

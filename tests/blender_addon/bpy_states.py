@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 
-from bpy_scenario import install, run_until_idle
+from bpy_scenario import install, run_until_idle, wait_for_backend
 
 from training.panel_capture import capture_panel, rows_as_text
 
@@ -126,18 +126,10 @@ def file_new_mid_batch(bpy, jobs, settings, folder: str) -> dict:
 
 def crashed_blender(bpy, jobs, prefs, python: str, arguments: str, address: str) -> None:
     """Item 6: start the local backend, then die as a crash does (SIGKILL: no atexit, no unregister)."""
-    from bl_ext.user_default.zeroshape_w.client import BackendError, Client
-
     prefs.backend_python, prefs.backend_arguments = python, arguments
     bpy.ops.zeroshape.start_backend()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            Client(address).ping(timeout_s=1, retries=1)
-            break
-        except BackendError:
-            time.sleep(0.5)
-    print(json.dumps({"pid": jobs.STATE.backend_process.pid, "answered": time.monotonic() < deadline}))
+    answered = wait_for_backend(address)
+    print(json.dumps({"pid": jobs.STATE.backend_process.pid, "answered": answered}))
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
 
