@@ -113,3 +113,26 @@ class BatchQueue:
         self.items = []
         self.save(path)
         return failed
+
+
+_PEEKED: dict = {}
+
+
+def peek(path: str | Path) -> tuple[int, int] | None:
+    """(items not done, items in all) of a saved queue, or None when there is none or it cannot be read. Read-only
+    (unlike `BatchQueue.load`, it sets nothing aside), and cached on the file's time and size: the panel asks on
+    every redraw."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if _PEEKED.get("key") != key:
+        try:
+            items = json.loads(path.read_text()).get("items") or []
+            counts = (sum(item.get("state") != "done" for item in items), len(items))
+        except (OSError, ValueError, AttributeError):
+            counts = None
+        _PEEKED.update(key=key, counts=counts)
+    return _PEEKED["counts"]

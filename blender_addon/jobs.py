@@ -232,25 +232,8 @@ def backend_reachable(context):
 
 
 def saved_batch() -> tuple[int, int] | None:
-    """(photos left, photos in all) of the batch saved for Resume, or None when there is none. Read-only, and
-    cached on the file's size and time: the panel asks on every redraw."""
-    path = queue_file()
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = (stat.st_mtime_ns, stat.st_size)
-    if _SAVED_BATCH_CACHE.get("key") != key:
-        try:
-            items = json.loads(path.read_text()).get("items") or []
-            counts = (sum(item.get("state") != "done" for item in items), len(items))
-        except (OSError, ValueError, AttributeError):
-            counts = None
-        _SAVED_BATCH_CACHE.update(key=key, counts=counts)
-    return _SAVED_BATCH_CACHE["counts"]
-
-
-_SAVED_BATCH_CACHE: dict = {}
+    """(photos left, photos in all) of the batch saved for Resume, or None when there is none."""
+    return batch_module.peek(queue_file())
 
 
 def resume_blocked_because() -> str:

@@ -63,3 +63,19 @@ def test_unreadable_queue_is_set_aside(tmp_path):
     assert BatchQueue.load(path) is None
     assert (tmp_path / "queue.json.unreadable").is_file()
     assert BatchQueue.load(tmp_path / "missing.json") is None
+
+
+def test_peek_counts_what_is_left_without_touching_the_file(tmp_path):
+    from blender_addon.batch import peek
+
+    path = tmp_path / "queue.json"
+    assert peek(path) is None
+    queue = BatchQueue.from_folder(make_folder(tmp_path, ["a.jpg", "b.jpg", "c.jpg"]))
+    queue.items[0].state = "done"
+    queue.save(path)
+    assert peek(path) == (2, 3)
+    queue.finish(path)  # a finished batch: nothing left
+    assert peek(path) == (0, 0)
+    path.write_text("{not json")
+    assert peek(path) is None
+    assert path.read_text() == "{not json"  # not set aside, as load() would
