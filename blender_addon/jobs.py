@@ -62,6 +62,9 @@ class _State:
         self.file_generation = 0
         """Counts the files opened (File → New or Open) in this session; a job remembers the one it started in."""
         self.job_file_generation = 0
+        self.job_cancelled = False
+        """Cancel was pressed for the running job: its result, should it still arrive, is not imported (a cancelled
+        batch photo stays pending in the saved queue, and Resume makes it)."""
 
 
 STATE = _State()
@@ -273,7 +276,9 @@ def tick() -> float | None:
             continue
         STATE.job = None
         wm.zeroshape_running = STATE.batch is not None
-        if kind == "result":
+        if kind == "result" and STATE.job_cancelled:  # it finished as the cancel reached it: nothing lands
+            status(context, f"{STATE.job_name}: cancelled")
+        elif kind == "result":
             _import_result(context, event[1])
         else:
             _job_failed(context, event[1])
@@ -421,6 +426,7 @@ def submit_job(
     STATE.job_request_id = STATE.job.request_id
     STATE.job_settings = STATE.batch_settings if STATE.batch is not None else import_settings(context)
     STATE.job_file_generation = STATE.file_generation
+    STATE.job_cancelled = False
     STATE.job_started = time.monotonic()
     wm = context.window_manager
     wm.zeroshape_running, wm.zeroshape_progress, wm.zeroshape_stage = True, 0.0, "queued"

@@ -280,6 +280,7 @@ class ZEROSHAPE_OT_cancel(bpy.types.Operator):
     def execute(self, context):
         if STATE.job is not None:
             STATE.job.cancel()
+            STATE.job_cancelled = True
         if STATE.batch is not None:
             STATE.cancel_batch_after_current = True
             if STATE.batch_item is not None:
