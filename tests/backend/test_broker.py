@@ -10,25 +10,14 @@ import signal
 import time
 
 import pytest
-import torch
 import zmq
 
-from backend.model.checkpoint import save_checkpoint
-from backend.model.config import get_config
-from backend.model.zeroshape import ZeroShapeW
 from blender_addon import protocol
 from blender_addon.client import Client
 
 from .test_server import PHOTO, ServerProcess
 
 FINAL = {"result", "error", "cancelled", "busy"}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(1)  # a random tiny network with a surface for the photo (see tests/backend/test_server.py)
-    path = tmp_path_factory.mktemp("broker") / "tiny.safetensors"
-    return save_checkpoint(ZeroShapeW(get_config("tiny")), path, provenance={"untrained": True})
 
 
 @pytest.fixture

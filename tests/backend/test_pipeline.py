@@ -26,14 +26,6 @@ from backend.preprocess import load_photo
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    # Seed 1: a random tiny network with a surface for the example photo (see tests/backend/test_server.py).
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
-    return save_checkpoint(ZeroShapeW(get_config("tiny")), path, provenance={"untrained": True})
-
-
-@pytest.fixture(scope="module")
 def photo_path(tmp_path_factory):
     folder = tmp_path_factory.mktemp("photos")
     rng = np.random.default_rng(0)
