@@ -13,11 +13,11 @@ from typing import Any
 
 def problem_line(error: Exception, address: str) -> str:
     """The Backend line for a backend that could not be used: short, and naming the fix."""
-    from .client import BackendRejectedError, BackendUnavailableError
+    from .client import BackendKeyRefusedError, BackendRejectedError, BackendUnavailableError
 
+    if isinstance(error, BackendKeyRefusedError):
+        return f"refused at {address}: the server does not accept this client's key (see the report)"
     if isinstance(error, BackendRejectedError):
-        if "refused this client's key" in str(error):
-            return f"refused at {address}: the server does not accept this client's key (see the report)"
         return f"refused at {address}: the keys do not match the server's (--auth); see the report"
     if isinstance(error, BackendUnavailableError):
         return f"not reachable at {address}: start it with `zeroshape-w serve`"

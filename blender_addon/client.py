@@ -40,6 +40,10 @@ class BackendRejectedError(BackendUnavailableError):
     differ)."""
 
 
+class BackendKeyRefusedError(BackendRejectedError):
+    """The handshake worked, and the backend refused this client's key: it is not in --allowed-clients."""
+
+
 class MessageTooLargeError(BackendError):
     """The request is larger than the backend accepts."""
 
@@ -135,7 +139,7 @@ class ConnectionWatch:
         seen = self.drain()
         start_it = "Start it with `zeroshape-w serve` (or the add-on's Start local backend)"
         if "HANDSHAKE_FAILED_AUTH" in seen:
-            return BackendRejectedError(
+            return BackendKeyRefusedError(
                 f"the ZeroShape-W backend at {address} refused this client's key: add the client's public key "
                 "(NAME.key from `zeroshape-w keys`) to the server's --allowed-clients folder"
             )

@@ -10,7 +10,12 @@ from blender_addon.backend_status import (
     ready_line,
     result_line,
 )
-from blender_addon.client import BackendError, BackendRejectedError, BackendUnavailableError
+from blender_addon.client import (
+    BackendError,
+    BackendKeyRefusedError,
+    BackendRejectedError,
+    BackendUnavailableError,
+)
 
 ADDRESS = "tcp://127.0.0.1:5557"
 
@@ -18,7 +23,7 @@ ADDRESS = "tcp://127.0.0.1:5557"
 def test_each_kind_of_failure_names_its_own_fix():
     missing = problem_line(BackendUnavailableError("no answer … nothing listens there"), ADDRESS)
     assert missing == f"not reachable at {ADDRESS}: start it with `zeroshape-w serve`"
-    key = problem_line(BackendRejectedError(f"the backend at {ADDRESS} refused this client's key: add …"), ADDRESS)
+    key = problem_line(BackendKeyRefusedError(f"the backend at {ADDRESS} refused this client's key: add …"), ADDRESS)
     assert key.startswith(f"refused at {ADDRESS}: the server does not accept this client's key")
     handshake = problem_line(BackendRejectedError("the connection failed in the handshake: …"), ADDRESS)
     assert "keys do not match" in handshake
